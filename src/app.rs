@@ -1,0 +1,149 @@
+//! The running application: shared state every handler and background loop reads.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
+
+use tokio::sync::broadcast;
+
+use crate::checks::StartupChecks;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::probes::ProbeSnapshot;
+use crate::sources::digitalocean::{LifecycleEvent, Snapshot};
+use crate::sources::git::GitSnapshot;
+use crate::store::{Store, StoreError};
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub checks: StartupChecks,
+    pub do_snapshot: RwLock<Snapshot>,
+    pub probes: ProbeSnapshot,
+    pub git: RwLock<GitSnapshot>,
+    pub events: broadcast::Sender<LifecycleEvent>,
+    /// Identifies this replica in leases.
+    pub instance_id: String,
+    /// Deployment outcomes already folded into the counters of this process.
+    counted: Mutex<CountedWatermark>,
+    pub started_at: std::time::Instant,
+}
+
+#[derive(Default)]
+struct CountedWatermark {
+    ids: HashSet<String>,
+}
+
+/// What axum handlers receive.
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+impl App {
+    pub fn new(config: Config, store: Store, metrics: Arc<Metrics>) -> App {
+        let (events, _) = broadcast::channel(1024);
+        App {
+            checks: StartupChecks::default(),
+            config,
+            store,
+            metrics,
+            do_snapshot: RwLock::new(Snapshot::default()),
+            probes: ProbeSnapshot::default(),
+            git: RwLock::new(GitSnapshot::default()),
+            events,
+            instance_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4()),
+            counted: Mutex::new(CountedWatermark::default()),
+            started_at: std::time::Instant::now(),
+        }
+    }
+
+    pub fn do_snapshot(&self) -> Snapshot {
+        read(&self.do_snapshot).clone()
+    }
+
+    pub fn do_snapshot_mut(&self) -> RwLockWriteGuard<'_, Snapshot> {
+        self.do_snapshot.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn app_view(&self, name: &str) -> Option<crate::sources::digitalocean::AppView> {
+        read(&self.do_snapshot).apps.get(name).cloned()
+    }
+
+    pub fn git_snapshot(&self) -> GitSnapshot {
+        read(&self.git).clone()
+    }
+
+    pub fn publish(&self, e: LifecycleEvent) {
+        // No subscriber (fixer off) is fine: events are a notification, not a queue.
+        let _ = self.events.send(e);
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "deploywatch".into())
+}
+
+/// Folds deployment outcomes persisted in the store (by this replica or another, now or before a
+/// restart) into the counters and histograms, each exactly once per process.
+pub async fn sync_outcome_metrics(app: &App) -> Result<usize, StoreError> {
+    let rows = app.store.deployment_outcomes().await?;
+    let m = &app.metrics;
+    let mut w = app.counted.lock().unwrap_or_else(|p| p.into_inner());
+    let mut n = 0;
+    for r in rows {
+        if !w.ids.insert(r.deployment_id.clone()) {
+            continue;
+        }
+        n += 1;
+        let label = crate::domain::LabelValue::sanitize(&r.app);
+        let a = label.as_str();
+        for o in crate::domain::Outcome::ALL {
+            // Touch every outcome so a rate over a missing series is 0, not absent.
+            let _ = m.deployments_total.with_label_values(&[a, o.as_str()]);
+        }
+        m.deployments_total.with_label_values(&[a, &r.outcome]).inc();
+        if let Some(d) = r.duration_seconds {
+            m.deployment_duration.with_label_values(&[a, &r.outcome]).observe(d);
+        }
+        if r.outcome == "success" {
+            let g = m.deployment_last_success.with_label_values(&[a]);
+            let t = r.ended_at_ms as f64 / 1000.0;
+            if t > g.get() {
+                g.set(t);
+            }
+        }
+        if r.excluded_from_dora {
+            continue;
+        }
+        if r.outcome != "canceled" {
+            m.dora_changes_total.with_label_values(&[a]).inc();
+        }
+        if r.outcome == "failure" || r.rollback {
+            m.dora_change_failures_total.with_label_values(&[a]).inc();
+        }
+        if r.outcome == "success" && !r.rollback {
+            m.dora_deployments_total.with_label_values(&[a]).inc();
+            if let Some(l) = r.lead_time_seconds {
+                m.dora_lead_time.with_label_values(&[a]).observe(l);
+            }
+        }
+        if let Some(rt) = r.recovery_seconds {
+            m.dora_recovery_time.with_label_values(&[a]).observe(rt);
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,339 @@
+//! The command line (`../shared/CONTRACT.md`): parsing and the thin glue from commands to the
+//! library. Exit codes: 0 ok; 1 what was checked is failing; 2 usage, configuration or runtime
+//! error; 124 `watch` timed out.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::{Config, ProcessEnv};
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILING: i32 = 1;
+pub const EXIT_ERROR: i32 = 2;
+pub const EXIT_TIMEOUT: i32 = 124;
+
+#[derive(Parser, Debug)]
+#[command(name = "deploywatch", version, about = "Watches DigitalOcean App Platform deployments and turns trouble into work")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Exporter + webhook receiver + task API.
+    Serve {
+        #[arg(long, env = "DEPLOYWATCH_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Serve plus a built-in DigitalOcean simulator with sample apps.
+    Demo {
+        #[arg(long)]
+        listen: Option<String>,
+        /// Seconds per simulated deployment step.
+        #[arg(long, default_value_t = 3)]
+        step_seconds: u64,
+    },
+    /// Latest deployments, probes, drift and open tasks, for agents after a push.
+    Status {
+        #[arg(long, env = "DEPLOYWATCH_SERVER")]
+        server: Option<String>,
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow one deployment to its end, showing its steps (straight against the DigitalOcean API).
+    Watch {
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long)]
+        deployment: Option<String>,
+        #[arg(long, default_value_t = 1800)]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Work with the task queues.
+    Tasks {
+        #[command(subcommand)]
+        action: TaskAction,
+        #[arg(long, env = "DEPLOYWATCH_SERVER", global = true)]
+        server: Option<String>,
+    },
+    /// Run every startup check once and report.
+    Check {
+        #[arg(long, env = "DEPLOYWATCH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Apply deploywatch's own schema migrations.
+    Migrate {
+        #[arg(long, env = "DEPLOYWATCH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TaskAction {
+    List {
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long)]
+        limit: Option<i64>,
+    },
+    Claim {
+        #[arg(long)]
+        queue: String,
+        #[arg(long)]
+        worker: String,
+        #[arg(long)]
+        lease_seconds: Option<u64>,
+    },
+    Heartbeat {
+        id: String,
+        #[arg(long)]
+        worker: String,
+        #[arg(long)]
+        lease_seconds: Option<u64>,
+    },
+    Complete {
+        id: String,
+        #[arg(long)]
+        worker: String,
+        /// JSON result to store with the task.
+        #[arg(long)]
+        result: Option<String>,
+    },
+    Fail {
+        id: String,
+        #[arg(long)]
+        worker: String,
+        #[arg(long)]
+        reason: String,
+        /// Do not return the task to its queue.
+        #[arg(long)]
+        no_retry: bool,
+    },
+}
+
+fn load_config(path: Option<&std::path::Path>, listen: Option<&str>) -> Result<Config, i32> {
+    let mut cfg = Config::load(path, &ProcessEnv).map_err(|e| {
+        eprintln!("deploywatch: {e}");
+        EXIT_ERROR
+    })?;
+    if let Some(l) = listen {
+        cfg.listen = l.parse().map_err(|_| {
+            eprintln!("deploywatch: --listen {l:?} is not a socket address; write it like 127.0.0.1:9797");
+            EXIT_ERROR
+        })?;
+    }
+    Ok(cfg)
+}
+
+/// Parses arguments and runs; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_ERROR } else { EXIT_OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("deploywatch: cannot start the async runtime: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> i32 {
+    let res = match cli.command {
+        Command::Serve { config, listen } => serve(config, listen).await,
+        Command::Demo { listen, step_seconds } => crate::demo::run(listen, Duration::from_secs(step_seconds.max(1))).await,
+        Command::Status { server, app, json } => status(server, app, json).await,
+        Command::Watch { app, deployment, timeout, json } => crate::watch::run(app, deployment, Duration::from_secs(timeout), json).await,
+        Command::Tasks { action, server } => tasks(action, server).await,
+        Command::Check { config } => check(config).await,
+        Command::Migrate { config } => migrate(config).await,
+    };
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("deploywatch: {e:#}");
+            EXIT_ERROR
+        }
+    }
+}
+
+async fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<i32> {
+    let cfg = match load_config(config.as_deref(), listen.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    serve_config(cfg, crate::server::ServeOptions::default()).await
+}
+
+pub async fn serve_config(cfg: Config, opts: crate::server::ServeOptions) -> anyhow::Result<i32> {
+    let mut guard = crate::telemetry::init(cfg.log_format, &cfg.environment).map_err(anyhow::Error::msg)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (in use? set --listen or DEPLOYWATCH_LISTEN)", cfg.listen))?;
+    tracing::info!(config = %cfg, "deploywatch {} starting", env!("CARGO_PKG_VERSION"));
+    let running = crate::server::start(cfg, listener, opts).await?;
+    tracing::info!(addr = %running.addr, "listening");
+    crate::server::signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    guard.shutdown();
+    Ok(EXIT_OK)
+}
+
+fn server_url(server: Option<String>) -> String {
+    server.unwrap_or_else(|| format!("http://{}", crate::config::DEFAULT_LISTEN)).trim_end_matches('/').to_string()
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap_or_default()
+}
+
+fn auth(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match std::env::var("DEPLOYWATCH_WEBHOOK_TOKEN").ok().filter(|t| !t.is_empty()) {
+        Some(t) => req.bearer_auth(SecretString::from(t).expose_secret()),
+        None => req,
+    }
+}
+
+async fn status(server: Option<String>, app: Option<String>, json: bool) -> anyhow::Result<i32> {
+    let direct = server.is_none() && std::env::var("DIGITALOCEAN_TOKEN").is_ok_and(|t| !t.is_empty());
+    let value = if direct {
+        crate::watch::direct_status(app.as_deref()).await?
+    } else {
+        let base = server_url(server);
+        let mut url = url::Url::parse(&format!("{base}/api/v1/status")).with_context(|| format!("bad server URL {base:?}"))?;
+        if let Some(a) = &app {
+            url.query_pairs_mut().append_pair("app", a);
+        }
+        let resp = http_client()
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the deploywatch server at {base}; is `deploywatch serve` running? (set --server or DEPLOYWATCH_SERVER)"))?;
+        if !resp.status().is_success() {
+            anyhow::bail!("the server answered HTTP {}", resp.status());
+        }
+        resp.json::<serde_json::Value>().await.context("the server's answer is not JSON")?
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", crate::status::render_text(&value));
+    }
+    Ok(if crate::status::is_failing(&value) { EXIT_FAILING } else { EXIT_OK })
+}
+
+async fn tasks(action: TaskAction, server: Option<String>) -> anyhow::Result<i32> {
+    let base = server_url(server);
+    let c = http_client();
+    let req = match &action {
+        TaskAction::List { queue, state, app, limit } => {
+            let mut url = url::Url::parse(&format!("{base}/api/v1/tasks"))?;
+            {
+                let mut q = url.query_pairs_mut();
+                for (k, v) in [("queue", queue.clone()), ("state", state.clone()), ("app", app.clone()), ("limit", limit.map(|l| l.to_string()))] {
+                    if let Some(v) = v {
+                        q.append_pair(k, &v);
+                    }
+                }
+            }
+            c.get(url)
+        }
+        TaskAction::Claim { queue, worker, lease_seconds } => c
+            .post(format!("{base}/api/v1/tasks/claim"))
+            .json(&serde_json::json!({"queue": queue, "worker": worker, "lease_seconds": lease_seconds})),
+        TaskAction::Heartbeat { id, worker, lease_seconds } => c
+            .post(format!("{base}/api/v1/tasks/{id}/heartbeat"))
+            .json(&serde_json::json!({"worker": worker, "lease_seconds": lease_seconds})),
+        TaskAction::Complete { id, worker, result } => {
+            let result: Option<serde_json::Value> = match result {
+                Some(r) => Some(serde_json::from_str(r).context("--result must be JSON")?),
+                None => None,
+            };
+            c.post(format!("{base}/api/v1/tasks/{id}/complete")).json(&serde_json::json!({"worker": worker, "result": result}))
+        }
+        TaskAction::Fail { id, worker, reason, no_retry } => c
+            .post(format!("{base}/api/v1/tasks/{id}/fail"))
+            .json(&serde_json::json!({"worker": worker, "reason": reason, "retry": !no_retry})),
+    };
+    let resp = auth(req)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the deploywatch server at {base} (set --server or DEPLOYWATCH_SERVER)"))?;
+    let code = resp.status();
+    if code == reqwest::StatusCode::NO_CONTENT {
+        eprintln!("no task queued");
+        return Ok(EXIT_FAILING);
+    }
+    let text = resp.text().await.unwrap_or_default();
+    if code.is_success() {
+        println!("{text}");
+        Ok(EXIT_OK)
+    } else {
+        let msg = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or(text);
+        eprintln!("deploywatch: HTTP {}: {msg}", code.as_u16());
+        Ok(if code == reqwest::StatusCode::CONFLICT || code == reqwest::StatusCode::NOT_FOUND { EXIT_FAILING } else { EXIT_ERROR })
+    }
+}
+
+async fn check(config: Option<PathBuf>) -> anyhow::Result<i32> {
+    let cfg = match load_config(config.as_deref(), None) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    println!("configuration: ok ({})", cfg.origin);
+    let results = crate::server::check_once(&cfg).await;
+    let mut failing = 0;
+    for r in &results {
+        if r.ok {
+            println!("check {:<20} ok", r.name);
+        } else {
+            failing += 1;
+            println!("check {:<20} FAILING: {}", r.name, r.reason.as_deref().unwrap_or(""));
+        }
+    }
+    if failing > 0 {
+        println!("{failing} of {} checks failing", results.len());
+        Ok(EXIT_FAILING)
+    } else {
+        println!("all {} checks passed", results.len());
+        Ok(EXIT_OK)
+    }
+}
+
+async fn migrate(config: Option<PathBuf>) -> anyhow::Result<i32> {
+    let cfg = match load_config(config.as_deref(), None) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let store = crate::store::Store::connect(&cfg.database_url, Duration::from_secs(5)).await?;
+    let s = store.migrate().await?;
+    println!("schema at version {} ({} known to this binary)", s.applied, s.known);
+    store.close().await;
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,23 @@
+//! deploywatch: watches DigitalOcean App Platform deployments, the apps' health endpoints and git
+//! refs; exports Prometheus metrics and OpenTelemetry traces; turns Alertmanager alerts into fix,
+//! rollback and announcement tasks that agents claim. See `docs/ARCHITECTURE.md` for the map.
+
+pub mod app;
+pub mod checks;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod fixer;
+pub mod http;
+pub mod metrics;
+pub mod probes;
+pub mod server;
+pub mod simulator;
+pub mod sources;
+pub mod status;
+pub mod store;
+pub mod tasks;
+pub mod telemetry;
+pub mod watch;
+pub mod webhook;

@@ -1,0 +1,331 @@
+//! Every metric deploywatch exports is declared here, in one place, so names, labels and help texts
+//! can be reviewed together (and against `../shared/CONTRACT.md`).
+//!
+//! Architecture Invariant: no label carries an unbounded value. Deployment ids, commit SHAs and URLs
+//! appear only in `_info` series, one per app or ref, replaced (not accumulated) when they change.
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub const PREFIX: &str = "deploywatch";
+
+/// Buckets for deployment durations and lead times: 30 s to a day.
+const LONG_BUCKETS: &[f64] = &[
+    30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
+];
+const STEP_BUCKETS: &[f64] = &[5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0];
+
+pub struct Metrics {
+    pub registry: Registry,
+
+    // Process-wide.
+    pub build_info: IntGaugeVec,
+    pub source_up: IntGaugeVec,
+    pub source_last_success: GaugeVec,
+    pub startup_check_success: IntGaugeVec,
+
+    // DigitalOcean deployments.
+    pub app_info: IntGaugeVec,
+    pub deployment_phase: IntGaugeVec,
+    pub deployments_total: IntCounterVec,
+    pub deployment_duration: HistogramVec,
+    pub deployment_last_success: GaugeVec,
+    pub deployment_in_progress: IntGaugeVec,
+    pub deployment_info: IntGaugeVec,
+    pub pinned_deployment: IntGaugeVec,
+    pub step_duration: HistogramVec,
+    pub deployment_failed_step: IntGaugeVec,
+    pub deployment_stuck: IntGaugeVec,
+    pub do_requests_total: IntCounterVec,
+    pub do_ratelimit_remaining: IntGauge,
+    pub do_parse_errors_total: IntCounterVec,
+    pub do_poll_interval_seconds: prometheus::Gauge,
+
+    // Health probes.
+    pub probe_success: IntGaugeVec,
+    pub probe_raw_success: IntGaugeVec,
+    pub probe_duration: GaugeVec,
+    pub probe_phase_duration: GaugeVec,
+    pub probe_status_code: IntGaugeVec,
+    pub probe_failure: IntGaugeVec,
+    pub probe_consecutive_failures: IntGaugeVec,
+    pub probe_tls_expiry: GaugeVec,
+    pub probes_total: IntCounterVec,
+
+    // Git refs and drift.
+    pub git_ref_commit_ts: GaugeVec,
+    pub git_ref_info: IntGaugeVec,
+    pub git_ref_ahead: IntGaugeVec,
+    pub git_ref_behind: IntGaugeVec,
+    pub app_commits_behind: IntGaugeVec,
+    pub app_undeployed_age: GaugeVec,
+
+    // DORA.
+    pub dora_deployments_total: IntCounterVec,
+    pub dora_change_failures_total: IntCounterVec,
+    pub dora_changes_total: IntCounterVec,
+    pub dora_lead_time: HistogramVec,
+    pub dora_recovery_time: HistogramVec,
+
+    // Fixer.
+    pub webhook_alerts_total: IntCounterVec,
+    pub webhook_requests_total: IntCounterVec,
+    pub webhook_duplicates_total: prometheus::IntCounter,
+    pub tasks: IntGaugeVec,
+    pub tasks_created_total: IntCounterVec,
+    pub task_claims_total: IntCounterVec,
+    pub task_lease_expiries_total: prometheus::IntCounter,
+    pub rollbacks_total: IntCounterVec,
+    pub announcements_pending: IntGauge,
+
+    // App migration checks.
+    pub migration_pending: IntGaugeVec,
+}
+
+fn name(n: &str) -> String {
+    format!("{PREFIX}_{n}")
+}
+
+struct Reg<'a>(&'a Registry);
+
+impl Reg<'_> {
+    fn gauge(&self, n: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        let g = IntGaugeVec::new(Opts::new(name(n), help), labels).expect("valid metric");
+        self.0.register(Box::new(g.clone())).expect("unique metric");
+        g
+    }
+    fn fgauge(&self, n: &str, help: &str, labels: &[&str]) -> GaugeVec {
+        let g = GaugeVec::new(Opts::new(name(n), help), labels).expect("valid metric");
+        self.0.register(Box::new(g.clone())).expect("unique metric");
+        g
+    }
+    fn counter(&self, n: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        let c = IntCounterVec::new(Opts::new(name(n), help), labels).expect("valid metric");
+        self.0.register(Box::new(c.clone())).expect("unique metric");
+        c
+    }
+    fn histogram(&self, n: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+        let h = HistogramVec::new(HistogramOpts::new(name(n), help).buckets(buckets.to_vec()), labels).expect("valid");
+        self.0.register(Box::new(h.clone())).expect("unique metric");
+        h
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            registry.register(Box::new(pc)).expect("process collector");
+        }
+        let r = Reg(&registry);
+        const CACHED: &str = " (cached from the last poll; never fetched during a scrape)";
+        let m = Metrics {
+            build_info: r.gauge("build_info", "Always 1; the running deploywatch version.", &["version"]),
+            source_up: r.gauge("source_up", "1 when the last poll of the source succeeded.", &["source"]),
+            source_last_success: r.fgauge(
+                "source_last_success_timestamp_seconds",
+                "Unix time of the source's last successful poll.",
+                &["source"],
+            ),
+            startup_check_success: r.gauge("startup_check_success", "1 when the startup check passed on its last run.", &["check"]),
+            app_info: r.gauge("app_info", &format!("Always 1 per DigitalOcean app{CACHED}."), &["app", "app_id", "region"]),
+            deployment_phase: r.gauge(
+                "deployment_phase",
+                &format!("1 for the phase of the app's latest deployment, 0 for every other phase{CACHED}."),
+                &["app", "phase"],
+            ),
+            deployments_total: r.counter(
+                "deployments_total",
+                "Deployments that ended, by outcome; each counted once, persisted across restarts.",
+                &["app", "outcome"],
+            ),
+            deployment_duration: r.histogram(
+                "deployment_duration_seconds",
+                "Deployment duration from creation to its terminal phase.",
+                &["app", "outcome"],
+                LONG_BUCKETS,
+            ),
+            deployment_last_success: r.fgauge(
+                "deployment_last_success_timestamp_seconds",
+                &format!("Unix time the app's last successful deployment ended{CACHED}."),
+                &["app"],
+            ),
+            deployment_in_progress: r.gauge(
+                "deployment_in_progress",
+                &format!("1 while the app has a deployment building or deploying{CACHED}."),
+                &["app"],
+            ),
+            deployment_info: r.gauge(
+                "deployment_info",
+                &format!("Always 1; the app's latest and active deployment ids and commits{CACHED}."),
+                &["app", "deployment_id", "active_deployment_id", "commit", "cause"],
+            ),
+            pinned_deployment: r.gauge(
+                "pinned_deployment",
+                &format!("1 while the app is pinned to a rolled-back deployment, blocking deploy-on-push{CACHED}."),
+                &["app"],
+            ),
+            step_duration: r.histogram(
+                "deployment_step_duration_seconds",
+                "Duration of the top-level build and deploy steps of ended deployments.",
+                &["app", "step"],
+                STEP_BUCKETS,
+            ),
+            deployment_failed_step: r.gauge(
+                "deployment_failed_step",
+                &format!("1 for the step and reason code that failed the app's latest failed deployment{CACHED}."),
+                &["app", "step", "reason"],
+            ),
+            deployment_stuck: r.gauge(
+                "deployment_stuck",
+                &format!("1 when the app's in-progress deployment has not progressed for longer than stuck_after{CACHED}."),
+                &["app"],
+            ),
+            do_requests_total: r.counter(
+                "digitalocean_requests_total",
+                "DigitalOcean API requests, by endpoint template and HTTP status (or transport error).",
+                &["endpoint", "code"],
+            ),
+            do_ratelimit_remaining: {
+                let g = IntGauge::new(name("digitalocean_ratelimit_remaining"), "Requests left in the token's window, as DigitalOcean last reported.").expect("valid");
+                registry.register(Box::new(g.clone())).expect("unique");
+                g
+            },
+            do_parse_errors_total: r.counter(
+                "digitalocean_parse_errors_total",
+                "Apps or deployments skipped because DigitalOcean sent something unparseable.",
+                &["kind"],
+            ),
+            do_poll_interval_seconds: {
+                let g = prometheus::Gauge::new(name("digitalocean_poll_interval_seconds"), "The poller's current adaptive interval.").expect("valid");
+                registry.register(Box::new(g.clone())).expect("unique");
+                g
+            },
+            probe_success: r.gauge(
+                "health_probe_success",
+                "1 when the target is considered healthy after failure/success thresholds.",
+                &["app", "target"],
+            ),
+            probe_raw_success: r.gauge("health_probe_last_attempt_success", "1 when the last single probe attempt succeeded.", &["app", "target"]),
+            probe_duration: r.fgauge("health_probe_duration_seconds", "Total duration of the last probe.", &["app", "target"]),
+            probe_phase_duration: r.fgauge(
+                "health_probe_phase_duration_seconds",
+                "Duration of each phase of the last probe (dns, connect, tls, processing, transfer).",
+                &["app", "target", "phase"],
+            ),
+            probe_status_code: r.gauge("health_probe_status_code", "HTTP status of the last probe (0 when none).", &["app", "target"]),
+            probe_failure: r.gauge(
+                "health_probe_failure",
+                "1 for the reason the last probe failed (dns, connect, tls, timeout, status, body, refused), 0 for the others.",
+                &["app", "target", "reason"],
+            ),
+            probe_consecutive_failures: r.gauge("health_probe_consecutive_failures", "Failed attempts in a row.", &["app", "target"]),
+            probe_tls_expiry: r.fgauge(
+                "health_probe_tls_cert_expiry_timestamp_seconds",
+                "Unix time the target's leaf certificate expires.",
+                &["app", "target"],
+            ),
+            probes_total: r.counter("health_probes_total", "Probe attempts by result.", &["app", "target", "result"]),
+            git_ref_commit_ts: r.fgauge(
+                "git_ref_commit_timestamp_seconds",
+                &format!("Commit time of the branch head{CACHED}."),
+                &["repo", "ref"],
+            ),
+            git_ref_info: r.gauge("git_ref_info", &format!("Always 1; the branch head commit{CACHED}."), &["repo", "ref", "commit"]),
+            git_ref_ahead: r.gauge("git_ref_ahead", &format!("Commits on the local branch missing from its upstream{CACHED}."), &["repo", "ref"]),
+            git_ref_behind: r.gauge("git_ref_behind", &format!("Commits on the upstream missing from the local branch{CACHED}."), &["repo", "ref"]),
+            app_commits_behind: r.gauge(
+                "app_commits_behind",
+                &format!("Commits on the app's branch that its ACTIVE deployment lacks{CACHED}."),
+                &["app"],
+            ),
+            app_undeployed_age: r.fgauge(
+                "app_oldest_undeployed_commit_age_seconds",
+                &format!("Age of the oldest commit on the app's branch that is not deployed (0 when none){CACHED}."),
+                &["app"],
+            ),
+            dora_deployments_total: r.counter(
+                "dora_deployments_total",
+                "Successful deployments that count for DORA deployment frequency (excludes autoscale and maintenance).",
+                &["app"],
+            ),
+            dora_change_failures_total: r.counter(
+                "dora_change_failures_total",
+                "Deployments that failed or were rolled back (DORA change failure rate numerator).",
+                &["app"],
+            ),
+            dora_changes_total: r.counter(
+                "dora_changes_total",
+                "Deployments that ended in success or failure, rollbacks included, excluding autoscale and maintenance (DORA change failure rate denominator).",
+                &["app"],
+            ),
+            dora_lead_time: r.histogram(
+                "dora_lead_time_seconds",
+                "Commit time to the deployment going ACTIVE.",
+                &["app"],
+                LONG_BUCKETS,
+            ),
+            dora_recovery_time: r.histogram(
+                "dora_recovery_time_seconds",
+                "Failed deployment to the next successful one.",
+                &["app"],
+                LONG_BUCKETS,
+            ),
+            webhook_alerts_total: r.counter("webhook_alerts_total", "Alerts received on the webhook, by status.", &["status"]),
+            webhook_requests_total: r.counter("webhook_requests_total", "Webhook requests by HTTP answer.", &["code"]),
+            webhook_duplicates_total: {
+                let c = prometheus::IntCounter::new(name("webhook_duplicates_absorbed_total"), "Repeated or HA-duplicate alerts that changed nothing but a counter.").expect("valid");
+                registry.register(Box::new(c.clone())).expect("unique");
+                c
+            },
+            tasks: r.gauge("tasks", "Tasks by queue and state.", &["queue", "state"]),
+            tasks_created_total: r.counter("tasks_created_total", "Tasks created, by queue and kind.", &["queue", "kind"]),
+            task_claims_total: r.counter("task_claims_total", "Tasks claimed, by queue.", &["queue"]),
+            task_lease_expiries_total: {
+                let c = prometheus::IntCounter::new(name("task_lease_expiries_total"), "Claimed tasks returned to their queue because the lease ran out.").expect("valid");
+                registry.register(Box::new(c.clone())).expect("unique");
+                c
+            },
+            rollbacks_total: r.counter("rollbacks_total", "Automatic rollbacks by result (committed, reverted, failed, dry_run, skipped).", &["app", "result"]),
+            announcements_pending: {
+                let g = IntGauge::new(name("announcements_pending"), "Announcements waiting in the outbox for a notifier.").expect("valid");
+                registry.register(Box::new(g.clone())).expect("unique");
+                g
+            },
+            migration_pending: r.gauge("migration_pending", "Migrations the checked database has not applied.", &["check"]),
+            registry,
+        };
+        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m
+    }
+
+    /// Text exposition of every family.
+    pub fn render(&self) -> Vec<u8> {
+        let families = self.registry.gather();
+        let mut buf = Vec::with_capacity(64 * 1024);
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&families, &mut buf);
+        buf
+    }
+
+    /// Sets `source_up` and, on success, the last-success time.
+    pub fn source_result(&self, source: &str, ok: bool) {
+        self.source_up.with_label_values(&[source]).set(ok as i64);
+        if ok {
+            self.source_last_success
+                .with_label_values(&[source])
+                .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -1,0 +1,302 @@
+//! Health probes of the monitored apps' endpoints (`/health/live`, `/health/ready`).
+//!
+//! Targets come from config and, with the DigitalOcean source on, from each app's spec. Each
+//! target runs on its own interval; a semaphore bounds probes in flight so a slow target never
+//! delays another, and `/metrics` reads the snapshot only. Failure/success thresholds work like
+//! App Platform's own, so one blip does not flap.
+
+pub mod http;
+pub mod safety;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{Span, SpanKind, Status, Tracer};
+use serde::Serialize;
+use tokio::sync::{Semaphore, watch};
+
+use crate::app::App;
+use crate::config::HealthTarget;
+use crate::domain::LabelValue;
+use http::{FailureReason, ProbeResult, ProbeSpec};
+
+/// Threshold state: healthy flips to false after `failure_threshold` failures in a row and back
+/// after `success_threshold` successes in a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Thresholds {
+    pub healthy: bool,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds { healthy: true, consecutive_failures: 0, consecutive_successes: 0 }
+    }
+}
+
+impl Thresholds {
+    pub fn observe(self, ok: bool, failure_threshold: u32, success_threshold: u32) -> Thresholds {
+        if ok {
+            let s = self.consecutive_successes.saturating_add(1);
+            Thresholds { healthy: self.healthy || s >= success_threshold, consecutive_failures: 0, consecutive_successes: s }
+        } else {
+            let f = self.consecutive_failures.saturating_add(1);
+            Thresholds { healthy: self.healthy && f < failure_threshold, consecutive_failures: f, consecutive_successes: 0 }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeView {
+    pub target: String,
+    pub app: String,
+    pub url: String,
+    pub discovered: bool,
+    pub healthy: bool,
+    pub consecutive_failures: u32,
+    pub last_result: Option<ProbeResult>,
+    pub last_failure_reason: Option<FailureReason>,
+    pub checked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Default)]
+pub struct ProbeSnapshot {
+    inner: RwLock<BTreeMap<String, ProbeView>>,
+}
+
+impl ProbeSnapshot {
+    pub fn all(&self) -> Vec<ProbeView> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+    pub fn get(&self, target: &str) -> Option<ProbeView> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).get(target).cloned()
+    }
+    fn put(&self, v: ProbeView) {
+        self.inner.write().unwrap_or_else(|p| p.into_inner()).insert(v.target.clone(), v);
+    }
+    fn remove(&self, target: &str) {
+        self.inner.write().unwrap_or_else(|p| p.into_inner()).remove(target);
+    }
+}
+
+/// Targets discovered from the DigitalOcean snapshot: one per health path of each app's spec,
+/// on the app's live URL. Pure.
+pub fn discover(snapshot: &crate::sources::digitalocean::Snapshot, defaults: &crate::config::HealthConfig) -> Vec<HealthTarget> {
+    let mut out = Vec::new();
+    for v in snapshot.apps.values() {
+        let Some(base) = v.live_url.as_deref().and_then(|u| url::Url::parse(u).ok()) else { continue };
+        for (kind, path) in &v.health_paths {
+            let suffix = if kind == "liveness" { "live" } else { "ready" };
+            let Ok(name) = LabelValue::parse(&format!("{}-{suffix}", LabelValue::sanitize(&v.name))) else { continue };
+            let mut url = base.clone();
+            let joined = format!("{}/{}", base.path().trim_end_matches('/'), path.trim_start_matches('/'));
+            url.set_path(&joined);
+            out.push(HealthTarget {
+                name,
+                app: LabelValue::sanitize(&v.name),
+                url,
+                interval: Duration::from_secs(15),
+                timeout: Duration::from_secs(5),
+                accepted_status: vec![],
+                failure_threshold: 3,
+                success_threshold: 1,
+                body_checks: vec![],
+                expect_active_commit: None,
+                allow_link_local: defaults.allow_link_local,
+            });
+        }
+    }
+    out
+}
+
+fn record_metrics(app: &App, t: &HealthTarget, r: &ProbeResult, th: Thresholds) {
+    let m = &app.metrics;
+    let l = [t.app.as_str(), t.name.as_str()];
+    m.probe_success.with_label_values(&l).set(th.healthy as i64);
+    m.probe_raw_success.with_label_values(&l).set(r.ok as i64);
+    m.probe_duration.with_label_values(&l).set(r.duration);
+    m.probe_status_code.with_label_values(&l).set(r.status.unwrap_or(0) as i64);
+    m.probe_consecutive_failures.with_label_values(&l).set(th.consecutive_failures as i64);
+    m.probes_total.with_label_values(&[t.app.as_str(), t.name.as_str(), if r.ok { "success" } else { "failure" }]).inc();
+    for (phase, v) in [
+        ("dns", r.phases.dns),
+        ("connect", r.phases.connect),
+        ("tls", r.phases.tls),
+        ("processing", r.phases.processing),
+        ("transfer", r.phases.transfer),
+    ] {
+        m.probe_phase_duration.with_label_values(&[t.app.as_str(), t.name.as_str(), phase]).set(v);
+    }
+    for reason in FailureReason::ALL {
+        m.probe_failure.with_label_values(&[t.app.as_str(), t.name.as_str(), reason.as_str()]).set((r.reason == Some(reason)) as i64);
+    }
+    if let Some(c) = r.cert_not_after {
+        m.probe_tls_expiry.with_label_values(&l).set(c.timestamp() as f64);
+    }
+}
+
+fn remove_metrics(app: &App, t: &HealthTarget) {
+    let m = &app.metrics;
+    let l = [t.app.as_str(), t.name.as_str()];
+    let _ = m.probe_success.remove_label_values(&l);
+    let _ = m.probe_raw_success.remove_label_values(&l);
+    let _ = m.probe_duration.remove_label_values(&l);
+    let _ = m.probe_status_code.remove_label_values(&l);
+    let _ = m.probe_consecutive_failures.remove_label_values(&l);
+    let _ = m.probe_tls_expiry.remove_label_values(&l);
+    for phase in ["dns", "connect", "tls", "processing", "transfer"] {
+        let _ = m.probe_phase_duration.remove_label_values(&[t.app.as_str(), t.name.as_str(), phase]);
+    }
+    for reason in FailureReason::ALL {
+        let _ = m.probe_failure.remove_label_values(&[t.app.as_str(), t.name.as_str(), reason.as_str()]);
+    }
+}
+
+/// A failed probe leaves a client span with HTTP semantic-convention attributes.
+fn trace_failure(t: &HealthTarget, r: &ProbeResult) {
+    let tracer = crate::telemetry::tracer();
+    let mut span = tracer
+        .span_builder("GET")
+        .with_kind(SpanKind::Client)
+        .with_attributes(vec![
+            KeyValue::new("http.request.method", "GET"),
+            KeyValue::new("server.address", t.url.host_str().unwrap_or("").to_string()),
+            KeyValue::new("server.port", t.url.port_or_known_default().unwrap_or(0) as i64),
+            KeyValue::new("url.path", t.url.path().to_string()),
+            KeyValue::new("url.scheme", t.url.scheme().to_string()),
+            KeyValue::new("error.type", r.reason.map(|x| x.as_str()).unwrap_or("unknown")),
+            KeyValue::new("deploywatch.probe.target", t.name.as_str().to_string()),
+            KeyValue::new("deploywatch.app", t.app.as_str().to_string()),
+        ])
+        .start(&tracer);
+    if let Some(code) = r.status {
+        span.set_attribute(KeyValue::new("http.response.status_code", code as i64));
+    }
+    span.set_status(Status::error(r.detail.clone().unwrap_or_default()));
+    span.end();
+}
+
+/// Probes one target once and records the result; used by the loop and by tests.
+pub async fn probe_target(app: &App, t: &HealthTarget, discovered: bool, tls: Arc<rustls::ClientConfig>, prev: Thresholds) -> Thresholds {
+    let active_commit = app
+        .app_view(t.app.as_str())
+        .and_then(|v| v.active.and_then(|d| d.commit));
+    let spec = ProbeSpec {
+        url: t.url.clone(),
+        timeout: t.timeout,
+        accepted_status: t.accepted_status.clone(),
+        body_checks: t.body_checks.clone(),
+        expect_active_commit: t.expect_active_commit.clone(),
+        allow_link_local: t.allow_link_local,
+    };
+    let r = http::probe(&spec, active_commit.as_deref(), tls).await;
+    let th = prev.observe(r.ok, t.failure_threshold, t.success_threshold);
+    record_metrics(app, t, &r, th);
+    if !r.ok {
+        trace_failure(t, &r);
+    }
+    app.probes.put(ProbeView {
+        target: t.name.as_str().to_string(),
+        app: t.app.as_str().to_string(),
+        url: t.url.to_string(),
+        discovered,
+        healthy: th.healthy,
+        consecutive_failures: th.consecutive_failures,
+        last_failure_reason: r.reason,
+        last_result: Some(r),
+        checked_at: Some(Utc::now()),
+    });
+    th
+}
+
+/// Runs every target on its interval until shutdown; re-discovers targets every 30 seconds.
+pub async fn run(app: Arc<App>, tls: Arc<rustls::ClientConfig>, mut shutdown: watch::Receiver<bool>) {
+    let sem = Arc::new(Semaphore::new(app.config.health.concurrency));
+    let mut running: HashMap<String, (HealthTarget, tokio::task::JoinHandle<()>)> = HashMap::new();
+    loop {
+        let mut wanted: Vec<(HealthTarget, bool)> = app.config.health.targets.iter().cloned().map(|t| (t, false)).collect();
+        if app.config.health.discover && app.config.digitalocean.token.is_some() {
+            for t in discover(&app.do_snapshot(), &app.config.health) {
+                if !wanted.iter().any(|(w, _)| w.name == t.name) {
+                    wanted.push((t, true));
+                }
+            }
+        }
+        let wanted_names: Vec<String> = wanted.iter().map(|(t, _)| t.name.as_str().to_string()).collect();
+        running.retain(|name, (t, h)| {
+            let keep = wanted_names.contains(name);
+            if !keep {
+                h.abort();
+                remove_metrics(&app, t);
+                app.probes.remove(name);
+            }
+            keep
+        });
+        for (t, discovered) in wanted {
+            let name = t.name.as_str().to_string();
+            if running.get(&name).is_some_and(|(old, _)| old.url == t.url) {
+                continue;
+            }
+            if let Some((_, h)) = running.remove(&name) {
+                h.abort();
+            }
+            let (app2, tls2, sem2, t2) = (app.clone(), tls.clone(), sem.clone(), t.clone());
+            let handle = tokio::spawn(async move {
+                let mut th = Thresholds::default();
+                let mut tick = tokio::time::interval(t2.interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Ok(_permit) = sem2.acquire().await else { return };
+                    th = probe_target(&app2, &t2, discovered, tls2.clone(), th).await;
+                    let all_ok = app2.probes.all().iter().all(|p| p.last_result.is_some());
+                    if all_ok {
+                        app2.metrics.source_result("health", true);
+                    }
+                }
+            });
+            running.insert(name, (t, handle));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            _ = shutdown.changed() => {
+                for (_, (_, h)) in running.drain() {
+                    h.abort();
+                }
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_absorb_blips() {
+        // (results, failure_threshold, success_threshold) -> healthy after each
+        let cases: &[(&[bool], u32, u32, &[bool])] = &[
+            (&[true, false, true], 3, 1, &[true, true, true]),
+            (&[false, false, false], 3, 1, &[true, true, false]),
+            (&[false, false, false, true], 3, 1, &[true, true, false, true]),
+            (&[false, false, false, true, true], 3, 2, &[true, true, false, false, true]),
+            (&[false], 1, 1, &[false]),
+        ];
+        for (results, ft, st, want) in cases {
+            let mut th = Thresholds::default();
+            let got: Vec<bool> = results
+                .iter()
+                .map(|ok| {
+                    th = th.observe(*ok, *ft, *st);
+                    th.healthy
+                })
+                .collect();
+            assert_eq!(&got, want, "{results:?} ft={ft} st={st}");
+        }
+    }
+}

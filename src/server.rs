@@ -1,0 +1,249 @@
+//! Starting and stopping `serve`: the store, the startup checks, the background loops and the HTTP
+//! listener, with a graceful, bounded shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::app::{App, AppState};
+use crate::checks::app_migrations::AppMigrationCheck;
+use crate::checks::{Check, SchemaCheck, run_check};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::sources::digitalocean::client::Client;
+use crate::store::Store;
+
+/// A running server; dropping it does not stop it, call [`Running::shutdown`].
+pub struct Running {
+    pub app: Arc<App>,
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    http: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (bounded), stops the loops.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.http).await;
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        self.app.store.close().await;
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Options that `serve` and tests set beyond the config file.
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    /// Test-only: trust these extra CA certificates when probing.
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+fn log_sources(config: &Config) {
+    if config.digitalocean.token.is_none() {
+        tracing::info!(source = "digitalocean", "source off: no DIGITALOCEAN_TOKEN set (try `deploywatch demo` for simulated data)");
+    } else {
+        tracing::info!(source = "digitalocean", api = %config.digitalocean.api_url, "source on");
+    }
+    let discover = config.health.discover && config.digitalocean.token.is_some();
+    if config.health.targets.is_empty() && !discover {
+        tracing::info!(source = "health", "source off: no [[health.targets]] configured and discovery needs the DigitalOcean source");
+    } else {
+        tracing::info!(source = "health", targets = config.health.targets.len(), discover, "source on");
+    }
+    if config.git.repos.is_empty() {
+        tracing::info!(source = "git", "source off: no [[git.repos]] configured");
+    } else {
+        tracing::info!(source = "git", repos = config.git.repos.len(), "source on");
+    }
+    if config.migration_checks.is_empty() {
+        tracing::info!(source = "migrations", "source off: no [[migration_checks]] configured");
+    } else {
+        tracing::info!(source = "migrations", checks = config.migration_checks.len(), "source on");
+    }
+}
+
+/// Binds the listener first (so `/health/live` answers at once), then brings up everything else.
+pub async fn start(config: Config, listener: TcpListener, opts: ServeOptions) -> anyhow::Result<Running> {
+    let addr = listener.local_addr()?;
+    let metrics = Arc::new(Metrics::new());
+    let store = Store::connect(&config.database_url, Duration::from_secs(3)).await?;
+    log_sources(&config);
+    let app = Arc::new(App::new(config, store, metrics));
+    let (tx, rx) = watch::channel(false);
+
+    let state = AppState(app.clone());
+    let router = crate::http::router(state)
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+        }));
+    let mut http_rx = rx.clone();
+    let http = tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = http_rx.changed().await;
+            })
+            .await;
+    });
+
+    let mut tasks = Vec::new();
+    // Own schema first: migrate (unless told not to), then the check every replica runs.
+    app.checks.expect("schema", true);
+    for c in &app.config.migration_checks {
+        app.checks.expect(c.name.as_str(), false);
+    }
+    app.checks.set_grace(app.config.startup.grace);
+    {
+        let app = app.clone();
+        let mut rx = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            startup_sequence(app, &mut rx).await;
+        }));
+    }
+
+    if let Some(token) = app.config.digitalocean.token.clone() {
+        let client = Client::new(
+            app.config.digitalocean.api_url.clone(),
+            token,
+            app.config.digitalocean.request_timeout,
+            Some(app.metrics.clone()),
+        );
+        let poller = crate::sources::digitalocean::poller::Poller::new(app.clone(), client.clone());
+        tasks.push(tokio::spawn(poller.run(rx.clone())));
+        let exec = crate::fixer::rollback::Executor::new(app.clone(), client);
+        tasks.push(tokio::spawn(crate::fixer::rollback::run(exec, rx.clone())));
+    } else {
+        // Counters of deployments counted earlier still come back after a restart.
+        let app2 = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = crate::app::sync_outcome_metrics(&app2).await;
+        }));
+    }
+    let tls = crate::probes::http::tls_config(&opts.extra_roots);
+    tasks.push(tokio::spawn(crate::probes::run(app.clone(), tls, rx.clone())));
+    if !app.config.git.repos.is_empty() {
+        tasks.push(tokio::spawn(crate::sources::git::run(app.clone(), rx.clone())));
+    }
+    tasks.push(tokio::spawn(crate::fixer::run_events(app.clone(), app.events.subscribe(), rx.clone())));
+    tasks.push(tokio::spawn(crate::fixer::run_sweeper(app.clone(), rx.clone())));
+    if !app.config.notifiers.is_empty() {
+        tasks.push(tokio::spawn(crate::fixer::outbox::run(app.clone(), rx.clone())));
+    }
+    Ok(Running { app, addr, shutdown: tx, tasks, http })
+}
+
+/// Migrates and runs the startup checks until they pass, then re-runs the app checks on their
+/// interval (and right after a deployment goes ACTIVE).
+async fn startup_sequence(app: Arc<App>, shutdown: &mut watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        if app.config.startup.migrate {
+            match app.store.migrate().await {
+                Ok(s) => tracing::info!(applied = s.applied, "schema up to date"),
+                Err(e) => tracing::warn!(error = %e, "cannot migrate the schema yet"),
+            }
+        }
+        let r = run_check(&SchemaCheck { store: app.store.clone() }).await;
+        let ok = r.ok;
+        if !ok {
+            tracing::warn!(reason = ?r.reason, "startup check `schema` failing");
+        }
+        app.checks.record(r, &app.metrics);
+        if ok {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+    let _ = crate::app::sync_outcome_metrics(&app).await;
+    crate::fixer::sweep_once(&app).await;
+    if app.config.migration_checks.is_empty() {
+        return;
+    }
+    let checks: Vec<AppMigrationCheck> = app.config.migration_checks.iter().cloned().map(|cfg| AppMigrationCheck { cfg }).collect();
+    let mut events = app.events.subscribe();
+    let interval = checks.iter().map(|c| c.cfg.interval).min().unwrap_or(Duration::from_secs(60));
+    let mut first = true;
+    loop {
+        let mut all_ok = true;
+        for c in &checks {
+            let r = run_check(c).await;
+            all_ok &= r.ok;
+            let pending = r.details["pending"].as_array().map(Vec::len).unwrap_or(0);
+            app.metrics.migration_pending.with_label_values(&[c.name()]).set(pending as i64);
+            if !r.ok {
+                tracing::warn!(check = c.name(), reason = ?r.reason, "migration check failing");
+            }
+            app.checks.record(r, &app.metrics);
+        }
+        app.metrics.source_result("migrations", true);
+        let _ = all_ok;
+        // Until they pass, retry quickly so startup is not held longer than needed.
+        let wait = if first && !app.checks.status().ok { Duration::from_secs(2) } else { interval };
+        first = false;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            e = events.recv() => {
+                if let Ok(e) = e {
+                    if e.kind != crate::sources::digitalocean::LifecycleKind::Succeeded {
+                        continue;
+                    }
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+        first = !app.checks.status().ok;
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Runs every startup check once (for `deploywatch check`).
+pub async fn check_once(config: &Config) -> Vec<crate::checks::CheckResult> {
+    let mut out = Vec::new();
+    match Store::connect(&config.database_url, Duration::from_secs(3)).await {
+        Ok(store) => {
+            out.push(run_check(&SchemaCheck { store: store.clone() }).await);
+            store.close().await;
+        }
+        Err(e) => out.push(crate::checks::CheckResult::fail("schema", e.to_string(), serde_json::Value::Null)),
+    }
+    for cfg in &config.migration_checks {
+        out.push(run_check(&AppMigrationCheck { cfg: cfg.clone() }).await);
+    }
+    out
+}

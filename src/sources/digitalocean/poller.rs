@@ -1,0 +1,458 @@
+//! The poll loop. One list-apps call a cycle carries each app's active, in-progress and pending
+//! deployments; per-app calls happen only when something changed. With several replicas on one
+//! PostgreSQL only the lease holder polls.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+
+use super::client::{Client, DoError};
+use super::schedule::{self, ScheduleInput};
+use super::types::{App as ApiApp, Deployment};
+use super::{AppView, DeploymentView, FailureView, LifecycleEvent, LifecycleKind, Snapshot, traces};
+use crate::app::App;
+use crate::domain::{LabelValue, Outcome, Phase};
+use crate::store::DeploymentOutcomeRecord;
+use crate::tasks::classify;
+
+const LEASE_NAME: &str = "digitalocean-poller";
+
+#[derive(Default)]
+struct AppTrack {
+    fingerprint: Option<(Option<String>, Option<String>, Option<String>)>,
+    deployments: Vec<Deployment>,
+    counted: HashSet<String>,
+    started: HashSet<String>,
+    stuck: HashSet<String>,
+    last_failure: Option<FailureView>,
+}
+
+pub struct Poller {
+    app: Arc<App>,
+    client: Client,
+    tracks: HashMap<String, AppTrack>,
+    first_cycle: bool,
+    per_cycle: f64,
+    /// Label sets currently exported per app, so vanished apps' series are removed.
+    exported: BTreeMap<String, ExportedLabels>,
+}
+
+#[derive(Default, Clone)]
+struct ExportedLabels {
+    info: Option<[String; 3]>,
+    deployment_info: Option<[String; 5]>,
+    failed_step: Option<[String; 3]>,
+}
+
+#[derive(Debug, Default)]
+pub struct CycleReport {
+    pub apps: usize,
+    pub requests: usize,
+    pub newly_counted: usize,
+    pub any_in_progress: bool,
+}
+
+impl Poller {
+    pub fn new(app: Arc<App>, client: Client) -> Poller {
+        Poller {
+            app,
+            client,
+            tracks: HashMap::new(),
+            first_cycle: true,
+            per_cycle: 0.0,
+            exported: BTreeMap::new(),
+        }
+    }
+
+    /// Polls until `shutdown` turns true. Errors are recorded, never fatal.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let cfg = self.app.config.digitalocean.clone();
+        loop {
+            let lease_ttl = (cfg.poll_interval * 3).max(Duration::from_secs(30));
+            let leader = match self.app.store.try_acquire_lease(LEASE_NAME, &self.app.instance_id, lease_ttl).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reach the store for the poller lease; polling anyway");
+                    true
+                }
+            };
+            let mut any_in_progress = false;
+            if leader {
+                match self.poll_once().await {
+                    Ok(r) => {
+                        any_in_progress = r.any_in_progress;
+                        self.per_cycle = schedule::smooth(self.per_cycle, r.requests as f64);
+                        self.app.metrics.source_result("digitalocean", true);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "DigitalOcean poll failed; serving the last known values");
+                        self.app.metrics.source_result("digitalocean", false);
+                        let mut snap = self.app.do_snapshot_mut();
+                        snap.last_error = Some(e.to_string());
+                    }
+                }
+            }
+            if let Err(e) = crate::app::sync_outcome_metrics(&self.app).await {
+                tracing::warn!(error = %e, "cannot read counted deployments from the store");
+            }
+            let b = self.client.budget();
+            let mut wait = schedule::next_interval(ScheduleInput {
+                base: cfg.poll_interval,
+                fast: cfg.fast_poll_interval,
+                budget_share: cfg.budget_share,
+                any_in_progress,
+                requests_per_cycle: self.per_cycle,
+                requests_last_hour: b.requests_last_hour,
+                remaining: b.remaining,
+                limit: b.limit,
+            });
+            if let Some(blocked) = b.blocked_for {
+                // Honour retry-after exactly: the next request goes out once it has passed.
+                wait = wait.max(blocked + Duration::from_millis(10));
+            }
+            self.app.metrics.do_poll_interval_seconds.set(wait.as_secs_f64());
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {
+                    let _ = self.app.store.release_lease(LEASE_NAME, &self.app.instance_id).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn requests_sent(&self) -> usize {
+        self.client.budget().requests_last_hour
+    }
+
+    /// One poll cycle.
+    pub async fn poll_once(&mut self) -> Result<CycleReport, DoError> {
+        let before = self.requests_sent();
+        let (apps, skipped) = self.client.list_apps().await?;
+        if skipped > 0 {
+            self.app.metrics.do_parse_errors_total.with_label_values(&["app"]).inc_by(skipped as u64);
+        }
+        let mut report = CycleReport { apps: apps.len(), ..Default::default() };
+        let mut views = BTreeMap::new();
+        let seen_ids: HashSet<String> = apps.iter().map(|a| a.id.clone()).collect();
+        self.tracks.retain(|id, _| seen_ids.contains(id));
+        for api_app in &apps {
+            let view = self.process_app(api_app, &mut report).await;
+            views.insert(view.name.clone(), view);
+        }
+        self.first_cycle = false;
+        report.any_in_progress = views.values().any(|v| v.in_progress.is_some());
+        self.export_metrics(&apps, &views);
+        {
+            let mut snap = self.app.do_snapshot_mut();
+            *snap = Snapshot { apps: views, polled_at: Some(Utc::now()), last_error: None };
+        }
+        report.requests = self.requests_sent().saturating_sub(before).max(1);
+        Ok(report)
+    }
+
+    async fn process_app(&mut self, a: &ApiApp, report: &mut CycleReport) -> AppView {
+        let name = a.name().to_string();
+        let fp = (
+            a.active_deployment.as_ref().map(|d| d.id.clone()),
+            a.in_progress_deployment.as_ref().map(|d| d.id.clone()),
+            a.last_deployment_created_at.map(|t| t.to_rfc3339()),
+        );
+        let track = self.tracks.entry(a.id.clone()).or_default();
+        let had_in_progress = track.fingerprint.as_ref().is_some_and(|f| f.1.is_some());
+        let changed = track.fingerprint.as_ref() != Some(&fp);
+        let needs_detail = self.first_cycle || changed || had_in_progress || a.in_progress_deployment.is_some();
+        track.fingerprint = Some(fp);
+        if needs_detail {
+            match self.client.list_deployments(&a.id, 20).await {
+                Ok((deps, skipped)) => {
+                    if skipped > 0 {
+                        self.app.metrics.do_parse_errors_total.with_label_values(&["deployment"]).inc_by(skipped as u64);
+                    }
+                    track.deployments = deps;
+                }
+                Err(e) => tracing::warn!(app = %name, error = %e, "cannot list deployments; keeping the last known ones"),
+            }
+        }
+        // The list answer carries the freshest state of the in-progress and active deployments.
+        for d in [&a.in_progress_deployment, &a.active_deployment].into_iter().flatten() {
+            match track.deployments.iter_mut().find(|x| x.id == d.id) {
+                Some(x) => *x = d.clone(),
+                None => track.deployments.insert(0, d.clone()),
+            }
+        }
+        track.deployments.sort_by(|x, y| y.created_at.cmp(&x.created_at));
+
+        let deployments = track.deployments.clone();
+        let env = self.app.config.environment.clone();
+        // Oldest first, so DORA recovery sees a failure before the success that ends it.
+        for d in deployments.iter().rev() {
+            if d.phase.in_progress() && self.tracks.get_mut(&a.id).is_some_and(|t| t.started.insert(d.id.clone())) {
+                self.app.publish(LifecycleEvent {
+                    kind: LifecycleKind::Started,
+                    app: name.clone(),
+                    deployment: DeploymentView::from_api(d),
+                    failure: None,
+                    duration_seconds: None,
+                });
+            }
+            let Some(outcome) = d.phase.outcome() else { continue };
+            let track = self.tracks.get_mut(&a.id).expect("track exists");
+            if !track.counted.insert(d.id.clone()) {
+                continue;
+            }
+            match self.count_deployment(&name, &a.id, d, outcome, &env).await {
+                Ok(true) => report.newly_counted += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    // Not counted yet: try again next cycle.
+                    tracing::warn!(app = %name, deployment = %d.id, error = %e, "cannot record the deployment outcome");
+                    self.tracks.get_mut(&a.id).expect("track").counted.remove(&d.id);
+                }
+            }
+        }
+
+        let track = self.tracks.get_mut(&a.id).expect("track exists");
+        let now = Utc::now();
+        let stuck_after = chrono::Duration::from_std(self.app.config.digitalocean.stuck_after).unwrap_or_default();
+        let in_progress = a
+            .in_progress_deployment
+            .clone()
+            .or_else(|| deployments.iter().find(|d| d.phase.in_progress()).cloned());
+        let mut stuck = false;
+        if let Some(d) = &in_progress {
+            let since = d.phase_last_updated_at.or(d.created_at);
+            if since.is_some_and(|s| now - s > stuck_after) {
+                stuck = true;
+                if track.stuck.insert(d.id.clone()) {
+                    self.app.publish(LifecycleEvent {
+                        kind: LifecycleKind::Stuck,
+                        app: name.clone(),
+                        deployment: DeploymentView::from_api(d),
+                        failure: None,
+                        duration_seconds: since.map(|s| (now - s).num_milliseconds() as f64 / 1000.0),
+                    });
+                }
+            }
+        }
+        let active = a.active_deployment.clone();
+        let previous_good = deployments
+            .iter()
+            .filter(|d| d.phase.outcome() == Some(Outcome::Success))
+            .find(|d| Some(&d.id) != active.as_ref().map(|x| &x.id))
+            .map(|d| d.id.clone());
+        let latest = in_progress.clone().or_else(|| deployments.first().cloned()).or_else(|| active.clone());
+        let mut health_paths = Vec::new();
+        for c in a.spec.components() {
+            if let Some(p) = c.health_check.as_ref().and_then(|h| h.http_path.clone()) {
+                health_paths.push(("readiness".to_string(), p));
+            }
+            if let Some(p) = c.liveness_health_check.as_ref().and_then(|h| h.http_path.clone()) {
+                health_paths.push(("liveness".to_string(), p));
+            }
+        }
+        health_paths.sort();
+        health_paths.dedup();
+        AppView {
+            id: a.id.clone(),
+            name,
+            region: a.region_slug().to_string(),
+            live_url: a.live_url.clone().or_else(|| a.default_ingress.clone()),
+            branch: a.spec.components().find_map(|c| c.branch().map(str::to_string)),
+            health_paths,
+            active: active.as_ref().map(DeploymentView::from_api),
+            latest: latest.as_ref().map(DeploymentView::from_api),
+            in_progress: in_progress.as_ref().map(DeploymentView::from_api),
+            pinned_deployment_id: a.pinned_deployment.as_ref().map(|d| d.id.clone()),
+            last_good_deployment_id: active.as_ref().map(|d| d.id.clone()),
+            previous_good_deployment_id: previous_good,
+            last_failure: track.last_failure.clone(),
+            stuck,
+        }
+    }
+
+    /// Persists the outcome (exactly once across restarts and replicas), then traces it, fetches
+    /// the failure's log tail and publishes the event. Returns whether this call counted it.
+    async fn count_deployment(
+        &mut self,
+        app_name: &str,
+        app_id: &str,
+        d: &Deployment,
+        outcome: Outcome,
+        env: &str,
+    ) -> Result<bool, crate::store::StoreError> {
+        let ended = d.ended_at();
+        let duration = match (d.created_at, ended) {
+            (Some(c), Some(e)) if e >= c => Some((e - c).num_milliseconds() as f64 / 1000.0),
+            _ => None,
+        };
+        let excluded = d.is_autoscale_or_maintenance();
+        let ended_ms = ended.unwrap_or_else(Utc::now).timestamp_millis();
+        let mut lead_time = None;
+        let mut recovery = None;
+        if outcome == Outcome::Success && !excluded {
+            if let (Some(sha), Some(end)) = (d.commit(), ended) {
+                if let Some(ct) = crate::sources::git::commit_time_for_app(&self.app, app_name, sha).await {
+                    lead_time = Some(((end - ct).num_milliseconds() as f64 / 1000.0).max(0.0));
+                }
+            }
+            if let Some(fail_ms) = self.app.store.open_failure_since(app_name).await? {
+                recovery = Some(((ended_ms - fail_ms) as f64 / 1000.0).max(0.0));
+            }
+        }
+        let rec = DeploymentOutcomeRecord {
+            deployment_id: d.id.clone(),
+            app: app_name.to_string(),
+            outcome: outcome.as_str().to_string(),
+            duration_seconds: duration,
+            lead_time_seconds: lead_time,
+            recovery_seconds: recovery,
+            excluded_from_dora: excluded,
+            rollback: d.is_rollback(),
+            ended_at_ms: ended_ms,
+        };
+        let newly = self.app.store.record_deployment_outcome(&rec).await?;
+        if !newly {
+            return Ok(false);
+        }
+        let label = LabelValue::sanitize(app_name);
+        if let Some(p) = &d.progress {
+            for s in &p.steps {
+                if let (Some(st), Some(en)) = (s.started_at, s.ended_at) {
+                    if en >= st && matches!(s.name.as_str(), "build" | "deploy") {
+                        self.app
+                            .metrics
+                            .step_duration
+                            .with_label_values(&[label.as_str(), s.name.as_str()])
+                            .observe((en - st).num_milliseconds() as f64 / 1000.0);
+                    }
+                }
+            }
+        }
+        traces::emit_deployment_trace(app_name, d, env);
+        let view = DeploymentView::from_api(d);
+        let mut failure = None;
+        if outcome == Outcome::Failure {
+            let failed = d.failed_step();
+            let log_type = match failed.as_ref().map(|f| f.top_step.as_str()) {
+                Some("deploy") => "DEPLOY",
+                _ => "BUILD",
+            };
+            let tail = match self
+                .client
+                .deployment_log_tail(app_id, &d.id, log_type, self.app.config.digitalocean.log_tail_lines)
+                .await
+            {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::info!(app = %app_name, error = %e, "no log tail for the failed deployment");
+                    None
+                }
+            };
+            let class = classify::classify(failed.as_ref(), tail.as_deref());
+            let f = FailureView {
+                deployment_id: d.id.clone(),
+                failed_step: failed,
+                class,
+                log_tail: tail,
+                commit: d.commit().map(str::to_string),
+                cause: d.cause.clone(),
+                trace_id: view.trace_id.clone(),
+            };
+            if let Some(t) = self.tracks.get_mut(app_id) {
+                t.last_failure = Some(f.clone());
+            }
+            failure = Some(f);
+        }
+        let kind = match outcome {
+            Outcome::Success => LifecycleKind::Succeeded,
+            Outcome::Failure => LifecycleKind::Failed,
+            Outcome::Canceled => LifecycleKind::Canceled,
+        };
+        // Deployments that ended before deploywatch first saw the app are history, not news.
+        if !self.first_cycle || ended.is_some_and(|e| Utc::now() - e < chrono::Duration::minutes(10)) {
+            self.app.publish(LifecycleEvent {
+                kind,
+                app: app_name.to_string(),
+                deployment: view,
+                failure,
+                duration_seconds: duration,
+            });
+        }
+        Ok(true)
+    }
+
+    fn export_metrics(&mut self, apps: &[ApiApp], views: &BTreeMap<String, AppView>) {
+        let m = &self.app.metrics;
+        let mut next: BTreeMap<String, ExportedLabels> = BTreeMap::new();
+        for a in apps {
+            let Some(v) = views.get(a.name()) else { continue };
+            let app = LabelValue::sanitize(&v.name).as_str().to_string();
+            let mut ex = ExportedLabels::default();
+            let info = [app.clone(), v.id.clone(), v.region.clone()];
+            m.app_info.with_label_values(&info.each_ref().map(String::as_str)).set(1);
+            ex.info = Some(info);
+            let latest_phase = v.latest.as_ref().map(|d| d.phase).unwrap_or(Phase::Unknown);
+            for p in Phase::ALL {
+                m.deployment_phase.with_label_values(&[&app, p.as_str()]).set((p == latest_phase) as i64);
+            }
+            m.deployment_in_progress.with_label_values(&[&app]).set(v.in_progress.is_some() as i64);
+            m.pinned_deployment.with_label_values(&[&app]).set(v.pinned_deployment_id.is_some() as i64);
+            m.deployment_stuck.with_label_values(&[&app]).set(v.stuck as i64);
+            let di = [
+                app.clone(),
+                v.latest.as_ref().map(|d| d.id.clone()).unwrap_or_default(),
+                v.active.as_ref().map(|d| d.id.clone()).unwrap_or_default(),
+                v.active.as_ref().and_then(|d| d.commit.clone()).unwrap_or_default(),
+                v.latest.as_ref().and_then(|d| d.cause.clone()).unwrap_or_default().chars().take(120).collect(),
+            ];
+            m.deployment_info.with_label_values(&di.each_ref().map(String::as_str)).set(1);
+            ex.deployment_info = Some(di);
+            // The latest deployment failed: say which step and why (both from bounded sets).
+            if let (Some(f), Some(latest)) = (&v.last_failure, &v.latest) {
+                if latest.id == f.deployment_id {
+                    let step = f.failed_step.as_ref().map(|s| s.top_step.clone()).unwrap_or_else(|| "unknown".into());
+                    let reason = f
+                        .failed_step
+                        .as_ref()
+                        .and_then(|s| s.reason_code.clone())
+                        .map(|r| LabelValue::sanitize(&r).as_str().to_string())
+                        .unwrap_or_else(|| "unknown".into());
+                    let fl = [app.clone(), step, reason];
+                    m.deployment_failed_step.with_label_values(&fl.each_ref().map(String::as_str)).set(1);
+                    ex.failed_step = Some(fl);
+                }
+            }
+            next.insert(app, ex);
+        }
+        // Remove series whose label values changed or whose app is gone.
+        for (app, old) in std::mem::take(&mut self.exported) {
+            let new = next.get(&app).cloned().unwrap_or_default();
+            if old.info.is_some() && old.info != new.info {
+                let _ = m.app_info.remove_label_values(&old.info.as_ref().expect("some").each_ref().map(String::as_str));
+            }
+            if old.deployment_info.is_some() && old.deployment_info != new.deployment_info {
+                let _ = m
+                    .deployment_info
+                    .remove_label_values(&old.deployment_info.as_ref().expect("some").each_ref().map(String::as_str));
+            }
+            if old.failed_step.is_some() && old.failed_step != new.failed_step {
+                let _ = m
+                    .deployment_failed_step
+                    .remove_label_values(&old.failed_step.as_ref().expect("some").each_ref().map(String::as_str));
+            }
+            if !next.contains_key(&app) {
+                for p in Phase::ALL {
+                    let _ = m.deployment_phase.remove_label_values(&[&app, p.as_str()]);
+                }
+                let _ = m.deployment_in_progress.remove_label_values(&[&app]);
+                let _ = m.pinned_deployment.remove_label_values(&[&app]);
+                let _ = m.deployment_stuck.remove_label_values(&[&app]);
+            }
+        }
+        self.exported = next;
+    }
+}

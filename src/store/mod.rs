@@ -1,0 +1,456 @@
+//! The store: everything deploywatch must not lose (alerts received, tasks, counted deployments, the
+//! outbox, the poller lease). One interface, two backends: embedded SQLite (the default) and
+//! PostgreSQL (several replicas sharing one database).
+//!
+//! Both backends run through sqlx's `Any` driver with one set of queries; the schema keeps to types
+//! both share (BIGINT milliseconds, TEXT JSON) and the few statements that must differ (the claim
+//! query, connection pragmas) branch on [`Backend`]. Each backend has its own migrations folder.
+
+mod tasks;
+
+pub use tasks::{AlertRecord, ClaimError, IngestReport, NotificationRecord, PlaceOptions, TaskFilter, TaskUpdateError};
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor, Row};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    fn migrator(self) -> &'static Migrator {
+        match self {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is unreachable: {0}")]
+    Unavailable(String),
+    #[error("the database answered too slowly (over {0:?})")]
+    Timeout(Duration),
+    #[error(
+        "the database schema is at version {db} but this binary knows versions up to {binary}; \
+         run a newer deploywatch or restore the matching database"
+    )]
+    SchemaTooNew { db: i64, binary: i64 },
+    #[error("the database schema has pending migrations ({pending}); run `deploywatch migrate`")]
+    SchemaPending { pending: usize },
+    #[error("migration failed: {0}")]
+    Migrate(String),
+    #[error("database error: {0}")]
+    Query(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(redact(&e.to_string())),
+            other => StoreError::Query(redact(&other.to_string())),
+        }
+    }
+}
+
+/// sqlx errors can quote a connection string; strip anything that looks like a password.
+fn redact(s: &str) -> String {
+    let re = regex::Regex::new(r"://([^:/@\s]+):[^@\s]+@").expect("static regex");
+    re.replace_all(s, "://$1:***@").into_owned()
+}
+
+impl StoreError {
+    /// Whether the caller (Alertmanager) should retry: the data was fine, the store was not.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Timeout(_))
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish()
+    }
+}
+
+/// Migration state as `check` and `/health/startup` report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    pub applied: i64,
+    pub known: i64,
+    pub pending: usize,
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Store {
+    /// Connects lazily-checked: the pool is created at once, and the first query reports reachability.
+    pub async fn connect(url: &SecretString, acquire_timeout: Duration) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let raw = url.expose_secret();
+        let backend = Backend::from_url(raw)
+            .ok_or_else(|| StoreError::Unavailable("unsupported database URL scheme".into()))?;
+        let url = match backend {
+            Backend::Sqlite if !raw.contains("mode=") => {
+                let sep = if raw.contains('?') { '&' } else { '?' };
+                format!("{raw}{sep}mode=rwc")
+            }
+            _ => raw.to_string(),
+        };
+        let opts = AnyConnectOptions::from_str(&url).map_err(|e| StoreError::Unavailable(redact(&e.to_string())))?;
+        let pool_opts = AnyPoolOptions::new().acquire_timeout(acquire_timeout);
+        let pool = match backend {
+            // SQLite allows one writer; a single connection serialises writers without SQLITE_BUSY
+            // upgrade deadlocks. WAL + synchronous=FULL: an acknowledged commit survives power loss.
+            Backend::Sqlite => pool_opts
+                .max_connections(1)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA journal_mode=WAL").await?;
+                        conn.execute("PRAGMA synchronous=FULL").await?;
+                        conn.execute("PRAGMA busy_timeout=5000").await?;
+                        conn.execute("PRAGMA foreign_keys=ON").await?;
+                        Ok(())
+                    })
+                })
+                .connect_lazy_with(opts),
+            Backend::Postgres => pool_opts
+                .max_connections(16)
+                .min_connections(0)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // A statement that hangs must not hold a webhook request past its deadline.
+                        conn.execute("SET statement_timeout = 10000").await?;
+                        Ok(())
+                    })
+                })
+                .connect_lazy_with(opts),
+        };
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Applies pending migrations. Safe when several replicas start at once on PostgreSQL: sqlx takes
+    /// an advisory lock around the run.
+    pub async fn migrate(&self) -> Result<SchemaStatus, StoreError> {
+        let status = self.schema_status().await?;
+        if status.applied > status.known {
+            return Err(StoreError::SchemaTooNew { db: status.applied, binary: status.known });
+        }
+        self.backend
+            .migrator()
+            .run(&self.pool)
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => StoreError::from(e),
+                other => StoreError::Migrate(redact(&other.to_string())),
+            })?;
+        self.schema_status().await
+    }
+
+    /// Compares what the database has applied with what this binary knows.
+    pub async fn schema_status(&self) -> Result<SchemaStatus, StoreError> {
+        let migrator = self.backend.migrator();
+        let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        let table_exists = match self.backend {
+            Backend::Sqlite => {
+                sqlx::query("SELECT COUNT(*) AS n FROM sqlite_master WHERE type='table' AND name='_sqlx_migrations'")
+                    .fetch_one(&self.pool)
+                    .await?
+                    .try_get::<i64, _>("n")?
+            }
+            Backend::Postgres => {
+                sqlx::query("SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = current_schema() AND table_name='_sqlx_migrations'")
+                    .fetch_one(&self.pool)
+                    .await?
+                    .try_get::<i64, _>("n")?
+            }
+        };
+        let applied_versions: Vec<i64> = if table_exists > 0 {
+            sqlx::query("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<i64, _>("version"))
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        let applied = applied_versions.iter().copied().max().unwrap_or(0);
+        let pending = migrator
+            .iter()
+            .filter(|m| !applied_versions.contains(&m.version))
+            .count();
+        Ok(SchemaStatus { applied, known, pending })
+    }
+
+    /// Fails unless the schema is exactly what this binary expects.
+    pub async fn verify_schema(&self) -> Result<SchemaStatus, StoreError> {
+        let s = self.schema_status().await?;
+        if s.applied > s.known {
+            return Err(StoreError::SchemaTooNew { db: s.applied, binary: s.known });
+        }
+        if s.pending > 0 {
+            return Err(StoreError::SchemaPending { pending: s.pending });
+        }
+        Ok(s)
+    }
+
+    /// SQLite's own integrity check; PostgreSQL guarantees this itself, so it answers ok.
+    pub async fn integrity_check(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Sqlite {
+            let row = sqlx::query("PRAGMA integrity_check").fetch_one(&self.pool).await?;
+            let verdict: String = row.try_get(0)?;
+            if verdict != "ok" {
+                return Err(StoreError::Corrupt(verdict));
+            }
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Deployments counted once each, so counters survive restarts.
+    // ---------------------------------------------------------------------------------------------
+
+    /// Records a deployment's end. Returns false when it was already counted (by this or another
+    /// replica), so the caller increments counters exactly once.
+    pub async fn record_deployment_outcome(&self, o: &DeploymentOutcomeRecord) -> Result<bool, StoreError> {
+        let res = sqlx::query(
+            "INSERT INTO deployment_outcomes (deployment_id, app, outcome, duration_seconds, lead_time_seconds, \
+             recovery_seconds, excluded_from_dora, rollback, ended_at, counted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (deployment_id) DO NOTHING",
+        )
+        .bind(&o.deployment_id)
+        .bind(&o.app)
+        .bind(&o.outcome)
+        .bind(o.duration_seconds)
+        .bind(o.lead_time_seconds)
+        .bind(o.recovery_seconds)
+        .bind(o.excluded_from_dora as i64)
+        .bind(o.rollback as i64)
+        .bind(o.ended_at_ms)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    pub async fn deployment_outcomes(&self) -> Result<Vec<DeploymentOutcomeRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT deployment_id, app, outcome, duration_seconds, lead_time_seconds, recovery_seconds, \
+             excluded_from_dora, rollback, ended_at FROM deployment_outcomes ORDER BY ended_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeploymentOutcomeRecord {
+                    deployment_id: r.try_get("deployment_id")?,
+                    app: r.try_get("app")?,
+                    outcome: r.try_get("outcome")?,
+                    duration_seconds: r.try_get("duration_seconds")?,
+                    lead_time_seconds: r.try_get("lead_time_seconds")?,
+                    recovery_seconds: r.try_get("recovery_seconds")?,
+                    excluded_from_dora: r.try_get::<i64, _>("excluded_from_dora")? != 0,
+                    rollback: r.try_get::<i64, _>("rollback")? != 0,
+                    ended_at_ms: r.try_get("ended_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// The end of the app's most recent failure that no success has followed yet, for DORA recovery time.
+    pub async fn open_failure_since(&self, app: &str) -> Result<Option<i64>, StoreError> {
+        let last_success: Option<i64> = sqlx::query(
+            "SELECT MAX(ended_at) AS t FROM deployment_outcomes WHERE app = $1 AND outcome = 'success' AND excluded_from_dora = 0",
+        )
+        .bind(app)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("t")?;
+        let first_failure: Option<i64> = sqlx::query(
+            "SELECT MIN(ended_at) AS t FROM deployment_outcomes WHERE app = $1 AND outcome = 'failure' AND ended_at > $2",
+        )
+        .bind(app)
+        .bind(last_success.unwrap_or(i64::MIN))
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("t")?;
+        Ok(first_failure)
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Leases: one replica polls DigitalOcean; another takes over once the lease lapses.
+    // ---------------------------------------------------------------------------------------------
+
+    pub async fn try_acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let res = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at < $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now + ttl.as_millis() as i64)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Outbox: announcements for outbound notifiers, retried until delivered.
+    // ---------------------------------------------------------------------------------------------
+
+    pub async fn outbox_due(&self, now: i64, limit: i64) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, notifier, payload, attempts FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $1 \
+             ORDER BY next_attempt_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxItem {
+                    id: r.try_get("id")?,
+                    notifier: r.try_get("notifier")?,
+                    payload: r.try_get("payload")?,
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    pub async fn outbox_mark_sent(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET sent_at = $1, attempts = attempts + 1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn outbox_mark_failed(&self, id: &str, next_attempt_at: i64, error: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id = $3")
+            .bind(next_attempt_at)
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn outbox_pending(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentOutcomeRecord {
+    pub deployment_id: String,
+    pub app: String,
+    pub outcome: String,
+    pub duration_seconds: Option<f64>,
+    pub lead_time_seconds: Option<f64>,
+    pub recovery_seconds: Option<f64>,
+    pub excluded_from_dora: bool,
+    pub rollback: bool,
+    pub ended_at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub id: String,
+    pub notifier: String,
+    pub payload: String,
+    pub attempts: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(
+            redact("error connecting to postgres://bob:hunter2@db:5432/x"),
+            "error connecting to postgres://bob:***@db:5432/x"
+        );
+        assert_eq!(redact("no url here"), "no url here");
+    }
+
+    #[test]
+    fn backends_from_urls() {
+        assert_eq!(Backend::from_url("sqlite://x.db"), Some(Backend::Sqlite));
+        assert_eq!(Backend::from_url("sqlite::memory:"), Some(Backend::Sqlite));
+        assert_eq!(Backend::from_url("postgres://h/db"), Some(Backend::Postgres));
+        assert_eq!(Backend::from_url("postgresql://h/db"), Some(Backend::Postgres));
+        assert_eq!(Backend::from_url("mysql://h/db"), None);
+    }
+}

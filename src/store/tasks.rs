@@ -1,0 +1,682 @@
+//! Task persistence: idempotent ingest of alert notifications, the claimable queue, leases.
+//!
+//! Idempotency lives in the schema: `tasks.open_key` is unique and equals the dedup key while a task is
+//! open, so repeats, HA duplicates and concurrent replicas can only ever touch the one open task.
+
+use std::time::Duration;
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::{Backend, Store, StoreError, now_ms};
+use crate::tasks::{Kind, NewTask, Queue, State, Task, TaskEvent};
+
+/// One received notification, kept verbatim as a receipt.
+#[derive(Debug, Clone)]
+pub struct NotificationRecord {
+    pub body_sha256: String,
+    pub receiver: String,
+    pub status: String,
+    pub group_key: String,
+    pub alert_count: i64,
+    pub body: String,
+}
+
+/// One alert of a notification, with what the rules decided it causes.
+#[derive(Debug, Clone)]
+pub struct AlertRecord {
+    pub fingerprint: String,
+    pub alertname: String,
+    pub app: Option<String>,
+    pub firing: bool,
+    pub starts_at_ms: i64,
+    /// For a resolved alert: when it resolved.
+    pub ends_at_ms: Option<i64>,
+    pub labels_json: String,
+    pub annotations_json: String,
+    /// Tasks to open (firing) or announcements to make (resolved).
+    pub create: Vec<NewTask>,
+    /// Dedup keys of the open tasks a resolve closes.
+    pub cancel_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IngestReport {
+    pub alerts: usize,
+    pub tasks_created: usize,
+    pub tasks_reopened: usize,
+    pub duplicates_absorbed: usize,
+    pub stale_ignored: usize,
+    pub tasks_cancelled: usize,
+    pub tasks_noted: usize,
+    pub created: Vec<(Queue, Kind)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub queue: Option<Queue>,
+    pub state: Option<State>,
+    pub app: Option<String>,
+    pub limit: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskUpdateError {
+    #[error("no task with id {0}")]
+    NotFound(String),
+    #[error("task {id} is not leased to worker {worker} (its lease expired or another worker holds it)")]
+    NotLeaseHolder { id: String, worker: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for TaskUpdateError {
+    fn from(e: sqlx::Error) -> Self {
+        TaskUpdateError::Store(e.into())
+    }
+}
+
+const TASK_COLUMNS: &str = "id, queue, kind, title, priority, state, dedup_key, app, context, attempts, max_attempts, \
+     worker, lease_expires_at, created_at, updated_at, seen_count, alert_resolved_at, closed_reason, result";
+
+fn ts(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn task_from_row(r: &AnyRow) -> Result<Task, StoreError> {
+    let corrupt = |what: &str, v: &str| StoreError::Corrupt(format!("task has unknown {what} {v:?}"));
+    let queue: String = r.try_get("queue")?;
+    let kind: String = r.try_get("kind")?;
+    let state: String = r.try_get("state")?;
+    let context: String = r.try_get("context")?;
+    let result: Option<String> = r.try_get("result")?;
+    Ok(Task {
+        id: r.try_get("id")?,
+        queue: Queue::parse(&queue).ok_or_else(|| corrupt("queue", &queue))?,
+        kind: Kind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+        title: r.try_get("title")?,
+        priority: r.try_get("priority")?,
+        state: State::parse(&state).ok_or_else(|| corrupt("state", &state))?,
+        dedup_key: r.try_get("dedup_key")?,
+        app: r.try_get("app")?,
+        context: serde_json::from_str(&context).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        attempts: r.try_get("attempts")?,
+        max_attempts: r.try_get("max_attempts")?,
+        worker: r.try_get("worker")?,
+        lease_expires_at: r.try_get::<Option<i64>, _>("lease_expires_at")?.map(ts),
+        created_at: ts(r.try_get("created_at")?),
+        updated_at: ts(r.try_get("updated_at")?),
+        seen_count: r.try_get("seen_count")?,
+        alert_resolved_at: r.try_get::<Option<i64>, _>("alert_resolved_at")?.map(ts),
+        closed_reason: r.try_get("closed_reason")?,
+        result: result.and_then(|s| serde_json::from_str(&s).ok()),
+    })
+}
+
+async fn add_event(
+    tx: &mut Transaction<'static, Any>,
+    task_id: &str,
+    now: i64,
+    event: &str,
+    worker: Option<&str>,
+    detail: Option<&serde_json::Value>,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO task_events (task_id, at, event, worker, detail) VALUES ($1, $2, $3, $4, $5)")
+        .bind(task_id)
+        .bind(now)
+        .bind(event)
+        .bind(worker)
+        .bind(detail.map(|d| d.to_string()))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Placed {
+    Created(String),
+    Reopened,
+    Absorbed,
+}
+
+/// Opens `t` unless an open task with its dedup key exists (then that one is touched) or, for
+/// announcements, any task with that key ever existed.
+async fn place_task(
+    tx: &mut Transaction<'static, Any>,
+    t: &NewTask,
+    max_attempts: i64,
+    reopen_window: Duration,
+    now: i64,
+) -> Result<Placed, StoreError> {
+    let touched = sqlx::query("UPDATE tasks SET last_seen_at = $1, seen_count = seen_count + 1 WHERE open_key = $2")
+        .bind(now)
+        .bind(&t.dedup_key)
+        .execute(&mut **tx)
+        .await?;
+    if touched.rows_affected() > 0 {
+        return Ok(Placed::Absorbed);
+    }
+    if t.kind == Kind::Announce {
+        // An announcement is made once per event, whether or not an agent already handled it.
+        let seen = sqlx::query("UPDATE tasks SET last_seen_at = $1, seen_count = seen_count + 1 WHERE dedup_key = $2")
+            .bind(now)
+            .bind(&t.dedup_key)
+            .execute(&mut **tx)
+            .await?;
+        if seen.rows_affected() > 0 {
+            return Ok(Placed::Absorbed);
+        }
+    } else {
+        // A firing soon after its resolve reopens the task that resolve cancelled, keeping its history.
+        let since = now - reopen_window.as_millis() as i64;
+        let reopen_id: Option<String> = sqlx::query(
+            "SELECT id FROM tasks WHERE dedup_key = $1 AND state = 'cancelled' AND closed_reason = 'alert resolved' \
+             AND closed_at >= $2 ORDER BY closed_at DESC LIMIT 1",
+        )
+        .bind(&t.dedup_key)
+        .bind(since)
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| r.try_get("id"))
+        .transpose()?;
+        if let Some(id) = reopen_id {
+            sqlx::query(
+                "UPDATE tasks SET state = 'queued', open_key = dedup_key, closed_reason = NULL, closed_at = NULL, \
+                 alert_resolved_at = NULL, updated_at = $1, last_seen_at = $1, seen_count = seen_count + 1 WHERE id = $2",
+            )
+            .bind(now)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+            add_event(tx, &id, now, "reopened", None, Some(&serde_json::json!({"reason": "alert fired again"}))).await?;
+            return Ok(Placed::Reopened);
+        }
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let row = sqlx::query(
+        "INSERT INTO tasks (id, queue, kind, title, priority, state, dedup_key, open_key, app, context, attempts, \
+         max_attempts, created_at, updated_at, last_seen_at, seen_count) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $7, $8, 0, $9, $10, $10, $10, 1) \
+         ON CONFLICT (open_key) DO UPDATE SET last_seen_at = excluded.last_seen_at, seen_count = tasks.seen_count + 1 \
+         RETURNING id",
+    )
+    .bind(&id)
+    .bind(t.kind.queue().as_str())
+    .bind(t.kind.as_str())
+    .bind(&t.title)
+    .bind(t.priority)
+    .bind(&t.dedup_key)
+    .bind(&t.app)
+    .bind(t.context.to_string())
+    .bind(max_attempts)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    let got: String = row.try_get("id")?;
+    if got != id {
+        return Ok(Placed::Absorbed);
+    }
+    add_event(tx, &id, now, "created", None, None).await?;
+    Ok(Placed::Created(id))
+}
+
+async fn enqueue_outbox(
+    tx: &mut Transaction<'static, Any>,
+    notifiers: &[String],
+    t: &NewTask,
+    now: i64,
+) -> Result<(), StoreError> {
+    for n in notifiers {
+        sqlx::query("INSERT INTO outbox (id, notifier, payload, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, 0, $4)")
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(n)
+            .bind(serde_json::json!({"title": t.title, "app": t.app, "context": t.context}).to_string())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Options for [`Store::ingest_notification`] and [`Store::create_tasks`].
+#[derive(Debug, Clone)]
+pub struct PlaceOptions<'a> {
+    pub max_attempts: i64,
+    pub reopen_window: Duration,
+    /// Outbound notifiers that get a copy of every new announcement.
+    pub notifiers: &'a [String],
+}
+
+impl Store {
+    /// Stores a notification and everything it causes in one transaction.
+    pub async fn ingest_notification(
+        &self,
+        n: &NotificationRecord,
+        alerts: &[AlertRecord],
+        opts: &PlaceOptions<'_>,
+    ) -> Result<IngestReport, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO notifications (id, body_sha256, received_at, last_seen_at, seen_count, receiver, status, group_key, alert_count, body) \
+             VALUES ($1, $2, $3, $3, 1, $4, $5, $6, $7, $8) \
+             ON CONFLICT (body_sha256) DO UPDATE SET last_seen_at = excluded.last_seen_at, seen_count = notifications.seen_count + 1",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(&n.body_sha256)
+        .bind(now)
+        .bind(&n.receiver)
+        .bind(&n.status)
+        .bind(&n.group_key)
+        .bind(n.alert_count)
+        .bind(&n.body)
+        .execute(&mut *tx)
+        .await?;
+
+        let mut report = IngestReport { alerts: alerts.len(), ..Default::default() };
+        for a in alerts {
+            let prior = sqlx::query("SELECT resolved_at, starts_at, status FROM alerts WHERE fingerprint = $1")
+                .bind(&a.fingerprint)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let resolved_at: Option<i64> = prior.as_ref().map(|r| r.try_get("resolved_at")).transpose()?.flatten();
+            if a.firing {
+                // Alertmanager can deliver a firing after the resolve of the same episode.
+                if resolved_at.is_some_and(|r| a.starts_at_ms <= r) {
+                    report.stale_ignored += 1;
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO alerts (fingerprint, alertname, app, status, starts_at, resolved_at, first_seen_at, last_seen_at, seen_count, labels, annotations) \
+                     VALUES ($1, $2, $3, 'firing', $4, NULL, $5, $5, 1, $6, $7) \
+                     ON CONFLICT (fingerprint) DO UPDATE SET status = 'firing', starts_at = excluded.starts_at, \
+                     resolved_at = NULL, last_seen_at = excluded.last_seen_at, seen_count = alerts.seen_count + 1, \
+                     labels = excluded.labels, annotations = excluded.annotations",
+                )
+                .bind(&a.fingerprint)
+                .bind(&a.alertname)
+                .bind(&a.app)
+                .bind(a.starts_at_ms)
+                .bind(now)
+                .bind(&a.labels_json)
+                .bind(&a.annotations_json)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                let ends = a.ends_at_ms.unwrap_or(now);
+                if resolved_at.is_some_and(|r| r >= ends) {
+                    // A repeated resolve: nothing new to do but note we saw it.
+                    sqlx::query("UPDATE alerts SET last_seen_at = $1, seen_count = seen_count + 1 WHERE fingerprint = $2")
+                        .bind(now)
+                        .bind(&a.fingerprint)
+                        .execute(&mut *tx)
+                        .await?;
+                    report.duplicates_absorbed += 1;
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO alerts (fingerprint, alertname, app, status, starts_at, resolved_at, first_seen_at, last_seen_at, seen_count, labels, annotations) \
+                     VALUES ($1, $2, $3, 'resolved', $4, $5, $6, $6, 1, $7, $8) \
+                     ON CONFLICT (fingerprint) DO UPDATE SET status = 'resolved', resolved_at = excluded.resolved_at, \
+                     last_seen_at = excluded.last_seen_at, seen_count = alerts.seen_count + 1",
+                )
+                .bind(&a.fingerprint)
+                .bind(&a.alertname)
+                .bind(&a.app)
+                .bind(a.starts_at_ms)
+                .bind(ends)
+                .bind(now)
+                .bind(&a.labels_json)
+                .bind(&a.annotations_json)
+                .execute(&mut *tx)
+                .await?;
+                for key in &a.cancel_keys {
+                    let (c, noted) = close_on_resolve(&mut tx, key, ends, now).await?;
+                    report.tasks_cancelled += c;
+                    report.tasks_noted += noted;
+                }
+            }
+            for t in &a.create {
+                match place_task(&mut tx, t, opts.max_attempts, opts.reopen_window, now).await? {
+                    Placed::Created(_) => {
+                        report.tasks_created += 1;
+                        report.created.push((t.kind.queue(), t.kind));
+                        if t.kind == Kind::Announce {
+                            enqueue_outbox(&mut tx, opts.notifiers, t, now).await?;
+                        }
+                    }
+                    Placed::Reopened => report.tasks_reopened += 1,
+                    Placed::Absorbed => report.duplicates_absorbed += 1,
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// Creates tasks outside an alert (deployment lifecycle events, rollbacks), idempotently.
+    pub async fn create_tasks(&self, tasks: &[NewTask], opts: &PlaceOptions<'_>) -> Result<IngestReport, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let mut report = IngestReport::default();
+        for t in tasks {
+            match place_task(&mut tx, t, opts.max_attempts, opts.reopen_window, now).await? {
+                Placed::Created(_) => {
+                    report.tasks_created += 1;
+                    report.created.push((t.kind.queue(), t.kind));
+                    if t.kind == Kind::Announce {
+                        enqueue_outbox(&mut tx, opts.notifiers, t, now).await?;
+                    }
+                }
+                Placed::Reopened => report.tasks_reopened += 1,
+                Placed::Absorbed => report.duplicates_absorbed += 1,
+            }
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    pub async fn list_tasks(&self, f: &TaskFilter) -> Result<Vec<Task>, StoreError> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE ($1 IS NULL OR queue = $1) AND ($2 IS NULL OR state = $2) \
+             AND ($3 IS NULL OR app = $3) ORDER BY created_at DESC, id LIMIT $4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(f.queue.map(|q| q.as_str()))
+            .bind(f.state.map(|s| s.as_str()))
+            .bind(f.app.as_deref())
+            .bind(if f.limit <= 0 { 100 } else { f.limit.min(1000) })
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    pub async fn get_task(&self, id: &str) -> Result<Option<Task>, StoreError> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(task_from_row).transpose()
+    }
+
+    pub async fn task_events(&self, id: &str) -> Result<Vec<TaskEvent>, StoreError> {
+        let rows = sqlx::query("SELECT at, event, worker, detail FROM task_events WHERE task_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let detail: Option<String> = r.try_get("detail")?;
+                Ok(TaskEvent {
+                    at: ts(r.try_get("at")?),
+                    event: r.try_get("event")?,
+                    worker: r.try_get("worker")?,
+                    detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Adds a history entry to a task (rollback progress, notes).
+    pub async fn add_task_event(&self, id: &str, event: &str, detail: &serde_json::Value) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        add_event(&mut tx, id, now_ms(), event, None, Some(detail)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Returns expired leases to their queue (or fails the task when its attempts are spent).
+    pub async fn expire_leases(&self) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, worker, attempts, max_attempts FROM tasks WHERE state = 'claimed' AND lease_expires_at < $1",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut n = 0;
+        for r in &rows {
+            let id: String = r.try_get("id")?;
+            let worker: Option<String> = r.try_get("worker")?;
+            let spent = r.try_get::<i64, _>("attempts")? >= r.try_get::<i64, _>("max_attempts")?;
+            let res = if spent {
+                sqlx::query(
+                    "UPDATE tasks SET state = 'failed', open_key = NULL, worker = NULL, lease_expires_at = NULL, \
+                     closed_reason = 'lease expired with no attempts left', closed_at = $1, updated_at = $1 \
+                     WHERE id = $2 AND state = 'claimed' AND lease_expires_at < $1",
+                )
+            } else {
+                sqlx::query(
+                    "UPDATE tasks SET state = 'queued', worker = NULL, lease_expires_at = NULL, updated_at = $1 \
+                     WHERE id = $2 AND state = 'claimed' AND lease_expires_at < $1",
+                )
+            }
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            if res.rows_affected() == 1 {
+                n += 1;
+                add_event(&mut tx, &id, now, "lease_expired", worker.as_deref(), None).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Atomically hands the most urgent queued task of `queue` to `worker`.
+    pub async fn claim(&self, queue: Queue, worker: &str, lease: Duration) -> Result<Option<Task>, ClaimError> {
+        self.expire_leases().await?;
+        let now = now_ms();
+        let lock = match self.backend {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            // One connection is the single writer; nothing to lock against.
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE tasks SET state = 'claimed', worker = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
+             WHERE id = (SELECT id FROM tasks WHERE queue = $4 AND state = 'queued' ORDER BY priority, created_at, id LIMIT 1 {lock}) \
+             RETURNING {TASK_COLUMNS}"
+        );
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(worker)
+            .bind(now + lease.as_millis() as i64)
+            .bind(now)
+            .bind(queue.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+        let task = row.as_ref().map(task_from_row).transpose()?;
+        if let Some(t) = &task {
+            add_event(&mut tx, &t.id, now, "claimed", Some(worker), None).await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(task)
+    }
+
+    /// Claims one specific queued task (the rollback executor picks its own).
+    pub async fn claim_by_id(&self, id: &str, worker: &str, lease: Duration) -> Result<Option<Task>, StoreError> {
+        let now = now_ms();
+        let sql = format!(
+            "UPDATE tasks SET state = 'claimed', worker = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
+             WHERE id = $4 AND state = 'queued' RETURNING {TASK_COLUMNS}"
+        );
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(worker)
+            .bind(now + lease.as_millis() as i64)
+            .bind(now)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let task = row.as_ref().map(task_from_row).transpose()?;
+        if task.is_some() {
+            add_event(&mut tx, id, now, "claimed", Some(worker), None).await?;
+        }
+        tx.commit().await?;
+        Ok(task)
+    }
+
+    async fn holder_update(
+        &self,
+        id: &str,
+        worker: &str,
+        set: &'static str,
+        event: &str,
+        detail: Option<&serde_json::Value>,
+        binds: (Option<i64>, Option<String>),
+    ) -> Result<Task, TaskUpdateError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let sql = format!(
+            "UPDATE tasks SET {set}, updated_at = $1 WHERE id = $2 AND state = 'claimed' AND worker = $3 AND lease_expires_at >= $1 \
+             RETURNING {TASK_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(id)
+            .bind(worker)
+            .bind(binds.0)
+            .bind(binds.1)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            let exists = sqlx::query("SELECT 1 AS one FROM tasks WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Err(match exists {
+                Some(_) => TaskUpdateError::NotLeaseHolder { id: id.into(), worker: worker.into() },
+                None => TaskUpdateError::NotFound(id.into()),
+            });
+        };
+        let task = task_from_row(&row)?;
+        add_event(&mut tx, id, now, event, Some(worker), detail).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(task)
+    }
+
+    pub async fn heartbeat(&self, id: &str, worker: &str, lease: Duration) -> Result<Task, TaskUpdateError> {
+        let until = now_ms() + lease.as_millis() as i64;
+        self.holder_update(
+            id,
+            worker,
+            "lease_expires_at = COALESCE($4, lease_expires_at), result = COALESCE($5, result)",
+            "heartbeat",
+            None,
+            (Some(until), None),
+        )
+        .await
+    }
+
+    pub async fn complete(&self, id: &str, worker: &str, result: &serde_json::Value) -> Result<Task, TaskUpdateError> {
+        self.holder_update(
+            id,
+            worker,
+            "state = 'done', open_key = NULL, lease_expires_at = NULL, closed_at = $1, closed_reason = 'completed', \
+             result = COALESCE($5, result), attempts = attempts + COALESCE($4, 0)",
+            "completed",
+            Some(result),
+            (None, Some(result.to_string())),
+        )
+        .await
+    }
+
+    /// Fails the attempt; the task goes back to its queue while attempts remain (and `retry` is set).
+    pub async fn fail(&self, id: &str, worker: &str, reason: &str, retry: bool) -> Result<Task, TaskUpdateError> {
+        let detail = serde_json::json!({"reason": reason, "retry": retry});
+        self.holder_update(
+            id,
+            worker,
+            "state = CASE WHEN $4 = 1 AND attempts < max_attempts THEN 'queued' ELSE 'failed' END, \
+             open_key = CASE WHEN $4 = 1 AND attempts < max_attempts THEN open_key ELSE NULL END, \
+             closed_at = CASE WHEN $4 = 1 AND attempts < max_attempts THEN NULL ELSE $1 END, \
+             closed_reason = CASE WHEN $4 = 1 AND attempts < max_attempts THEN NULL ELSE $5 END, \
+             worker = CASE WHEN $4 = 1 AND attempts < max_attempts THEN NULL ELSE worker END, \
+             lease_expires_at = NULL",
+            "failed_attempt",
+            Some(&detail),
+            (Some(retry as i64), Some(reason.to_string())),
+        )
+        .await
+    }
+
+    /// Counts for the `deploywatch_tasks{queue,state}` gauge.
+    pub async fn task_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT queue, state, COUNT(*) AS n FROM tasks GROUP BY queue, state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("queue")?, r.try_get("state")?, r.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Alerts currently firing, for `status`.
+    pub async fn firing_alerts(&self, app: Option<&str>) -> Result<Vec<(String, Option<String>, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT alertname, app, starts_at FROM alerts WHERE status = 'firing' AND ($1 IS NULL OR app = $1) ORDER BY starts_at",
+        )
+        .bind(app)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("alertname")?, r.try_get("app")?, r.try_get("starts_at")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Sanity numbers for the fault tests: no duplicate open tasks, no task claimed past its lease.
+    pub async fn count_alerts(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM alerts").fetch_one(&self.pool).await?.try_get("n")?)
+    }
+}
+
+async fn close_on_resolve(
+    tx: &mut Transaction<'static, Any>,
+    key: &str,
+    resolved_at: i64,
+    now: i64,
+) -> Result<(usize, usize), StoreError> {
+    let open = sqlx::query("SELECT id, state, worker FROM tasks WHERE open_key = $1")
+        .bind(key)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(open) = open else { return Ok((0, 0)) };
+    let id: String = open.try_get("id")?;
+    let state: String = open.try_get("state")?;
+    if state == "queued" {
+        sqlx::query(
+            "UPDATE tasks SET state = 'cancelled', open_key = NULL, closed_reason = 'alert resolved', closed_at = $1, \
+             alert_resolved_at = $2, updated_at = $1 WHERE id = $3",
+        )
+        .bind(now)
+        .bind(resolved_at)
+        .bind(&id)
+        .execute(&mut **tx)
+        .await?;
+        add_event(tx, &id, now, "cancelled", None, Some(&serde_json::json!({"reason": "alert resolved"}))).await?;
+        Ok((1, 0))
+    } else {
+        // An agent is already working on it: tell it, don't pull the rug.
+        sqlx::query("UPDATE tasks SET alert_resolved_at = $1, updated_at = $2 WHERE id = $3")
+            .bind(resolved_at)
+            .bind(now)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+        add_event(tx, &id, now, "note", None, Some(&serde_json::json!({"note": "the alert resolved while this task was claimed"})))
+            .await?;
+        Ok((0, 1))
+    }
+}

@@ -1,0 +1,274 @@
+//! The Alertmanager webhook receiver (payload version 4).
+//!
+//! Architecture Invariant: only this module knows the Alertmanager JSON. It parses strictly (types)
+//! yet tolerantly (unknown fields), turns each alert into a [`rules::AlertInput`], and stores the
+//! notification with everything it causes in one transaction before answering 200. It answers 5xx
+//! only when Alertmanager should retry (the store is down or slow): any 4xx is dropped by
+//! Alertmanager, so a 4xx is reserved for input that will never succeed.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::app::AppState;
+use crate::http::ApiError;
+use crate::store::{AlertRecord, NotificationRecord, PlaceOptions};
+use crate::tasks::rules::{self, AlertInput, PlanContext};
+
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub version: String,
+    pub group_key: String,
+    #[serde(default)]
+    pub truncated_alerts: u64,
+    pub status: String,
+    pub receiver: String,
+    #[serde(default)]
+    pub group_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub common_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub common_annotations: BTreeMap<String, String>,
+    #[serde(default, rename = "externalURL")]
+    pub external_url: String,
+    pub alerts: Vec<Alert>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub status: String,
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at: DateTime<Utc>,
+    #[serde(default)]
+    pub ends_at: Option<DateTime<Utc>>,
+    #[serde(default, rename = "generatorURL")]
+    pub generator_url: String,
+    #[serde(default)]
+    pub fingerprint: String,
+}
+
+/// Why a payload was refused, mapped to 400 (not JSON) or 422 (JSON of the wrong shape).
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("the body is not valid JSON: {0}")]
+    Syntax(String),
+    #[error("the body is JSON but not an Alertmanager v4 notification: {0}")]
+    Shape(String),
+}
+
+impl PayloadError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            PayloadError::Syntax(_) => StatusCode::BAD_REQUEST,
+            PayloadError::Shape(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+}
+
+/// Parses and validates a notification into alert inputs. Pure.
+pub fn parse(body: &[u8]) -> Result<(Notification, Vec<AlertInput>), PayloadError> {
+    let n: Notification = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => PayloadError::Shape(e.to_string()),
+        _ => PayloadError::Syntax(e.to_string()),
+    })?;
+    if n.version != "4" {
+        return Err(PayloadError::Shape(format!("version is {:?}; deploywatch reads version \"4\"", n.version)));
+    }
+    if !matches!(n.status.as_str(), "firing" | "resolved") {
+        return Err(PayloadError::Shape(format!("status {:?} is neither \"firing\" nor \"resolved\"", n.status)));
+    }
+    let mut inputs = Vec::with_capacity(n.alerts.len());
+    for (i, a) in n.alerts.iter().enumerate() {
+        let firing = match a.status.as_str() {
+            "firing" => true,
+            "resolved" => false,
+            other => return Err(PayloadError::Shape(format!("alerts[{i}].status {other:?} is neither \"firing\" nor \"resolved\""))),
+        };
+        let Some(alertname) = a.labels.get("alertname").filter(|s| !s.is_empty()) else {
+            return Err(PayloadError::Shape(format!("alerts[{i}] has no alertname label")));
+        };
+        // Alertmanager's zero time means "no end".
+        let ends_at = a.ends_at.filter(|t| t.timestamp() > 0);
+        let fingerprint = if a.fingerprint.is_empty() { label_fingerprint(&a.labels) } else { a.fingerprint.clone() };
+        inputs.push(AlertInput {
+            alertname: alertname.clone(),
+            firing,
+            labels: a.labels.clone(),
+            annotations: a.annotations.clone(),
+            starts_at: a.starts_at,
+            ends_at,
+            fingerprint,
+            generator_url: a.generator_url.clone(),
+        });
+    }
+    Ok((n, inputs))
+}
+
+/// Same labels, same fingerprint, for senders that leave it out.
+fn label_fingerprint(labels: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in labels {
+        h.update(k.as_bytes());
+        h.update([0xff]);
+        h.update(v.as_bytes());
+        h.update([0xff]);
+    }
+    format!("{:x}", h.finalize())[..16].to_string()
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")))
+}
+
+/// `POST /webhook/alertmanager`. Authentication ran before the body was read (middleware).
+pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let res = handle(&app, &headers, &body).await;
+    let code = match &res {
+        Ok(_) => StatusCode::OK,
+        Err(e) => e.status,
+    };
+    app.metrics.webhook_requests_total.with_label_values(&[code.as_str()]).inc();
+    match res {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Response, ApiError> {
+    if !is_json(headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the notification as Content-Type: application/json",
+        ));
+    }
+    let (n, inputs) = parse(body).map_err(|e| ApiError::new(e.status(), if e.status() == StatusCode::BAD_REQUEST { "bad_request" } else { "invalid_payload" }, e.to_string()))?;
+    let snapshot = app.do_snapshot();
+    let cfg = &app.config.webhook;
+    let mut records = Vec::with_capacity(inputs.len());
+    for a in &inputs {
+        let view = a.app().and_then(|name| snapshot.apps.get(name));
+        let plan = rules::plan(a, &PlanContext { rules: &cfg.rules, app: view, dashboard_url: cfg.dashboard_url.as_deref() });
+        records.push(AlertRecord {
+            fingerprint: a.fingerprint.clone(),
+            alertname: a.alertname.clone(),
+            app: a.app().map(str::to_string),
+            firing: a.firing,
+            starts_at_ms: a.starts_at.timestamp_millis(),
+            ends_at_ms: a.ends_at.map(|t| t.timestamp_millis()),
+            labels_json: serde_json::to_string(&a.labels).unwrap_or_default(),
+            annotations_json: serde_json::to_string(&a.annotations).unwrap_or_default(),
+            create: plan.create,
+            cancel_keys: plan.cancel_keys,
+        });
+    }
+    let record = NotificationRecord {
+        body_sha256: format!("{:x}", Sha256::digest(body)),
+        receiver: n.receiver.clone(),
+        status: n.status.clone(),
+        group_key: n.group_key.clone(),
+        alert_count: n.alerts.len() as i64,
+        body: String::from_utf8_lossy(body).into_owned(),
+    };
+    let notifiers: Vec<String> = app.config.notifiers.iter().map(|n| n.name.clone()).collect();
+    let opts = PlaceOptions {
+        max_attempts: app.config.tasks.max_attempts as i64,
+        reopen_window: cfg.reopen_window,
+        notifiers: &notifiers,
+    };
+    let report = tokio::time::timeout(cfg.store_timeout, app.store.ingest_notification(&record, &records, &opts))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("the store did not commit within {:?}; Alertmanager will retry", cfg.store_timeout),
+            )
+        })?
+        .map_err(|e| {
+            tracing::warn!(error = %e, "webhook: store failed; answering 503 so Alertmanager retries");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", format!("{e}; Alertmanager will retry"))
+        })?;
+    for a in &inputs {
+        app.metrics.webhook_alerts_total.with_label_values(&[if a.firing { "firing" } else { "resolved" }]).inc();
+    }
+    app.metrics.webhook_duplicates_total.inc_by(report.duplicates_absorbed as u64);
+    for (q, k) in &report.created {
+        app.metrics.tasks_created_total.with_label_values(&[q.as_str(), k.as_str()]).inc();
+    }
+    tracing::info!(
+        receiver = %n.receiver, alerts = report.alerts, created = report.tasks_created,
+        duplicates = report.duplicates_absorbed, cancelled = report.tasks_cancelled,
+        stale = report.stale_ignored, "webhook notification stored"
+    );
+    Ok((StatusCode::OK, axum::Json(serde_json::json!({"status": "stored", "report": report}))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"{"version":"4","groupKey":"{}:{alertname=\"DeploymentFailed\"}","truncatedAlerts":0,
+      "status":"firing","receiver":"deploywatch","groupLabels":{"alertname":"DeploymentFailed"},
+      "commonLabels":{"alertname":"DeploymentFailed","app":"api"},"commonAnnotations":{},
+      "externalURL":"http://am:9093","newFieldFromTheFuture":{"x":1},
+      "alerts":[{"status":"firing","labels":{"alertname":"DeploymentFailed","app":"api","severity":"critical"},
+      "annotations":{"summary":"s"},"startsAt":"2026-11-22T10:00:00Z","endsAt":"0001-01-01T00:00:00Z",
+      "generatorURL":"http://prom/graph","fingerprint":"c0ffee"}]}"#;
+
+    #[test]
+    fn parses_a_real_shape_and_ignores_unknown_fields() {
+        let (n, inputs) = parse(SAMPLE.as_bytes()).expect("valid");
+        assert_eq!(n.receiver, "deploywatch");
+        assert_eq!(inputs.len(), 1);
+        assert_eq!(inputs[0].alertname, "DeploymentFailed");
+        assert!(inputs[0].firing);
+        assert_eq!(inputs[0].ends_at, None, "zero time is no end");
+        assert_eq!(inputs[0].fingerprint, "c0ffee");
+    }
+
+    #[test]
+    fn refusals_are_classified() {
+        let cases: &[(&[u8], StatusCode)] = &[
+            (b"", StatusCode::BAD_REQUEST),
+            (b"{\"version\":", StatusCode::BAD_REQUEST),
+            (b"\xff\xfe", StatusCode::BAD_REQUEST),
+            (b"[]", StatusCode::UNPROCESSABLE_ENTITY),
+            (b"{\"version\":4}", StatusCode::UNPROCESSABLE_ENTITY),
+            (br#"{"version":"3","groupKey":"g","status":"firing","receiver":"r","alerts":[]}"#, StatusCode::UNPROCESSABLE_ENTITY),
+            (br#"{"version":"4","groupKey":"g","status":"weird","receiver":"r","alerts":[]}"#, StatusCode::UNPROCESSABLE_ENTITY),
+            (br#"{"version":"4","groupKey":"g","status":"firing","receiver":"r","alerts":[{"status":"firing","labels":{},"startsAt":"2026-01-01T00:00:00Z"}]}"#, StatusCode::UNPROCESSABLE_ENTITY),
+            (br#"{"version":"4","groupKey":"g","status":"firing","receiver":"r","alerts":[{"status":"firing","labels":{"alertname":"X"},"startsAt":"yesterday"}]}"#, StatusCode::UNPROCESSABLE_ENTITY),
+        ];
+        for (body, want) in cases {
+            let got = parse(body).err().map(|e| e.status());
+            assert_eq!(got, Some(*want), "{}", String::from_utf8_lossy(body));
+        }
+        let deep = "[".repeat(10_000);
+        assert_eq!(parse(deep.as_bytes()).err().map(|e| e.status()), Some(StatusCode::BAD_REQUEST));
+    }
+
+    #[test]
+    fn fingerprints_from_labels_are_stable() {
+        let l: BTreeMap<String, String> = [("a".to_string(), "1".to_string())].into();
+        assert_eq!(label_fingerprint(&l), label_fingerprint(&l.clone()));
+        let l2: BTreeMap<String, String> = [("a".to_string(), "2".to_string())].into();
+        assert_ne!(label_fingerprint(&l), label_fingerprint(&l2));
+    }
+}
