@@ -176,7 +176,6 @@ async fn startup_sequence(app: Arc<App>, shutdown: &mut watch::Receiver<bool>) {
     let checks: Vec<AppMigrationCheck> = app.config.migration_checks.iter().cloned().map(|cfg| AppMigrationCheck { cfg }).collect();
     let mut events = app.events.subscribe();
     let interval = checks.iter().map(|c| c.cfg.interval).min().unwrap_or(Duration::from_secs(60));
-    let mut first = true;
     loop {
         let mut all_ok = true;
         for c in &checks {
@@ -189,23 +188,21 @@ async fn startup_sequence(app: Arc<App>, shutdown: &mut watch::Receiver<bool>) {
             }
             app.checks.record(r, &app.metrics);
         }
+        // The source is up when the checks ran; their verdicts are the check metrics.
         app.metrics.source_result("migrations", true);
         let _ = all_ok;
         // Until they pass, retry quickly so startup is not held longer than needed.
-        let wait = if first && !app.checks.status().ok { Duration::from_secs(2) } else { interval };
-        first = false;
+        let wait = if app.checks.status().ok { interval } else { Duration::from_secs(2) };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             e = events.recv() => {
-                if let Ok(e) = e {
-                    if e.kind != crate::sources::digitalocean::LifecycleKind::Succeeded {
+                if let Ok(e) = e
+                    && e.kind != crate::sources::digitalocean::LifecycleKind::Succeeded {
                         continue;
                     }
-                }
             }
             _ = shutdown.changed() => return,
         }
-        first = !app.checks.status().ok;
     }
 }
 

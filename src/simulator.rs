@@ -263,14 +263,12 @@ impl SimApp {
     }
 
     /// The deployment serving traffic: the pinned one, else the newest that went ACTIVE.
-    fn active<'a>(&'a self, now: DateTime<Utc>, step: Duration) -> Option<&'a SimDeployment> {
-        if let Some(p) = &self.pinned {
-            if let Some(d) = self.deployments.iter().find(|d| &d.id == p) {
-                if d.phase_at(now, step).0 == "ACTIVE" {
+    fn active(&self, now: DateTime<Utc>, step: Duration) -> Option<&SimDeployment> {
+        if let Some(p) = &self.pinned
+            && let Some(d) = self.deployments.iter().find(|d| &d.id == p)
+                && d.phase_at(now, step).0 == "ACTIVE" {
                     return Some(d);
                 }
-            }
-        }
         self.deployments.iter().find(|d| d.phase_at(now, step).0 == "ACTIVE")
     }
 
@@ -387,11 +385,10 @@ impl Simulator {
 
     pub fn cancel(&self, app: &str, deployment_id: &str) {
         let mut s = lock(&self.state);
-        if let Some(a) = s.apps.iter_mut().find(|a| a.name == app || a.id == app) {
-            if let Some(d) = a.deployments.iter_mut().find(|d| d.id == deployment_id) {
+        if let Some(a) = s.apps.iter_mut().find(|a| a.name == app || a.id == app)
+            && let Some(d) = a.deployments.iter_mut().find(|d| d.id == deployment_id) {
                 d.canceled_at = Some(Utc::now());
             }
-        }
     }
 
     pub fn app_id(&self, name: &str) -> Option<String> {
@@ -626,9 +623,9 @@ struct RollbackBody {
     deployment_id: String,
 }
 
-fn parse_rollback_body(body: &[u8]) -> Result<RollbackBody, Response> {
+fn parse_rollback_body(body: &[u8]) -> Result<RollbackBody, Box<Response>> {
     serde_json::from_slice(body).map_err(|_| {
-        (StatusCode::BAD_REQUEST, Json(json!({"id": "bad_request", "message": "deployment_id is required"}))).into_response()
+        Box::new((StatusCode::BAD_REQUEST, Json(json!({"id": "bad_request", "message": "deployment_id is required"}))).into_response())
     })
 }
 
@@ -638,7 +635,7 @@ async fn validate_rollback(State(sim): State<Simulator>, headers: HeaderMap, Pat
     }
     let b = match parse_rollback_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let s = lock(&sim.state);
     let now = Utc::now();
@@ -659,7 +656,7 @@ async fn rollback(State(sim): State<Simulator>, headers: HeaderMap, Path(app_id)
     }
     let b = match parse_rollback_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut s = lock(&sim.state);
     let now = Utc::now();

@@ -56,11 +56,10 @@ pub async fn build(app: &App, only: Option<&str>) -> Value {
         }
     }
     for r in &git.repos {
-        if let Some(a) = &r.app {
-            if !names.contains(a) {
+        if let Some(a) = &r.app
+            && !names.contains(a) {
                 names.push(a.clone());
             }
-        }
     }
     names.sort();
     for name in names.iter().filter(|n| only.is_none_or(|o| o == n.as_str())) {

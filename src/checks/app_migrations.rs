@@ -122,15 +122,14 @@ pub fn expected_from_dir(dir: &Path) -> std::io::Result<Expected> {
         e.names.insert(stem);
     }
     let journal = dir.join("meta").join("_journal.json");
-    if let Ok(text) = std::fs::read_to_string(journal) {
-        if let Ok(j) = serde_json::from_str::<serde_json::Value>(&text) {
+    if let Ok(text) = std::fs::read_to_string(journal)
+        && let Ok(j) = serde_json::from_str::<serde_json::Value>(&text) {
             for entry in j["entries"].as_array().into_iter().flatten() {
                 if let Some(w) = entry["when"].as_i64() {
                     e.drizzle_when.insert(w);
                 }
             }
         }
-    }
     Ok(e)
 }
 
@@ -257,11 +256,10 @@ impl AppMigrationCheck {
             // Migrations are expected but nothing records any: none ran.
             let e = expected.unwrap_or_default();
             f.pending = if e.versions.is_empty() { e.names.into_iter().collect() } else { e.versions.iter().map(|v| v.to_string()).collect() };
-            if f.pending.is_empty() {
-                if let Some(v) = self.cfg.expected_version {
+            if f.pending.is_empty()
+                && let Some(v) = self.cfg.expected_version {
                     f.pending.push(format!("up to {v}"));
                 }
-            }
         }
         for c in &self.cfg.sql_checks {
             let row = conn.fetch_optional(sqlx::AssertSqlSafe(c.sql.clone())).await;
@@ -385,11 +383,10 @@ async fn read_history(conn: &mut AnyConnection, d: Dialect, table: &str, tables:
             let v: String = r.try_get(0)?;
             let v = v.trim().to_string();
             let digits: String = v.chars().take_while(|c| c.is_ascii_digit()).collect();
-            if col == "version" {
-                if let Ok(n) = digits.parse() {
+            if col == "version"
+                && let Ok(n) = digits.parse() {
                     h.applied_versions.insert(n);
                 }
-            }
             h.applied_names.insert(v);
         }
     }

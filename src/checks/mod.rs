@@ -169,6 +169,11 @@ impl StartupChecks {
         StartupStatus { ok, checks }
     }
 
+    /// Whether the named check has passed at least once.
+    pub fn passed(&self, name: &str) -> bool {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).get(name).is_some_and(|e| e.ever_passed)
+    }
+
     /// Names and reasons of checks failing right now.
     pub fn failing_now(&self) -> Vec<(String, String)> {
         self.status()

@@ -125,7 +125,10 @@ pub async fn sweep_once(app: &App) {
 
 pub async fn run_sweeper(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     loop {
-        sweep_once(&app).await;
+        // Before the schema exists there is nothing to sweep.
+        if app.checks.passed("schema") {
+            sweep_once(&app).await;
+        }
         tokio::select! {
             _ = tokio::time::sleep(app.config.tasks.sweep_interval) => {}
             _ = shutdown.changed() => return,

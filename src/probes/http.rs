@@ -197,11 +197,10 @@ async fn run_phases(
             .await
             .map_err(|e| Failure(FailureReason::Tls, format!("TLS handshake failed: {e}")))?;
         phases.tls = secs(t.elapsed());
-        if let Some(der) = stream.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-            if let Ok((_, parsed)) = x509_parser::parse_x509_certificate(der.as_ref()) {
+        if let Some(der) = stream.get_ref().1.peer_certificates().and_then(|c| c.first())
+            && let Ok((_, parsed)) = x509_parser::parse_x509_certificate(der.as_ref()) {
                 *cert_out = DateTime::from_timestamp(parsed.validity().not_after.timestamp(), 0);
             }
-        }
         exchange(TokioIo::new(stream), req, phases).await?
     } else {
         exchange(TokioIo::new(tcp), req, phases).await?

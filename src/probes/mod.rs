@@ -213,7 +213,7 @@ pub async fn probe_target(app: &App, t: &HealthTarget, discovered: bool, tls: Ar
     th
 }
 
-/// Runs every target on its interval until shutdown; re-discovers targets every 30 seconds.
+/// Runs every target on its interval until shutdown; re-discovers targets every 5 seconds.
 pub async fn run(app: Arc<App>, tls: Arc<rustls::ClientConfig>, mut shutdown: watch::Receiver<bool>) {
     let sem = Arc::new(Semaphore::new(app.config.health.concurrency));
     let mut running: HashMap<String, (HealthTarget, tokio::task::JoinHandle<()>)> = HashMap::new();
@@ -262,7 +262,7 @@ pub async fn run(app: Arc<App>, tls: Arc<rustls::ClientConfig>, mut shutdown: wa
             running.insert(name, (t, handle));
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = shutdown.changed() => {
                 for (_, (_, h)) in running.drain() {
                     h.abort();

@@ -176,8 +176,8 @@ fn context(a: &AlertInput, cx: &PlanContext<'_>, class: Option<FailureClass>) ->
         if let Some(d) = v.active.as_ref() {
             c["active_deployment"] = json!({"id": d.id, "commit": d.commit});
         }
-        if let Some(f) = v.last_failure.as_ref() {
-            if a.alertname == "DeploymentFailed" {
+        if let Some(f) = v.last_failure.as_ref()
+            && a.alertname == "DeploymentFailed" {
                 c["failure"] = json!({
                     "deployment_id": f.deployment_id,
                     "step": f.failed_step.as_ref().map(|s| &s.top_step),
@@ -191,7 +191,6 @@ fn context(a: &AlertInput, cx: &PlanContext<'_>, class: Option<FailureClass>) ->
                 });
                 c["trace_id"] = json!(f.trace_id);
             }
-        }
         if v.pinned_deployment_id.is_some() {
             c["pinned_deployment_id"] = json!(v.pinned_deployment_id);
         }

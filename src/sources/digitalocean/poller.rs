@@ -184,7 +184,7 @@ impl Poller {
                 None => track.deployments.insert(0, d.clone()),
             }
         }
-        track.deployments.sort_by(|x, y| y.created_at.cmp(&x.created_at));
+        track.deployments.sort_by_key(|d| std::cmp::Reverse(d.created_at));
 
         let deployments = track.deployments.clone();
         let env = self.app.config.environment.clone();
@@ -294,11 +294,10 @@ impl Poller {
         let mut lead_time = None;
         let mut recovery = None;
         if outcome == Outcome::Success && !excluded {
-            if let (Some(sha), Some(end)) = (d.commit(), ended) {
-                if let Some(ct) = crate::sources::git::commit_time_for_app(&self.app, app_name, sha).await {
+            if let (Some(sha), Some(end)) = (d.commit(), ended)
+                && let Some(ct) = crate::sources::git::commit_time_for_app(&self.app, app_name, sha).await {
                     lead_time = Some(((end - ct).num_milliseconds() as f64 / 1000.0).max(0.0));
                 }
-            }
             if let Some(fail_ms) = self.app.store.open_failure_since(app_name).await? {
                 recovery = Some(((ended_ms - fail_ms) as f64 / 1000.0).max(0.0));
             }
@@ -321,15 +320,14 @@ impl Poller {
         let label = LabelValue::sanitize(app_name);
         if let Some(p) = &d.progress {
             for s in &p.steps {
-                if let (Some(st), Some(en)) = (s.started_at, s.ended_at) {
-                    if en >= st && matches!(s.name.as_str(), "build" | "deploy") {
+                if let (Some(st), Some(en)) = (s.started_at, s.ended_at)
+                    && en >= st && matches!(s.name.as_str(), "build" | "deploy") {
                         self.app
                             .metrics
                             .step_duration
                             .with_label_values(&[label.as_str(), s.name.as_str()])
                             .observe((en - st).num_milliseconds() as f64 / 1000.0);
                     }
-                }
             }
         }
         traces::emit_deployment_trace(app_name, d, env);
@@ -412,8 +410,8 @@ impl Poller {
             m.deployment_info.with_label_values(&di.each_ref().map(String::as_str)).set(1);
             ex.deployment_info = Some(di);
             // The latest deployment failed: say which step and why (both from bounded sets).
-            if let (Some(f), Some(latest)) = (&v.last_failure, &v.latest) {
-                if latest.id == f.deployment_id {
+            if let (Some(f), Some(latest)) = (&v.last_failure, &v.latest)
+                && latest.id == f.deployment_id {
                     let step = f.failed_step.as_ref().map(|s| s.top_step.clone()).unwrap_or_else(|| "unknown".into());
                     let reason = f
                         .failed_step
@@ -425,24 +423,19 @@ impl Poller {
                     m.deployment_failed_step.with_label_values(&fl.each_ref().map(String::as_str)).set(1);
                     ex.failed_step = Some(fl);
                 }
-            }
             next.insert(app, ex);
         }
         // Remove series whose label values changed or whose app is gone.
         for (app, old) in std::mem::take(&mut self.exported) {
             let new = next.get(&app).cloned().unwrap_or_default();
-            if old.info.is_some() && old.info != new.info {
-                let _ = m.app_info.remove_label_values(&old.info.as_ref().expect("some").each_ref().map(String::as_str));
+            if let Some(l) = old.info.as_ref().filter(|l| Some(*l) != new.info.as_ref()) {
+                let _ = m.app_info.remove_label_values(&l.each_ref().map(String::as_str));
             }
-            if old.deployment_info.is_some() && old.deployment_info != new.deployment_info {
-                let _ = m
-                    .deployment_info
-                    .remove_label_values(&old.deployment_info.as_ref().expect("some").each_ref().map(String::as_str));
+            if let Some(l) = old.deployment_info.as_ref().filter(|l| Some(*l) != new.deployment_info.as_ref()) {
+                let _ = m.deployment_info.remove_label_values(&l.each_ref().map(String::as_str));
             }
-            if old.failed_step.is_some() && old.failed_step != new.failed_step {
-                let _ = m
-                    .deployment_failed_step
-                    .remove_label_values(&old.failed_step.as_ref().expect("some").each_ref().map(String::as_str));
+            if let Some(l) = old.failed_step.as_ref().filter(|l| Some(*l) != new.failed_step.as_ref()) {
+                let _ = m.deployment_failed_step.remove_label_values(&l.each_ref().map(String::as_str));
             }
             if !next.contains_key(&app) {
                 for p in Phase::ALL {

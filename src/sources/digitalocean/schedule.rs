@@ -38,11 +38,10 @@ pub fn next_interval(i: ScheduleInput) -> Duration {
         interval = interval.max(Duration::from_secs(300));
     }
     // The token may be shared with other tools; DigitalOcean's own figure is the truth.
-    if let (Some(rem), Some(limit)) = (i.remaining, i.limit) {
-        if limit > 0 && (rem as f64) < 0.1 * limit as f64 {
+    if let (Some(rem), Some(limit)) = (i.remaining, i.limit)
+        && limit > 0 && (rem as f64) < 0.1 * limit as f64 {
             interval = interval.max(i.base * 4);
         }
-    }
     interval.min(Duration::from_secs(900))
 }
 
