@@ -1,0 +1,5 @@
+//! The integration suite: one binary, real PostgreSQL and MariaDB, real HTTP on loopback, the
+//! DigitalOcean simulator, real git repositories, real Prometheus and Alertmanager.
+
+mod fixer;
+mod helpers;
