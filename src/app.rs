@@ -115,9 +115,13 @@ pub async fn sync_outcome_metrics(app: &App) -> Result<usize, StoreError> {
             // Touch every outcome so a rate over a missing series is 0, not absent.
             let _ = m.deployments_total.with_label_values(&[a, o.as_str()]);
         }
-        m.deployments_total.with_label_values(&[a, &r.outcome]).inc();
+        m.deployments_total
+            .with_label_values(&[a, &r.outcome])
+            .inc();
         if let Some(d) = r.duration_seconds {
-            m.deployment_duration.with_label_values(&[a, &r.outcome]).observe(d);
+            m.deployment_duration
+                .with_label_values(&[a, &r.outcome])
+                .observe(d);
         }
         if r.outcome == "success" {
             let g = m.deployment_last_success.with_label_values(&[a]);

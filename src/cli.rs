@@ -17,7 +17,11 @@ pub const EXIT_ERROR: i32 = 2;
 pub const EXIT_TIMEOUT: i32 = 124;
 
 #[derive(Parser, Debug)]
-#[command(name = "deploywatch", version, about = "Watches DigitalOcean App Platform deployments and turns trouble into work")]
+#[command(
+    name = "deploywatch",
+    version,
+    about = "Watches DigitalOcean App Platform deployments and turns trouble into work"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -133,7 +137,9 @@ fn load_config(path: Option<&std::path::Path>, listen: Option<&str>) -> Result<C
     })?;
     if let Some(l) = listen {
         cfg.listen = l.parse().map_err(|_| {
-            eprintln!("deploywatch: --listen {l:?} is not a socket address; write it like 127.0.0.1:9797");
+            eprintln!(
+                "deploywatch: --listen {l:?} is not a socket address; write it like 127.0.0.1:9797"
+            );
             EXIT_ERROR
         })?;
     }
@@ -150,7 +156,10 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("deploywatch: cannot start the async runtime: {e}");
@@ -163,9 +172,17 @@ pub fn main() -> i32 {
 async fn run(cli: Cli) -> i32 {
     let res = match cli.command {
         Command::Serve { config, listen } => serve(config, listen).await,
-        Command::Demo { listen, step_seconds } => crate::demo::run(listen, Duration::from_secs(step_seconds.max(1))).await,
+        Command::Demo {
+            listen,
+            step_seconds,
+        } => crate::demo::run(listen, Duration::from_secs(step_seconds.max(1))).await,
         Command::Status { server, app, json } => status(server, app, json).await,
-        Command::Watch { app, deployment, timeout, json } => crate::watch::run(app, deployment, Duration::from_secs(timeout), json).await,
+        Command::Watch {
+            app,
+            deployment,
+            timeout,
+            json,
+        } => crate::watch::run(app, deployment, Duration::from_secs(timeout), json).await,
         Command::Tasks { action, server } => tasks(action, server).await,
         Command::Check { config } => check(config).await,
         Command::Migrate { config } => migrate(config).await,
@@ -188,10 +205,16 @@ async fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Resul
 }
 
 pub async fn serve_config(cfg: Config, opts: crate::server::ServeOptions) -> anyhow::Result<i32> {
-    let mut guard = crate::telemetry::init(cfg.log_format, &cfg.environment).map_err(anyhow::Error::msg)?;
+    let mut guard =
+        crate::telemetry::init(cfg.log_format, &cfg.environment).map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .with_context(|| format!("cannot listen on {} (in use? set --listen or DEPLOYWATCH_LISTEN)", cfg.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (in use? set --listen or DEPLOYWATCH_LISTEN)",
+                cfg.listen
+            )
+        })?;
     tracing::info!(config = %cfg, "deploywatch {} starting", env!("CARGO_PKG_VERSION"));
     let running = crate::server::start(cfg, listener, opts).await?;
     tracing::info!(addr = %running.addr, "listening");
@@ -203,27 +226,38 @@ pub async fn serve_config(cfg: Config, opts: crate::server::ServeOptions) -> any
 }
 
 fn server_url(server: Option<String>) -> String {
-    server.unwrap_or_else(|| format!("http://{}", crate::config::DEFAULT_LISTEN)).trim_end_matches('/').to_string()
+    server
+        .unwrap_or_else(|| format!("http://{}", crate::config::DEFAULT_LISTEN))
+        .trim_end_matches('/')
+        .to_string()
 }
 
 fn http_client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap_or_default()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap_or_default()
 }
 
 fn auth(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    match std::env::var("DEPLOYWATCH_WEBHOOK_TOKEN").ok().filter(|t| !t.is_empty()) {
+    match std::env::var("DEPLOYWATCH_WEBHOOK_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
         Some(t) => req.bearer_auth(SecretString::from(t).expose_secret()),
         None => req,
     }
 }
 
 async fn status(server: Option<String>, app: Option<String>, json: bool) -> anyhow::Result<i32> {
-    let direct = server.is_none() && std::env::var("DIGITALOCEAN_TOKEN").is_ok_and(|t| !t.is_empty());
+    let direct =
+        server.is_none() && std::env::var("DIGITALOCEAN_TOKEN").is_ok_and(|t| !t.is_empty());
     let value = if direct {
         crate::watch::direct_status(app.as_deref()).await?
     } else {
         let base = server_url(server);
-        let mut url = url::Url::parse(&format!("{base}/api/v1/status")).with_context(|| format!("bad server URL {base:?}"))?;
+        let mut url = url::Url::parse(&format!("{base}/api/v1/status"))
+            .with_context(|| format!("bad server URL {base:?}"))?;
         if let Some(a) = &app {
             url.query_pairs_mut().append_pair("app", a);
         }
@@ -235,25 +269,41 @@ async fn status(server: Option<String>, app: Option<String>, json: bool) -> anyh
         if !resp.status().is_success() {
             anyhow::bail!("the server answered HTTP {}", resp.status());
         }
-        resp.json::<serde_json::Value>().await.context("the server's answer is not JSON")?
+        resp.json::<serde_json::Value>()
+            .await
+            .context("the server's answer is not JSON")?
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", crate::status::render_text(&value));
     }
-    Ok(if crate::status::is_failing(&value) { EXIT_FAILING } else { EXIT_OK })
+    Ok(if crate::status::is_failing(&value) {
+        EXIT_FAILING
+    } else {
+        EXIT_OK
+    })
 }
 
 async fn tasks(action: TaskAction, server: Option<String>) -> anyhow::Result<i32> {
     let base = server_url(server);
     let c = http_client();
     let req = match &action {
-        TaskAction::List { queue, state, app, limit } => {
+        TaskAction::List {
+            queue,
+            state,
+            app,
+            limit,
+        } => {
             let mut url = url::Url::parse(&format!("{base}/api/v1/tasks"))?;
             {
                 let mut q = url.query_pairs_mut();
-                for (k, v) in [("queue", queue.clone()), ("state", state.clone()), ("app", app.clone()), ("limit", limit.map(|l| l.to_string()))] {
+                for (k, v) in [
+                    ("queue", queue.clone()),
+                    ("state", state.clone()),
+                    ("app", app.clone()),
+                    ("limit", limit.map(|l| l.to_string())),
+                ] {
                     if let Some(v) = v {
                         q.append_pair(k, &v);
                     }
@@ -261,10 +311,18 @@ async fn tasks(action: TaskAction, server: Option<String>) -> anyhow::Result<i32
             }
             c.get(url)
         }
-        TaskAction::Claim { queue, worker, lease_seconds } => c
-            .post(format!("{base}/api/v1/tasks/claim"))
-            .json(&serde_json::json!({"queue": queue, "worker": worker, "lease_seconds": lease_seconds})),
-        TaskAction::Heartbeat { id, worker, lease_seconds } => c
+        TaskAction::Claim {
+            queue,
+            worker,
+            lease_seconds,
+        } => c.post(format!("{base}/api/v1/tasks/claim")).json(
+            &serde_json::json!({"queue": queue, "worker": worker, "lease_seconds": lease_seconds}),
+        ),
+        TaskAction::Heartbeat {
+            id,
+            worker,
+            lease_seconds,
+        } => c
             .post(format!("{base}/api/v1/tasks/{id}/heartbeat"))
             .json(&serde_json::json!({"worker": worker, "lease_seconds": lease_seconds})),
         TaskAction::Complete { id, worker, result } => {
@@ -272,16 +330,23 @@ async fn tasks(action: TaskAction, server: Option<String>) -> anyhow::Result<i32
                 Some(r) => Some(serde_json::from_str(r).context("--result must be JSON")?),
                 None => None,
             };
-            c.post(format!("{base}/api/v1/tasks/{id}/complete")).json(&serde_json::json!({"worker": worker, "result": result}))
+            c.post(format!("{base}/api/v1/tasks/{id}/complete"))
+                .json(&serde_json::json!({"worker": worker, "result": result}))
         }
-        TaskAction::Fail { id, worker, reason, no_retry } => c
+        TaskAction::Fail {
+            id,
+            worker,
+            reason,
+            no_retry,
+        } => c
             .post(format!("{base}/api/v1/tasks/{id}/fail"))
             .json(&serde_json::json!({"worker": worker, "reason": reason, "retry": !no_retry})),
     };
-    let resp = auth(req)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the deploywatch server at {base} (set --server or DEPLOYWATCH_SERVER)"))?;
+    let resp = auth(req).send().await.with_context(|| {
+        format!(
+            "cannot reach the deploywatch server at {base} (set --server or DEPLOYWATCH_SERVER)"
+        )
+    })?;
     let code = resp.status();
     if code == reqwest::StatusCode::NO_CONTENT {
         eprintln!("no task queued");
@@ -297,7 +362,13 @@ async fn tasks(action: TaskAction, server: Option<String>) -> anyhow::Result<i32
             .and_then(|v| v["message"].as_str().map(str::to_string))
             .unwrap_or(text);
         eprintln!("deploywatch: HTTP {}: {msg}", code.as_u16());
-        Ok(if code == reqwest::StatusCode::CONFLICT || code == reqwest::StatusCode::NOT_FOUND { EXIT_FAILING } else { EXIT_ERROR })
+        Ok(
+            if code == reqwest::StatusCode::CONFLICT || code == reqwest::StatusCode::NOT_FOUND {
+                EXIT_FAILING
+            } else {
+                EXIT_ERROR
+            },
+        )
     }
 }
 
@@ -314,7 +385,11 @@ async fn check(config: Option<PathBuf>) -> anyhow::Result<i32> {
             println!("check {:<20} ok", r.name);
         } else {
             failing += 1;
-            println!("check {:<20} FAILING: {}", r.name, r.reason.as_deref().unwrap_or(""));
+            println!(
+                "check {:<20} FAILING: {}",
+                r.name,
+                r.reason.as_deref().unwrap_or("")
+            );
         }
     }
     if failing > 0 {
@@ -333,7 +408,10 @@ async fn migrate(config: Option<PathBuf>) -> anyhow::Result<i32> {
     };
     let store = crate::store::Store::connect(&cfg.database_url, Duration::from_secs(5)).await?;
     let s = store.migrate().await?;
-    println!("schema at version {} ({} known to this binary)", s.applied, s.known);
+    println!(
+        "schema at version {} ({} known to this binary)",
+        s.applied, s.known
+    );
     store.close().await;
     Ok(EXIT_OK)
 }

@@ -444,7 +444,10 @@ impl Config {
                     path: p.clone(),
                     source,
                 })?;
-                (parse_file(&text, p)?, format!("config file {}", p.display()))
+                (
+                    parse_file(&text, p)?,
+                    format!("config file {}", p.display()),
+                )
             }
             None => (FileConfig::default(), "configuration".to_string()),
         };
@@ -487,7 +490,12 @@ impl Ctx<'_> {
         LabelValue::parse(value).map_err(|m| self.err(key, m))
     }
 
-    fn positive(&self, key: &str, d: Option<HumanDuration>, default: Duration) -> Result<Duration, ConfigError> {
+    fn positive(
+        &self,
+        key: &str,
+        d: Option<HumanDuration>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
         let d = d.map(|d| d.0).unwrap_or(default);
         if d.is_zero() {
             return Err(self.err(key, "must be greater than zero"));
@@ -498,7 +506,9 @@ impl Ctx<'_> {
 
 fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, ConfigError> {
     let cx = Ctx { origin: &origin };
-    let env_cx = Ctx { origin: "environment" };
+    let env_cx = Ctx {
+        origin: "environment",
+    };
 
     let listen_text = env
         .var("DEPLOYWATCH_LISTEN")
@@ -508,7 +518,10 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
     let listen: SocketAddr = listen_text.0.parse().map_err(|_| {
         listen_text.1.err(
             listen_text.2,
-            format!("{:?} is not a socket address; write it like \"127.0.0.1:9797\"", listen_text.0),
+            format!(
+                "{:?} is not a socket address; write it like \"127.0.0.1:9797\"",
+                listen_text.0
+            ),
         )
     })?;
 
@@ -528,7 +541,11 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
 
     let startup = StartupConfig {
         migrate: file.startup.migrate.unwrap_or(true),
-        grace: file.startup.grace.map(|d| d.0).unwrap_or(Duration::from_secs(300)),
+        grace: file
+            .startup
+            .grace
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(300)),
         recheck_interval: cx.positive(
             "startup.recheck_interval",
             file.startup.recheck_interval,
@@ -544,7 +561,12 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
     let api_url = Url::parse(&api_text)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| cx.err("digitalocean.api_url", format!("{api_text:?} is not an http(s) URL")))?;
+        .ok_or_else(|| {
+            cx.err(
+                "digitalocean.api_url",
+                format!("{api_text:?} is not an http(s) URL"),
+            )
+        })?;
     let token = env
         .var("DIGITALOCEAN_TOKEN")
         .map(SecretString::from)
@@ -553,7 +575,11 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
     if !(budget_share > 0.0 && budget_share <= 1.0) {
         return Err(cx.err("digitalocean.budget_share", "must be a fraction in (0, 1]"));
     }
-    let poll_interval = cx.positive("digitalocean.poll_interval", dof.poll_interval, Duration::from_secs(30))?;
+    let poll_interval = cx.positive(
+        "digitalocean.poll_interval",
+        dof.poll_interval,
+        Duration::from_secs(30),
+    )?;
     let digitalocean = DigitalOceanConfig {
         token,
         api_url,
@@ -564,8 +590,16 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
             Duration::from_secs(10).min(poll_interval),
         )?,
         budget_share,
-        request_timeout: cx.positive("digitalocean.request_timeout", dof.request_timeout, Duration::from_secs(15))?,
-        stuck_after: cx.positive("digitalocean.stuck_after", dof.stuck_after, Duration::from_secs(30 * 60))?,
+        request_timeout: cx.positive(
+            "digitalocean.request_timeout",
+            dof.request_timeout,
+            Duration::from_secs(15),
+        )?,
+        stuck_after: cx.positive(
+            "digitalocean.stuck_after",
+            dof.stuck_after,
+            Duration::from_secs(30 * 60),
+        )?,
         log_tail_lines: dof.log_tail_lines.unwrap_or(50).min(1000),
     };
 
@@ -581,15 +615,26 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
         let url = Url::parse(&t.url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-            .ok_or_else(|| cx.err(k("url"), format!("{:?} is not an http(s) URL with a host", t.url)))?;
+            .ok_or_else(|| {
+                cx.err(
+                    k("url"),
+                    format!("{:?} is not an http(s) URL with a host", t.url),
+                )
+            })?;
         let app = cx.label(&k("app"), t.app.as_deref().unwrap_or(t.name.as_str()))?;
         let interval = cx.positive(&k("interval"), t.interval, Duration::from_secs(15))?;
         let timeout = cx.positive(&k("timeout"), t.timeout, Duration::from_secs(5))?;
         if timeout > interval {
-            return Err(cx.err(k("timeout"), "must not be longer than the target's interval"));
+            return Err(cx.err(
+                k("timeout"),
+                "must not be longer than the target's interval",
+            ));
         }
         if let Some(bad) = t.accepted_status.iter().find(|s| !(100..=599).contains(*s)) {
-            return Err(cx.err(k("accepted_status"), format!("{bad} is not an HTTP status code")));
+            return Err(cx.err(
+                k("accepted_status"),
+                format!("{bad} is not an HTTP status code"),
+            ));
         }
         let ft = t.failure_threshold.unwrap_or(3);
         let st = t.success_threshold.unwrap_or(1);
@@ -608,7 +653,10 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
             body_checks: t
                 .body_checks
                 .into_iter()
-                .map(|b| BodyCheck { field: b.field, equals: b.equals })
+                .map(|b| BodyCheck {
+                    field: b.field,
+                    equals: b.equals,
+                })
                 .collect(),
             expect_active_commit: t.expect_active_commit,
             allow_link_local: t.allow_link_local.unwrap_or(allow_ll_global),
@@ -628,19 +676,43 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
         if r.url.trim().is_empty() {
             return Err(cx.err(k("url"), "must be a local path or a remote URL"));
         }
-        let branches = if r.branches.is_empty() { vec!["main".to_string()] } else { r.branches };
+        let branches = if r.branches.is_empty() {
+            vec!["main".to_string()]
+        } else {
+            r.branches
+        };
         for b in &branches {
-            if b.is_empty() || b.contains("..") || b.starts_with('-') || b.contains(char::is_whitespace) {
+            if b.is_empty()
+                || b.contains("..")
+                || b.starts_with('-')
+                || b.contains(char::is_whitespace)
+            {
                 return Err(cx.err(k("branches"), format!("{b:?} is not a branch name")));
             }
         }
-        let app = r.app.as_deref().map(|a| cx.label(&k("app"), a)).transpose()?;
-        repos.push(GitRepo { name, url: r.url, branches, app });
+        let app = r
+            .app
+            .as_deref()
+            .map(|a| cx.label(&k("app"), a))
+            .transpose()?;
+        repos.push(GitRepo {
+            name,
+            url: r.url,
+            branches,
+            app,
+        });
     }
     let git = GitConfig {
         repos,
-        fetch_interval: cx.positive("git.fetch_interval", file.git.fetch_interval, Duration::from_secs(60))?,
-        mirror_dir: file.git.mirror_dir.unwrap_or_else(|| PathBuf::from("deploywatch-git")),
+        fetch_interval: cx.positive(
+            "git.fetch_interval",
+            file.git.fetch_interval,
+            Duration::from_secs(60),
+        )?,
+        mirror_dir: file
+            .git
+            .mirror_dir
+            .unwrap_or_else(|| PathBuf::from("deploywatch-git")),
     };
 
     let mut migration_checks = Vec::new();
@@ -648,11 +720,20 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
         let k = |f: &str| format!("migration_checks[{i}].{f}");
         let name = cx.label(&k("name"), &m.name)?;
         let url = m.database_url.expose_secret();
-        if !["mysql://", "mariadb://", "postgres://", "postgresql://", "sqlite:"]
-            .iter()
-            .any(|p| url.starts_with(p))
+        if ![
+            "mysql://",
+            "mariadb://",
+            "postgres://",
+            "postgresql://",
+            "sqlite:",
+        ]
+        .iter()
+        .any(|p| url.starts_with(p))
         {
-            return Err(cx.err(k("database_url"), "must start with mysql://, postgres:// or sqlite:"));
+            return Err(cx.err(
+                k("database_url"),
+                "must start with mysql://, postgres:// or sqlite:",
+            ));
         }
         for t in m.required_tables.iter().chain(m.required_columns.keys()) {
             crate::checks::app_migrations::validate_identifier(t)
@@ -662,7 +743,11 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
             crate::checks::app_migrations::validate_identifier(t)
                 .map_err(|msg| cx.err(k("tracking_table"), msg))?;
         }
-        let app = m.app.as_deref().map(|a| cx.label(&k("app"), a)).transpose()?;
+        let app = m
+            .app
+            .as_deref()
+            .map(|a| cx.label(&k("app"), a))
+            .transpose()?;
         migration_checks.push(MigrationCheckConfig {
             name,
             app,
@@ -672,14 +757,25 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
             migrations_dir: m.migrations_dir,
             expected_version: m.expected_version,
             tracking_table: m.tracking_table,
-            sql_checks: m.sql_checks.into_iter().map(|s| SqlCheck { name: s.name, sql: s.sql }).collect(),
+            sql_checks: m
+                .sql_checks
+                .into_iter()
+                .map(|s| SqlCheck {
+                    name: s.name,
+                    sql: s.sql,
+                })
+                .collect(),
             interval: cx.positive(&k("interval"), m.interval, Duration::from_secs(60))?,
             timeout: cx.positive(&k("timeout"), m.timeout, Duration::from_secs(5))?,
         });
     }
 
     let mut tokens = Vec::new();
-    if let Some(t) = env.var("DEPLOYWATCH_WEBHOOK_TOKEN").map(SecretString::from).or(file.webhook.token) {
+    if let Some(t) = env
+        .var("DEPLOYWATCH_WEBHOOK_TOKEN")
+        .map(SecretString::from)
+        .or(file.webhook.token)
+    {
         tokens.push(t);
     }
     if let Some(t) = env
@@ -707,16 +803,32 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
     }
     let webhook = WebhookConfig {
         tokens,
-        reopen_window: file.webhook.reopen_window.map(|d| d.0).unwrap_or(Duration::from_secs(15 * 60)),
-        store_timeout: cx.positive("webhook.store_timeout", file.webhook.store_timeout, Duration::from_secs(3))?,
+        reopen_window: file
+            .webhook
+            .reopen_window
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(15 * 60)),
+        store_timeout: cx.positive(
+            "webhook.store_timeout",
+            file.webhook.store_timeout,
+            Duration::from_secs(3),
+        )?,
         dashboard_url: file.webhook.dashboard_url,
         rules,
     };
 
     let tasks = TasksConfig {
-        default_lease: cx.positive("tasks.default_lease", file.tasks.default_lease, Duration::from_secs(300))?,
+        default_lease: cx.positive(
+            "tasks.default_lease",
+            file.tasks.default_lease,
+            Duration::from_secs(300),
+        )?,
         max_attempts: file.tasks.max_attempts.unwrap_or(3).max(1),
-        sweep_interval: cx.positive("tasks.sweep_interval", file.tasks.sweep_interval, Duration::from_secs(5))?,
+        sweep_interval: cx.positive(
+            "tasks.sweep_interval",
+            file.tasks.sweep_interval,
+            Duration::from_secs(5),
+        )?,
     };
 
     let rollback = RollbackConfig {
@@ -724,11 +836,27 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
             .rollback
             .auto
             .into_iter()
-            .map(|a| AutoRollback { app: a.app, environment: a.environment, dry_run: a.dry_run })
+            .map(|a| AutoRollback {
+                app: a.app,
+                environment: a.environment,
+                dry_run: a.dry_run,
+            })
             .collect(),
-        cooldown: file.rollback.cooldown.map(|d| d.0).unwrap_or(Duration::from_secs(30 * 60)),
-        follow_timeout: cx.positive("rollback.follow_timeout", file.rollback.follow_timeout, Duration::from_secs(20 * 60))?,
-        healthy_for: file.rollback.healthy_for.map(|d| d.0).unwrap_or(Duration::from_secs(120)),
+        cooldown: file
+            .rollback
+            .cooldown
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(30 * 60)),
+        follow_timeout: cx.positive(
+            "rollback.follow_timeout",
+            file.rollback.follow_timeout,
+            Duration::from_secs(20 * 60),
+        )?,
+        healthy_for: file
+            .rollback
+            .healthy_for
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(120)),
     };
 
     let mut notifiers = Vec::new();
@@ -739,14 +867,21 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
         if !ok {
             return Err(cx.err(format!("notifiers[{i}].url"), "is not an http(s) URL"));
         }
-        notifiers.push(NotifierConfig { name: n.name, kind: n.kind, url: n.url });
+        notifiers.push(NotifierConfig {
+            name: n.name,
+            kind: n.kind,
+            url: n.url,
+        });
     }
 
     let log_format = match env.var("DEPLOYWATCH_LOG_FORMAT").as_deref() {
         Some("json") => LogFormat::Json,
         Some("text") => LogFormat::Text,
         Some(other) => {
-            return Err(env_cx.err("DEPLOYWATCH_LOG_FORMAT", format!("{other:?} is neither \"text\" nor \"json\"")));
+            return Err(env_cx.err(
+                "DEPLOYWATCH_LOG_FORMAT",
+                format!("{other:?} is neither \"text\" nor \"json\""),
+            ));
         }
         None => file.log_format.unwrap_or_default(),
     };
@@ -777,11 +912,19 @@ impl fmt::Display for Config {
             "listen={} store={:?} digitalocean={} health_targets={} git_repos={} migration_checks={} webhook_auth={}",
             self.listen,
             self.database_kind(),
-            if self.digitalocean.token.is_some() { "on" } else { "off" },
+            if self.digitalocean.token.is_some() {
+                "on"
+            } else {
+                "off"
+            },
             self.health.targets.len(),
             self.git.repos.len(),
             self.migration_checks.len(),
-            if self.webhook.tokens.is_empty() { "off" } else { "on" },
+            if self.webhook.tokens.is_empty() {
+                "off"
+            } else {
+                "on"
+            },
         )
     }
 }

@@ -48,7 +48,9 @@ pub async fn run(listen: Option<String>, step: Duration) -> anyhow::Result<i32> 
         match l.parse() {
             Ok(a) => cfg.listen = a,
             Err(_) => {
-                eprintln!("deploywatch: --listen {l:?} is not a socket address; write it like 127.0.0.1:9797");
+                eprintln!(
+                    "deploywatch: --listen {l:?} is not a socket address; write it like 127.0.0.1:9797"
+                );
                 return Ok(crate::cli::EXIT_ERROR);
             }
         }
@@ -63,7 +65,10 @@ pub async fn run(listen: Option<String>, step: Duration) -> anyhow::Result<i32> 
     cfg.digitalocean.fast_poll_interval = Duration::from_secs(2);
     cfg.digitalocean.stuck_after = step * 20;
     eprintln!("deploywatch demo: simulated DigitalOcean API at {base} (apps: api, web, worker)");
-    eprintln!("deploywatch demo: open http://{}/ , /metrics and /api/v1/status", cfg.listen);
+    eprintln!(
+        "deploywatch demo: open http://{}/ , /metrics and /api/v1/status",
+        cfg.listen
+    );
     let sim2 = sim.clone();
     tokio::spawn(async move {
         let apps = ["api", "web", "worker"];

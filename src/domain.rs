@@ -30,7 +30,13 @@ impl LabelValue {
     pub fn sanitize(s: &str) -> Self {
         let mut out: String = s
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':') { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':') {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .take(64)
             .collect();
         if out.is_empty() {

@@ -34,39 +34,74 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     fn store(e: crate::store::StoreError) -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", format!("{e}; retry shortly"))
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("{e}; retry shortly"),
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": self.code, "message": self.message}))).into_response()
+        (
+            self.status,
+            Json(json!({"error": self.code, "message": self.message})),
+        )
+            .into_response()
     }
 }
 
 impl From<BytesRejection> for ApiError {
     fn from(r: BytesRejection) -> Self {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is over 1 MiB; send fewer alerts per notification (max_alerts)")
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the body is over 1 MiB; send fewer alerts per notification (max_alerts)",
+            )
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("the body could not be read: {r}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("the body could not be read: {r}"),
+            )
         }
     }
 }
 
 /// Parses a JSON body: 415 for another content type, 400 for broken JSON, 422 for the wrong shape.
 pub fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if ct.split(';').next().map(str::trim) != Some("application/json") {
-        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send Content-Type: application/json"));
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send Content-Type: application/json",
+        ));
     }
     serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e.to_string()),
-        _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("the body is not valid JSON: {e}")),
+        serde_json::error::Category::Data => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            e.to_string(),
+        ),
+        _ => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("the body is not valid JSON: {e}"),
+        ),
     })
 }
 
@@ -96,7 +131,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see GET / for the routes")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; see GET / for the routes",
+    )
 }
 
 async fn require_token(State(app): State<AppState>, req: Request, next: Next) -> Response {
@@ -119,7 +158,10 @@ async fn require_token(State(app): State<AppState>, req: Request, next: Next) ->
         next.run(req).await
     } else {
         if req.uri().path().starts_with("/webhook") {
-            app.metrics.webhook_requests_total.with_label_values(&["401"]).inc();
+            app.metrics
+                .webhook_requests_total
+                .with_label_values(&["401"])
+                .inc();
         }
         let mut r = ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -127,17 +169,26 @@ async fn require_token(State(app): State<AppState>, req: Request, next: Next) ->
             "missing or wrong bearer token; send Authorization: Bearer <DEPLOYWATCH_WEBHOOK_TOKEN>",
         )
         .into_response();
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         r
     }
 }
 
-async fn webhook(state: State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn webhook(
+    state: State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     match body {
         Ok(b) => crate::webhook::receive(state, headers, b).await,
         Err(r) => {
             let e = ApiError::from(r);
-            state.metrics.webhook_requests_total.with_label_values(&[e.status.as_str()]).inc();
+            state
+                .metrics
+                .webhook_requests_total
+                .with_label_values(&[e.status.as_str()])
+                .inc();
             e.into_response()
         }
     }
@@ -154,8 +205,17 @@ async fn live() -> Response {
 
 async fn startup(State(app): State<AppState>) -> Response {
     let s = app.checks.status();
-    let code = if s.ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let failing: Vec<_> = s.checks.iter().filter(|c| !c.ok).map(|c| json!({"check": c.name, "reason": c.reason})).collect();
+    let code = if s.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let failing: Vec<_> = s
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| json!({"check": c.name, "reason": c.reason}))
+        .collect();
     (code, Json(json!({"status": if s.ok { "ok" } else { "starting" }, "reasons": failing, "checks": s.checks}))).into_response()
 }
 
@@ -170,17 +230,26 @@ async fn ready(State(app): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => reasons.push(json!({"check": "store", "reason": e.to_string()})),
-        Err(_) => reasons.push(json!({"check": "store", "reason": "the store did not answer within 2s"})),
+        Err(_) => {
+            reasons.push(json!({"check": "store", "reason": "the store did not answer within 2s"}))
+        }
     }
     if reasons.is_empty() {
         Json(json!({"status": "ok"})).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "reasons": reasons}))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "reasons": reasons})),
+        )
+            .into_response()
     }
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 async fn landing(State(app): State<AppState>) -> Response {
@@ -234,29 +303,60 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
-async fn list_tasks(State(app): State<AppState>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+async fn list_tasks(
+    State(app): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
     let queue = q
         .queue
         .as_deref()
-        .map(|s| Queue::parse(s).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", format!("unknown queue {s:?}; use execution, announce or e2e-test"))))
+        .map(|s| {
+            Queue::parse(s).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_query",
+                    format!("unknown queue {s:?}; use execution, announce or e2e-test"),
+                )
+            })
+        })
         .transpose()?;
     let state = q
         .state
         .as_deref()
-        .map(|s| TaskState::parse(s).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", format!("unknown state {s:?}; use queued, claimed, done, failed or cancelled"))))
+        .map(|s| {
+            TaskState::parse(s).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_query",
+                    format!("unknown state {s:?}; use queued, claimed, done, failed or cancelled"),
+                )
+            })
+        })
         .transpose()?;
     let tasks = app
         .store
-        .list_tasks(&TaskFilter { queue, state, app: q.app, limit: q.limit.unwrap_or(100) })
+        .list_tasks(&TaskFilter {
+            queue,
+            state,
+            app: q.app,
+            limit: q.limit.unwrap_or(100),
+        })
         .await
         .map_err(ApiError::store)?;
     Ok(Json(json!({"tasks": tasks})).into_response())
 }
 
-async fn get_task(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn get_task(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let task = app.store.get_task(&id).await.map_err(ApiError::store)?;
     let Some(task) = task else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no task with id {id}")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no task with id {id}"),
+        ));
     };
     let history = app.store.task_events(&id).await.map_err(ApiError::store)?;
     Ok(Json(json!({"task": task, "history": history})).into_response())
@@ -272,7 +372,11 @@ struct ClaimBody {
 
 fn worker_ok(w: &str) -> Result<(), ApiError> {
     if w.is_empty() || w.len() > 200 || w.chars().any(char::is_control) {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_worker", "worker must be 1 to 200 printable characters"));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_worker",
+            "worker must be 1 to 200 printable characters",
+        ));
     }
     Ok(())
 }
@@ -281,19 +385,38 @@ fn lease(app: &AppState, secs: Option<u64>) -> Result<Duration, ApiError> {
     match secs {
         None => Ok(app.config.tasks.default_lease),
         Some(s) if (1..=86_400).contains(&s) => Ok(Duration::from_secs(s)),
-        Some(_) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_lease", "lease_seconds must be between 1 and 86400")),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_lease",
+            "lease_seconds must be between 1 and 86400",
+        )),
     }
 }
 
-async fn claim(State(app): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn claim(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let b: ClaimBody = json_body(&headers, &body?)?;
-    let queue = Queue::parse(&b.queue)
-        .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_queue", format!("unknown queue {:?}; use execution, announce or e2e-test", b.queue)))?;
+    let queue = Queue::parse(&b.queue).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_queue",
+            format!(
+                "unknown queue {:?}; use execution, announce or e2e-test",
+                b.queue
+            ),
+        )
+    })?;
     worker_ok(&b.worker)?;
     let lease = lease(&app, b.lease_seconds)?;
     match app.store.claim(queue, &b.worker, lease).await {
         Ok(Some(t)) => {
-            app.metrics.task_claims_total.with_label_values(&[queue.as_str()]).inc();
+            app.metrics
+                .task_claims_total
+                .with_label_values(&[queue.as_str()])
+                .inc();
             Ok(Json(t).into_response())
         }
         Ok(None) => Ok(StatusCode::NO_CONTENT.into_response()),
@@ -313,29 +436,60 @@ struct HolderBody {
 
 fn update_error(e: TaskUpdateError) -> ApiError {
     match e {
-        TaskUpdateError::NotFound(id) => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no task with id {id}")),
-        e @ TaskUpdateError::NotLeaseHolder { .. } => ApiError::new(StatusCode::CONFLICT, "lease_lost", format!("{e}; claim a task again")),
+        TaskUpdateError::NotFound(id) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no task with id {id}"),
+        ),
+        e @ TaskUpdateError::NotLeaseHolder { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "lease_lost",
+            format!("{e}; claim a task again"),
+        ),
         TaskUpdateError::Store(e) => ApiError::store(e),
     }
 }
 
-async fn heartbeat(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn heartbeat(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let b: HolderBody = json_body(&headers, &body?)?;
     worker_ok(&b.worker)?;
     let lease = lease(&app, b.lease_seconds)?;
-    let t = app.store.heartbeat(&id, &b.worker, lease).await.map_err(update_error)?;
+    let t = app
+        .store
+        .heartbeat(&id, &b.worker, lease)
+        .await
+        .map_err(update_error)?;
     Ok(Json(t).into_response())
 }
 
-async fn complete(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn complete(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let b: HolderBody = json_body(&headers, &body?)?;
     worker_ok(&b.worker)?;
     let result = b.result.unwrap_or(serde_json::Value::Null);
-    let t = app.store.complete(&id, &b.worker, &result).await.map_err(update_error)?;
+    let t = app
+        .store
+        .complete(&id, &b.worker, &result)
+        .await
+        .map_err(update_error)?;
     Ok(Json(t).into_response())
 }
 
-async fn fail(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn fail(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let b: HolderBody = json_body(&headers, &body?)?;
     worker_ok(&b.worker)?;
     let reason = b.reason.unwrap_or_else(|| "no reason given".into());

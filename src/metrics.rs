@@ -5,7 +5,8 @@
 //! appear only in `_info` series, one per app or ref, replaced (not accumulated) when they change.
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub const PREFIX: &str = "deploywatch";
@@ -106,7 +107,11 @@ impl Reg<'_> {
         c
     }
     fn histogram(&self, n: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
-        let h = HistogramVec::new(HistogramOpts::new(name(n), help).buckets(buckets.to_vec()), labels).expect("valid");
+        let h = HistogramVec::new(
+            HistogramOpts::new(name(n), help).buckets(buckets.to_vec()),
+            labels,
+        )
+        .expect("valid");
         self.0.register(Box::new(h.clone())).expect("unique metric");
         h
     }
@@ -298,7 +303,9 @@ impl Metrics {
             migration_pending: r.gauge("migration_pending", "Migrations the checked database has not applied.", &["check"]),
             registry,
         };
-        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         m
     }
 

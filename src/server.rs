@@ -51,15 +51,26 @@ pub struct ServeOptions {
 
 fn log_sources(config: &Config) {
     if config.digitalocean.token.is_none() {
-        tracing::info!(source = "digitalocean", "source off: no DIGITALOCEAN_TOKEN set (try `deploywatch demo` for simulated data)");
+        tracing::info!(
+            source = "digitalocean",
+            "source off: no DIGITALOCEAN_TOKEN set (try `deploywatch demo` for simulated data)"
+        );
     } else {
         tracing::info!(source = "digitalocean", api = %config.digitalocean.api_url, "source on");
     }
     let discover = config.health.discover && config.digitalocean.token.is_some();
     if config.health.targets.is_empty() && !discover {
-        tracing::info!(source = "health", "source off: no [[health.targets]] configured and discovery needs the DigitalOcean source");
+        tracing::info!(
+            source = "health",
+            "source off: no [[health.targets]] configured and discovery needs the DigitalOcean source"
+        );
     } else {
-        tracing::info!(source = "health", targets = config.health.targets.len(), discover, "source on");
+        tracing::info!(
+            source = "health",
+            targets = config.health.targets.len(),
+            discover,
+            "source on"
+        );
     }
     if config.git.repos.is_empty() {
         tracing::info!(source = "git", "source off: no [[git.repos]] configured");
@@ -67,14 +78,25 @@ fn log_sources(config: &Config) {
         tracing::info!(source = "git", repos = config.git.repos.len(), "source on");
     }
     if config.migration_checks.is_empty() {
-        tracing::info!(source = "migrations", "source off: no [[migration_checks]] configured");
+        tracing::info!(
+            source = "migrations",
+            "source off: no [[migration_checks]] configured"
+        );
     } else {
-        tracing::info!(source = "migrations", checks = config.migration_checks.len(), "source on");
+        tracing::info!(
+            source = "migrations",
+            checks = config.migration_checks.len(),
+            "source on"
+        );
     }
 }
 
 /// Binds the listener first (so `/health/live` answers at once), then brings up everything else.
-pub async fn start(config: Config, listener: TcpListener, opts: ServeOptions) -> anyhow::Result<Running> {
+pub async fn start(
+    config: Config,
+    listener: TcpListener,
+    opts: ServeOptions,
+) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let metrics = Arc::new(Metrics::new());
     let store = Store::connect(&config.database_url, Duration::from_secs(3)).await?;
@@ -130,16 +152,39 @@ pub async fn start(config: Config, listener: TcpListener, opts: ServeOptions) ->
         }));
     }
     let tls = crate::probes::http::tls_config(&opts.extra_roots);
-    tasks.push(tokio::spawn(crate::probes::run(app.clone(), tls, rx.clone())));
+    tasks.push(tokio::spawn(crate::probes::run(
+        app.clone(),
+        tls,
+        rx.clone(),
+    )));
     if !app.config.git.repos.is_empty() {
-        tasks.push(tokio::spawn(crate::sources::git::run(app.clone(), rx.clone())));
+        tasks.push(tokio::spawn(crate::sources::git::run(
+            app.clone(),
+            rx.clone(),
+        )));
     }
-    tasks.push(tokio::spawn(crate::fixer::run_events(app.clone(), app.events.subscribe(), rx.clone())));
-    tasks.push(tokio::spawn(crate::fixer::run_sweeper(app.clone(), rx.clone())));
+    tasks.push(tokio::spawn(crate::fixer::run_events(
+        app.clone(),
+        app.events.subscribe(),
+        rx.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::fixer::run_sweeper(
+        app.clone(),
+        rx.clone(),
+    )));
     if !app.config.notifiers.is_empty() {
-        tasks.push(tokio::spawn(crate::fixer::outbox::run(app.clone(), rx.clone())));
+        tasks.push(tokio::spawn(crate::fixer::outbox::run(
+            app.clone(),
+            rx.clone(),
+        )));
     }
-    Ok(Running { app, addr, shutdown: tx, tasks, http })
+    Ok(Running {
+        app,
+        addr,
+        shutdown: tx,
+        tasks,
+        http,
+    })
 }
 
 /// Migrates and runs the startup checks until they pass, then re-runs the app checks on their
@@ -153,7 +198,10 @@ async fn startup_sequence(app: Arc<App>, shutdown: &mut watch::Receiver<bool>) {
                 Err(e) => tracing::warn!(error = %e, "cannot migrate the schema yet"),
             }
         }
-        let r = run_check(&SchemaCheck { store: app.store.clone() }).await;
+        let r = run_check(&SchemaCheck {
+            store: app.store.clone(),
+        })
+        .await;
         let ok = r.ok;
         if !ok {
             tracing::warn!(reason = ?r.reason, "startup check `schema` failing");
@@ -173,16 +221,29 @@ async fn startup_sequence(app: Arc<App>, shutdown: &mut watch::Receiver<bool>) {
     if app.config.migration_checks.is_empty() {
         return;
     }
-    let checks: Vec<AppMigrationCheck> = app.config.migration_checks.iter().cloned().map(|cfg| AppMigrationCheck { cfg }).collect();
+    let checks: Vec<AppMigrationCheck> = app
+        .config
+        .migration_checks
+        .iter()
+        .cloned()
+        .map(|cfg| AppMigrationCheck { cfg })
+        .collect();
     let mut events = app.events.subscribe();
-    let interval = checks.iter().map(|c| c.cfg.interval).min().unwrap_or(Duration::from_secs(60));
+    let interval = checks
+        .iter()
+        .map(|c| c.cfg.interval)
+        .min()
+        .unwrap_or(Duration::from_secs(60));
     loop {
         let mut all_ok = true;
         for c in &checks {
             let r = run_check(c).await;
             all_ok &= r.ok;
             let pending = r.details["pending"].as_array().map(Vec::len).unwrap_or(0);
-            app.metrics.migration_pending.with_label_values(&[c.name()]).set(pending as i64);
+            app.metrics
+                .migration_pending
+                .with_label_values(&[c.name()])
+                .set(pending as i64);
             if !r.ok {
                 tracing::warn!(check = c.name(), reason = ?r.reason, "migration check failing");
             }
@@ -192,7 +253,11 @@ async fn startup_sequence(app: Arc<App>, shutdown: &mut watch::Receiver<bool>) {
         app.metrics.source_result("migrations", true);
         let _ = all_ok;
         // Until they pass, retry quickly so startup is not held longer than needed.
-        let wait = if app.checks.status().ok { interval } else { Duration::from_secs(2) };
+        let wait = if app.checks.status().ok {
+            interval
+        } else {
+            Duration::from_secs(2)
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             e = events.recv() => {
@@ -211,13 +276,14 @@ pub async fn signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -234,10 +300,19 @@ pub async fn check_once(config: &Config) -> Vec<crate::checks::CheckResult> {
     let mut out = Vec::new();
     match Store::connect(&config.database_url, Duration::from_secs(3)).await {
         Ok(store) => {
-            out.push(run_check(&SchemaCheck { store: store.clone() }).await);
+            out.push(
+                run_check(&SchemaCheck {
+                    store: store.clone(),
+                })
+                .await,
+            );
             store.close().await;
         }
-        Err(e) => out.push(crate::checks::CheckResult::fail("schema", e.to_string(), serde_json::Value::Null)),
+        Err(e) => out.push(crate::checks::CheckResult::fail(
+            "schema",
+            e.to_string(),
+            serde_json::Value::Null,
+        )),
     }
     for cfg in &config.migration_checks {
         out.push(run_check(&AppMigrationCheck { cfg: cfg.clone() }).await);

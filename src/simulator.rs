@@ -111,7 +111,11 @@ impl StepStatus {
 
 impl SimDeployment {
     /// Build runs over [1, 3) steps, deploy over [3, 5); the outcome lands at the end of its step.
-    fn phase_at(&self, now: DateTime<Utc>, step: Duration) -> (&'static str, Option<DateTime<Utc>>) {
+    fn phase_at(
+        &self,
+        now: DateTime<Utc>,
+        step: Duration,
+    ) -> (&'static str, Option<DateTime<Utc>>) {
         let step_ms = step.as_millis().max(1) as i64;
         let at = |k: i64| self.created + chrono::Duration::milliseconds(k * step_ms);
         let elapsed = (now - self.created).num_milliseconds();
@@ -141,21 +145,23 @@ impl SimDeployment {
         let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let ended_at = ended.unwrap_or(now);
         // Status of a sub-interval [from, to) in steps, given the terminal outcome.
-        let status = |from: i64, to: i64, fails: bool| -> (StepStatus, Option<String>, Option<String>) {
-            let start = at(from);
-            let end = at(to);
-            if ended.is_some_and(|e| e <= start) || (now < start) {
-                return (StepStatus::Pending, None, None);
-            }
-            if fails && ended.is_some_and(|e| e <= end) {
-                return (StepStatus::Error, Some(ts(start)), ended.map(ts));
-            }
-            if now >= end && !(self.script == Script::Stuck && to > 3) {
-                return (StepStatus::Success, Some(ts(start)), Some(ts(end)));
-            }
-            (StepStatus::Running, Some(ts(start)), None)
-        };
-        let build_fails = matches!(self.script, Script::BuildFailure) || (self.script == Script::Cancel);
+        let status =
+            |from: i64, to: i64, fails: bool| -> (StepStatus, Option<String>, Option<String>) {
+                let start = at(from);
+                let end = at(to);
+                if ended.is_some_and(|e| e <= start) || (now < start) {
+                    return (StepStatus::Pending, None, None);
+                }
+                if fails && ended.is_some_and(|e| e <= end) {
+                    return (StepStatus::Error, Some(ts(start)), ended.map(ts));
+                }
+                if now >= end && !(self.script == Script::Stuck && to > 3) {
+                    return (StepStatus::Success, Some(ts(start)), Some(ts(end)));
+                }
+                (StepStatus::Running, Some(ts(start)), None)
+            };
+        let build_fails =
+            matches!(self.script, Script::BuildFailure) || (self.script == Script::Cancel);
         let deploy_fails = self.script == Script::HealthCheckFailure;
         let (b_init, bi_s, bi_e) = status(1, 2, false);
         let (b_comp, bc_s, bc_e) = status(2, 3, build_fails);
@@ -170,7 +176,12 @@ impl SimDeployment {
                 Value::Null
             }
         };
-        let step_json = |name: &str, st: StepStatus, s: Option<String>, e: Option<String>, children: Value, reason: Value| {
+        let step_json = |name: &str,
+                         st: StepStatus,
+                         s: Option<String>,
+                         e: Option<String>,
+                         children: Value,
+                         reason: Value| {
             let mut v = json!({"name": name, "status": st.as_str(), "steps": children,
                 "started_at": s.unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
                 "ended_at": e.unwrap_or_else(|| "0001-01-01T00:00:00Z".into())});
@@ -180,26 +191,65 @@ impl SimDeployment {
             v
         };
         let steps = json!([
-            step_json("build", build, b_s, b_e, json!([
-                step_json("initialize", b_init, bi_s, bi_e, json!([]), Value::Null),
-                step_json("components", b_comp, bc_s.clone(), bc_e.clone(), json!([
-                    {"name": "web", "status": b_comp.as_str(), "component_name": "web", "message_base": "Building service",
-                     "reason": reason(b_comp, "BuildJobFailed", "build job exited with code 1")}
-                ]), reason(b_comp, "BuildJobFailed", "build job exited with code 1")),
-            ]), reason(build, "BuildJobFailed", "build job exited with code 1")),
-            step_json("deploy", deploy, d_s, d_e, json!([
-                step_json("initialize", d_init, di_s, di_e, json!([]), Value::Null),
-                step_json("components", d_comp, dc_s.clone(), dc_e.clone(), json!([
-                    {"name": "web", "status": d_comp.as_str(), "component_name": "web", "steps": [
-                        {"name": "deploy", "status": if d_comp == StepStatus::Pending { "PENDING" } else { "SUCCESS" }, "component_name": "web", "message_base": "Deploying service"},
-                        {"name": "wait", "status": d_comp.as_str(), "component_name": "web", "message_base": "Waiting for service",
-                         "reason": reason(d_comp, "DeployHealthChecksFailed", "readiness probe failed: GET /health/ready returned 503")}
-                    ]}
-                ]), reason(d_comp, "DeployHealthChecksFailed", "readiness probe failed: GET /health/ready returned 503")),
-            ]), reason(deploy, "DeployHealthChecksFailed", "readiness probe failed: GET /health/ready returned 503")),
+            step_json(
+                "build",
+                build,
+                b_s,
+                b_e,
+                json!([
+                    step_json("initialize", b_init, bi_s, bi_e, json!([]), Value::Null),
+                    step_json(
+                        "components",
+                        b_comp,
+                        bc_s.clone(),
+                        bc_e.clone(),
+                        json!([
+                            {"name": "web", "status": b_comp.as_str(), "component_name": "web", "message_base": "Building service",
+                             "reason": reason(b_comp, "BuildJobFailed", "build job exited with code 1")}
+                        ]),
+                        reason(b_comp, "BuildJobFailed", "build job exited with code 1")
+                    ),
+                ]),
+                reason(build, "BuildJobFailed", "build job exited with code 1")
+            ),
+            step_json(
+                "deploy",
+                deploy,
+                d_s,
+                d_e,
+                json!([
+                    step_json("initialize", d_init, di_s, di_e, json!([]), Value::Null),
+                    step_json(
+                        "components",
+                        d_comp,
+                        dc_s.clone(),
+                        dc_e.clone(),
+                        json!([
+                            {"name": "web", "status": d_comp.as_str(), "component_name": "web", "steps": [
+                                {"name": "deploy", "status": if d_comp == StepStatus::Pending { "PENDING" } else { "SUCCESS" }, "component_name": "web", "message_base": "Deploying service"},
+                                {"name": "wait", "status": d_comp.as_str(), "component_name": "web", "message_base": "Waiting for service",
+                                 "reason": reason(d_comp, "DeployHealthChecksFailed", "readiness probe failed: GET /health/ready returned 503")}
+                            ]}
+                        ]),
+                        reason(
+                            d_comp,
+                            "DeployHealthChecksFailed",
+                            "readiness probe failed: GET /health/ready returned 503"
+                        )
+                    ),
+                ]),
+                reason(
+                    deploy,
+                    "DeployHealthChecksFailed",
+                    "readiness probe failed: GET /health/ready returned 503"
+                )
+            ),
         ]);
         let count = |want: StepStatus| {
-            [b_init, b_comp, d_init, d_comp].iter().filter(|s| **s == want).count()
+            [b_init, b_comp, d_init, d_comp]
+                .iter()
+                .filter(|s| **s == want)
+                .count()
         };
         json!({
             "id": self.id,
@@ -232,7 +282,9 @@ impl SimDeployment {
         match (self.script, kind) {
             (Script::BuildFailure, "BUILD") => {
                 lines.push("npm ERR! code ERESOLVE".into());
-                lines.push("npm ERR! ERESOLVE could not resolve dependency: peer react@\"^17\"".into());
+                lines.push(
+                    "npm ERR! ERESOLVE could not resolve dependency: peer react@\"^17\"".into(),
+                );
                 lines.push("error: build job exited with code 1".into());
             }
             (Script::HealthCheckFailure, "DEPLOY") => {
@@ -266,18 +318,23 @@ impl SimApp {
     fn active(&self, now: DateTime<Utc>, step: Duration) -> Option<&SimDeployment> {
         if let Some(p) = &self.pinned
             && let Some(d) = self.deployments.iter().find(|d| &d.id == p)
-                && d.phase_at(now, step).0 == "ACTIVE" {
-                    return Some(d);
-                }
-        self.deployments.iter().find(|d| d.phase_at(now, step).0 == "ACTIVE")
+            && d.phase_at(now, step).0 == "ACTIVE"
+        {
+            return Some(d);
+        }
+        self.deployments
+            .iter()
+            .find(|d| d.phase_at(now, step).0 == "ACTIVE")
     }
 
     fn to_json(&self, now: DateTime<Utc>, step: Duration, base_url: &str) -> Value {
         let active = self.active(now, step);
-        let in_progress = self
-            .deployments
-            .iter()
-            .find(|d| matches!(d.phase_at(now, step).0, "PENDING_BUILD" | "BUILDING" | "PENDING_DEPLOY" | "DEPLOYING"));
+        let in_progress = self.deployments.iter().find(|d| {
+            matches!(
+                d.phase_at(now, step).0,
+                "PENDING_BUILD" | "BUILDING" | "PENDING_DEPLOY" | "DEPLOYING"
+            )
+        });
         let mut v = json!({
             "id": self.id,
             "owner_uuid": "ff36cbc6fd350fe12577f5123133bb5ba01a2419",
@@ -296,7 +353,11 @@ impl SimApp {
         if let Some(p) = in_progress {
             v["in_progress_deployment"] = p.to_json(self, now, step, false);
         }
-        if let Some(pin) = self.pinned.as_ref().and_then(|p| self.deployments.iter().find(|d| &d.id == p)) {
+        if let Some(pin) = self
+            .pinned
+            .as_ref()
+            .and_then(|p| self.deployments.iter().find(|d| &d.id == p))
+        {
             v["pinned_deployment"] = pin.to_json(self, now, step, false);
         }
         if let Some(newest) = self.deployments.first() {
@@ -326,7 +387,14 @@ impl Simulator {
     fn next_uuid(s: &mut SimState) -> String {
         s.next_id += 1;
         // Deterministic ids keep test output stable and look like the API's UUIDs.
-        format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", s.next_id * 7919, s.next_id % 65536, s.next_id % 4096, (s.next_id * 31) % 4096, s.next_id * 104729)
+        format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            s.next_id * 7919,
+            s.next_id % 65536,
+            s.next_id % 4096,
+            (s.next_id * 31) % 4096,
+            s.next_id * 104729
+        )
     }
 
     /// Adds an app with one ACTIVE deployment of `commit`, ended long enough ago to be settled.
@@ -338,7 +406,10 @@ impl Simulator {
             script: Script::Success,
             created: Utc::now() - chrono::Duration::hours(1),
             commit: commit.to_string(),
-            cause: format!("commit {} pushed to github/acme/{name}", &commit[..commit.len().min(7)]),
+            cause: format!(
+                "commit {} pushed to github/acme/{name}",
+                &commit[..commit.len().min(7)]
+            ),
             cause_type: "GIT_PUSH".into(),
             canceled_at: None,
         };
@@ -360,12 +431,22 @@ impl Simulator {
         self.deploy_with_cause(app, commit, script, "GIT_PUSH")
     }
 
-    pub fn deploy_with_cause(&self, app: &str, commit: &str, script: Script, cause_type: &str) -> Option<String> {
+    pub fn deploy_with_cause(
+        &self,
+        app: &str,
+        commit: &str,
+        script: Script,
+        cause_type: &str,
+    ) -> Option<String> {
         let mut s = lock(&self.state);
         let id = Self::next_uuid(&mut s);
         let a = s.apps.iter_mut().find(|a| a.name == app || a.id == app)?;
         let cause = match cause_type {
-            "GIT_PUSH" => format!("commit {} pushed to github/{}", &commit[..commit.len().min(7)], a.repo),
+            "GIT_PUSH" => format!(
+                "commit {} pushed to github/{}",
+                &commit[..commit.len().min(7)],
+                a.repo
+            ),
             other => other.to_ascii_lowercase().replace('_', " "),
         };
         a.deployments.insert(
@@ -386,17 +467,25 @@ impl Simulator {
     pub fn cancel(&self, app: &str, deployment_id: &str) {
         let mut s = lock(&self.state);
         if let Some(a) = s.apps.iter_mut().find(|a| a.name == app || a.id == app)
-            && let Some(d) = a.deployments.iter_mut().find(|d| d.id == deployment_id) {
-                d.canceled_at = Some(Utc::now());
-            }
+            && let Some(d) = a.deployments.iter_mut().find(|d| d.id == deployment_id)
+        {
+            d.canceled_at = Some(Utc::now());
+        }
     }
 
     pub fn app_id(&self, name: &str) -> Option<String> {
-        lock(&self.state).apps.iter().find(|a| a.name == name).map(|a| a.id.clone())
+        lock(&self.state)
+            .apps
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.id.clone())
     }
 
     pub fn is_pinned(&self, app: &str) -> bool {
-        lock(&self.state).apps.iter().any(|a| (a.name == app || a.id == app) && a.pinned.is_some())
+        lock(&self.state)
+            .apps
+            .iter()
+            .any(|a| (a.name == app || a.id == app) && a.pinned.is_some())
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -422,7 +511,9 @@ impl Simulator {
 
     /// Makes an app's health endpoint answer `status` and report `commit` (or the active one).
     pub fn set_health(&self, app: &str, status: u16, commit: Option<&str>) {
-        lock(&self.state).health_override.insert(app.to_string(), (status, commit.map(str::to_string)));
+        lock(&self.state)
+            .health_override
+            .insert(app.to_string(), (status, commit.map(str::to_string)));
     }
 
     pub fn set_step(&self, step: Duration) {
@@ -434,9 +525,15 @@ impl Simulator {
             .route("/v2/apps", get(list_apps))
             .route("/v2/apps/{app_id}", get(get_app))
             .route("/v2/apps/{app_id}/deployments", get(list_deployments))
-            .route("/v2/apps/{app_id}/deployments/{dep_id}", get(get_deployment))
+            .route(
+                "/v2/apps/{app_id}/deployments/{dep_id}",
+                get(get_deployment),
+            )
             .route("/v2/apps/{app_id}/deployments/{dep_id}/logs", get(get_logs))
-            .route("/v2/apps/{app_id}/rollback/validate", post(validate_rollback))
+            .route(
+                "/v2/apps/{app_id}/rollback/validate",
+                post(validate_rollback),
+            )
             .route("/v2/apps/{app_id}/rollback", post(rollback))
             .route("/v2/apps/{app_id}/rollback/commit", post(commit_rollback))
             .route("/v2/apps/{app_id}/rollback/revert", post(revert_rollback))
@@ -446,7 +543,10 @@ impl Simulator {
     }
 
     /// Serves on `addr` (port 0 for any); returns the bound address.
-    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    pub async fn serve(
+        &self,
+        addr: SocketAddr,
+    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         lock(&self.state).base_url = format!("http://{local}");
@@ -474,9 +574,16 @@ impl Simulator {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
         if !authed {
-            return Err((StatusCode::UNAUTHORIZED, Json(json!({"id": "unauthorized", "message": "Unable to authenticate you."}))).into_response());
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"id": "unauthorized", "message": "Unable to authenticate you."})),
+            )
+                .into_response());
         }
-        let remaining = [("ratelimit-limit", "5000".to_string()), ("ratelimit-remaining", "4999".to_string())];
+        let remaining = [
+            ("ratelimit-limit", "5000".to_string()),
+            ("ratelimit-remaining", "4999".to_string()),
+        ];
         match fault {
             None => Ok(()),
             Some(Fault::RateLimited { retry_after_secs }) => Err((
@@ -512,19 +619,40 @@ impl Simulator {
 }
 
 fn ok_json(v: Value) -> Response {
-    (StatusCode::OK, [("ratelimit-limit", "5000"), ("ratelimit-remaining", "4999")], Json(v)).into_response()
+    (
+        StatusCode::OK,
+        [("ratelimit-limit", "5000"), ("ratelimit-remaining", "4999")],
+        Json(v),
+    )
+        .into_response()
 }
 
 fn not_found(what: &str) -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({"id": "not_found", "message": format!("{what} not found")}))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"id": "not_found", "message": format!("{what} not found")})),
+    )
+        .into_response()
 }
 
-async fn list_apps(State(sim): State<Simulator>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn list_apps(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = sim.gate(&headers, "/v2/apps").await {
         return r;
     }
-    let per_page: usize = q.get("per_page").and_then(|v| v.parse().ok()).unwrap_or(20).clamp(1, 200);
-    let page: usize = q.get("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let per_page: usize = q
+        .get("per_page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+        .clamp(1, 200);
+    let page: usize = q
+        .get("page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let s = lock(&sim.state);
     let now = Utc::now();
     let total = s.apps.len();
@@ -537,12 +665,20 @@ async fn list_apps(State(sim): State<Simulator>, headers: HeaderMap, Query(q): Q
         .collect();
     let mut pages = json!({});
     if page * per_page < total {
-        pages["next"] = json!(format!("{}/v2/apps?page={}&per_page={per_page}", s.base_url, page + 1));
+        pages["next"] = json!(format!(
+            "{}/v2/apps?page={}&per_page={per_page}",
+            s.base_url,
+            page + 1
+        ));
     }
     ok_json(json!({"apps": apps, "links": {"pages": pages}, "meta": {"total": total}}))
 }
 
-async fn get_app(State(sim): State<Simulator>, headers: HeaderMap, Path(app_id): Path<String>) -> Response {
+async fn get_app(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Path(app_id): Path<String>,
+) -> Response {
     if let Err(r) = sim.gate(&headers, "/v2/apps/{id}").await {
         return r;
     }
@@ -553,14 +689,25 @@ async fn get_app(State(sim): State<Simulator>, headers: HeaderMap, Path(app_id):
     }
 }
 
-async fn list_deployments(State(sim): State<Simulator>, headers: HeaderMap, Path(app_id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn list_deployments(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Path(app_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = sim.gate(&headers, "/v2/apps/{id}/deployments").await {
         return r;
     }
-    let per_page: usize = q.get("per_page").and_then(|v| v.parse().ok()).unwrap_or(20).clamp(1, 200);
+    let per_page: usize = q
+        .get("per_page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+        .clamp(1, 200);
     let s = lock(&sim.state);
     let now = Utc::now();
-    let Some(a) = s.apps.iter().find(|a| a.id == app_id) else { return not_found("app") };
+    let Some(a) = s.apps.iter().find(|a| a.id == app_id) else {
+        return not_found("app");
+    };
     let active_id = a.active(now, s.step).map(|d| d.id.clone());
     let deps: Vec<Value> = a
         .deployments
@@ -568,19 +715,29 @@ async fn list_deployments(State(sim): State<Simulator>, headers: HeaderMap, Path
         .take(per_page)
         .map(|d| d.to_json(a, now, s.step, Some(&d.id) != active_id.as_ref()))
         .collect();
-    ok_json(json!({"deployments": deps, "links": {"pages": {}}, "meta": {"total": a.deployments.len()}}))
+    ok_json(
+        json!({"deployments": deps, "links": {"pages": {}}, "meta": {"total": a.deployments.len()}}),
+    )
 }
 
-async fn get_deployment(State(sim): State<Simulator>, headers: HeaderMap, Path((app_id, dep_id)): Path<(String, String)>) -> Response {
+async fn get_deployment(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Path((app_id, dep_id)): Path<(String, String)>,
+) -> Response {
     if let Err(r) = sim.gate(&headers, "/v2/apps/{id}/deployments/{id}").await {
         return r;
     }
     let s = lock(&sim.state);
     let now = Utc::now();
-    let Some(a) = s.apps.iter().find(|a| a.id == app_id) else { return not_found("app") };
+    let Some(a) = s.apps.iter().find(|a| a.id == app_id) else {
+        return not_found("app");
+    };
     let active_id = a.active(now, s.step).map(|d| d.id.clone());
     match a.deployments.iter().find(|d| d.id == dep_id) {
-        Some(d) => ok_json(json!({"deployment": d.to_json(a, now, s.step, Some(&d.id) != active_id.as_ref())})),
+        Some(d) => ok_json(
+            json!({"deployment": d.to_json(a, now, s.step, Some(&d.id) != active_id.as_ref())}),
+        ),
         None => not_found("deployment"),
     }
 }
@@ -591,12 +748,22 @@ async fn get_logs(
     Path((app_id, dep_id)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = sim.gate(&headers, "/v2/apps/{id}/deployments/{id}/logs").await {
+    if let Err(r) = sim
+        .gate(&headers, "/v2/apps/{id}/deployments/{id}/logs")
+        .await
+    {
         return r;
     }
-    let kind = q.get("type").cloned().unwrap_or_else(|| "BUILD".into()).to_ascii_uppercase();
+    let kind = q
+        .get("type")
+        .cloned()
+        .unwrap_or_else(|| "BUILD".into())
+        .to_ascii_uppercase();
     let s = lock(&sim.state);
-    let exists = s.apps.iter().any(|a| a.id == app_id && a.deployments.iter().any(|d| d.id == dep_id));
+    let exists = s
+        .apps
+        .iter()
+        .any(|a| a.id == app_id && a.deployments.iter().any(|d| d.id == dep_id));
     if !exists {
         return not_found("deployment");
     }
@@ -608,7 +775,10 @@ async fn get_logs(
     }))
 }
 
-async fn log_file(State(sim): State<Simulator>, Path((dep_id, kind)): Path<(String, String)>) -> Response {
+async fn log_file(
+    State(sim): State<Simulator>,
+    Path((dep_id, kind)): Path<(String, String)>,
+) -> Response {
     let s = lock(&sim.state);
     for a in &s.apps {
         if let Some(d) = a.deployments.iter().find(|d| d.id == dep_id) {
@@ -625,11 +795,22 @@ struct RollbackBody {
 
 fn parse_rollback_body(body: &[u8]) -> Result<RollbackBody, Box<Response>> {
     serde_json::from_slice(body).map_err(|_| {
-        Box::new((StatusCode::BAD_REQUEST, Json(json!({"id": "bad_request", "message": "deployment_id is required"}))).into_response())
+        Box::new(
+            (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"id": "bad_request", "message": "deployment_id is required"})),
+            )
+                .into_response(),
+        )
     })
 }
 
-async fn validate_rollback(State(sim): State<Simulator>, headers: HeaderMap, Path(app_id): Path<String>, body: axum::body::Bytes) -> Response {
+async fn validate_rollback(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Path(app_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
     if let Err(r) = sim.gate(&headers, "/v2/apps/{id}/rollback/validate").await {
         return r;
     }
@@ -639,18 +820,31 @@ async fn validate_rollback(State(sim): State<Simulator>, headers: HeaderMap, Pat
     };
     let s = lock(&sim.state);
     let now = Utc::now();
-    let Some(a) = s.apps.iter().find(|a| a.id == app_id) else { return not_found("app") };
-    let Some(d) = a.deployments.iter().find(|d| d.id == b.deployment_id) else { return not_found("deployment") };
+    let Some(a) = s.apps.iter().find(|a| a.id == app_id) else {
+        return not_found("app");
+    };
+    let Some(d) = a.deployments.iter().find(|d| d.id == b.deployment_id) else {
+        return not_found("deployment");
+    };
     let (phase, _) = d.phase_at(now, s.step);
     if phase != "ACTIVE" {
-        return ok_json(json!({"valid": false, "error": {"code": "incompatible_result",
-            "message": format!("deployment result \"{}\" is unsuitable for rollback", phase.to_ascii_lowercase())}}));
+        return ok_json(
+            json!({"valid": false, "error": {"code": "incompatible_result",
+            "message": format!("deployment result \"{}\" is unsuitable for rollback", phase.to_ascii_lowercase())}}),
+        );
     }
-    ok_json(json!({"valid": true, "warnings": [{"code": "image_source_missing_digest", "components": ["web"],
-        "message": "one or more components are missing an image digest and are not guaranteed rollback to the old version."}]}))
+    ok_json(
+        json!({"valid": true, "warnings": [{"code": "image_source_missing_digest", "components": ["web"],
+        "message": "one or more components are missing an image digest and are not guaranteed rollback to the old version."}]}),
+    )
 }
 
-async fn rollback(State(sim): State<Simulator>, headers: HeaderMap, Path(app_id): Path<String>, body: axum::body::Bytes) -> Response {
+async fn rollback(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Path(app_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
     if let Err(r) = sim.gate(&headers, "/v2/apps/{id}/rollback").await {
         return r;
     }
@@ -663,8 +857,17 @@ async fn rollback(State(sim): State<Simulator>, headers: HeaderMap, Path(app_id)
     let step = s.step;
     let new_id = Simulator::next_uuid(&mut s);
     let override_health = s.health_override.clone();
-    let Some(a) = s.apps.iter_mut().find(|a| a.id == app_id) else { return not_found("app") };
-    let Some(target) = a.deployments.iter().find(|d| d.id == b.deployment_id).cloned() else { return not_found("deployment") };
+    let Some(a) = s.apps.iter_mut().find(|a| a.id == app_id) else {
+        return not_found("app");
+    };
+    let Some(target) = a
+        .deployments
+        .iter()
+        .find(|d| d.id == b.deployment_id)
+        .cloned()
+    else {
+        return not_found("deployment");
+    };
     let prev_active = a.active(now, step).map(|d| d.id.clone());
     // An app whose health endpoint is forced unhealthy fails the rollback's health check too.
     let script = match override_health.get(&a.name) {
@@ -687,21 +890,35 @@ async fn rollback(State(sim): State<Simulator>, headers: HeaderMap, Path(app_id)
     ok_json(json!({"deployment": dep.to_json(&app, now, step, false)}))
 }
 
-async fn commit_rollback(State(sim): State<Simulator>, headers: HeaderMap, Path(app_id): Path<String>) -> Response {
+async fn commit_rollback(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Path(app_id): Path<String>,
+) -> Response {
     if let Err(r) = sim.gate(&headers, "/v2/apps/{id}/rollback/commit").await {
         return r;
     }
     let mut s = lock(&sim.state);
-    let Some(a) = s.apps.iter_mut().find(|a| a.id == app_id) else { return not_found("app") };
+    let Some(a) = s.apps.iter_mut().find(|a| a.id == app_id) else {
+        return not_found("app");
+    };
     if a.pinned.take().is_none() {
-        return (StatusCode::BAD_REQUEST, Json(json!({"id": "bad_request", "message": "app is not pinned to a rollback"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"id": "bad_request", "message": "app is not pinned to a rollback"})),
+        )
+            .into_response();
     }
     a.before_rollback = None;
     // The API answers with no body although the spec says 200.
     StatusCode::OK.into_response()
 }
 
-async fn revert_rollback(State(sim): State<Simulator>, headers: HeaderMap, Path(app_id): Path<String>) -> Response {
+async fn revert_rollback(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Path(app_id): Path<String>,
+) -> Response {
     if let Err(r) = sim.gate(&headers, "/v2/apps/{id}/rollback/revert").await {
         return r;
     }
@@ -709,9 +926,15 @@ async fn revert_rollback(State(sim): State<Simulator>, headers: HeaderMap, Path(
     let now = Utc::now();
     let step = s.step;
     let new_id = Simulator::next_uuid(&mut s);
-    let Some(a) = s.apps.iter_mut().find(|a| a.id == app_id) else { return not_found("app") };
+    let Some(a) = s.apps.iter_mut().find(|a| a.id == app_id) else {
+        return not_found("app");
+    };
     if a.pinned.is_none() {
-        return (StatusCode::BAD_REQUEST, Json(json!({"id": "bad_request", "message": "app is not pinned to a rollback"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"id": "bad_request", "message": "app is not pinned to a rollback"})),
+        )
+            .into_response();
     }
     let commit = a
         .before_rollback
@@ -737,10 +960,15 @@ async fn revert_rollback(State(sim): State<Simulator>, headers: HeaderMap, Path(
 
 /// The simulated apps' own health endpoints (`/health/live`, `/health/ready`), reporting the
 /// commit of the active deployment like a well-behaved app would.
-async fn app_health(State(sim): State<Simulator>, Path((name, which)): Path<(String, String)>) -> Response {
+async fn app_health(
+    State(sim): State<Simulator>,
+    Path((name, which)): Path<(String, String)>,
+) -> Response {
     let s = lock(&sim.state);
     let now = Utc::now();
-    let Some(a) = s.apps.iter().find(|a| a.name == name) else { return (StatusCode::NOT_FOUND, "no such app").into_response() };
+    let Some(a) = s.apps.iter().find(|a| a.name == name) else {
+        return (StatusCode::NOT_FOUND, "no such app").into_response();
+    };
     let active_commit = a.active(now, s.step).map(|d| d.commit.clone());
     let (status, commit) = match s.health_override.get(&name) {
         Some((st, c)) => (*st, c.clone().or(active_commit)),

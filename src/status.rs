@@ -26,7 +26,13 @@ pub async fn build(app: &App, only: Option<&str>) -> Value {
     let git = app.git_snapshot();
     let cfg = &app.config;
     let do_on = cfg.digitalocean.token.is_some();
-    let up = |s: &str| app.metrics.source_up.get_metric_with_label_values(&[s]).ok().map(|g| g.get() == 1);
+    let up = |s: &str| {
+        app.metrics
+            .source_up
+            .get_metric_with_label_values(&[s])
+            .ok()
+            .map(|g| g.get() == 1)
+    };
     let sources = json!({
         "digitalocean": source(
             do_on,
@@ -57,12 +63,16 @@ pub async fn build(app: &App, only: Option<&str>) -> Value {
     }
     for r in &git.repos {
         if let Some(a) = &r.app
-            && !names.contains(a) {
-                names.push(a.clone());
-            }
+            && !names.contains(a)
+        {
+            names.push(a.clone());
+        }
     }
     names.sort();
-    for name in names.iter().filter(|n| only.is_none_or(|o| o == n.as_str())) {
+    for name in names
+        .iter()
+        .filter(|n| only.is_none_or(|o| o == n.as_str()))
+    {
         let v = snap.apps.get(name);
         let app_probes: Vec<_> = probes.iter().filter(|p| &p.app == name).collect();
         let drift = git.drift.get(name);
@@ -82,16 +92,25 @@ pub async fn build(app: &App, only: Option<&str>) -> Value {
     let open = async {
         let mut out = Vec::new();
         for st in [State::Queued, State::Claimed] {
-            let f = TaskFilter { queue: None, state: Some(st), app: only.map(str::to_string), limit: 200 };
+            let f = TaskFilter {
+                queue: None,
+                state: Some(st),
+                app: only.map(str::to_string),
+                limit: 200,
+            };
             out.extend(app.store.list_tasks(&f).await?);
         }
         Ok::<_, crate::store::StoreError>(out)
     };
-    let (open_tasks, store_error) = match tokio::time::timeout(std::time::Duration::from_secs(2), open).await {
-        Ok(Ok(t)) => (t, None),
-        Ok(Err(e)) => (vec![], Some(e.to_string())),
-        Err(_) => (vec![], Some("the store did not answer within 2s".to_string())),
-    };
+    let (open_tasks, store_error) =
+        match tokio::time::timeout(std::time::Duration::from_secs(2), open).await {
+            Ok(Ok(t)) => (t, None),
+            Ok(Err(e)) => (vec![], Some(e.to_string())),
+            Err(_) => (
+                vec![],
+                Some("the store did not answer within 2s".to_string()),
+            ),
+        };
     let firing = match tokio::time::timeout(std::time::Duration::from_secs(2), app.store.firing_alerts(only)).await {
         Ok(Ok(a)) => a
             .into_iter()
@@ -116,20 +135,41 @@ pub async fn build(app: &App, only: Option<&str>) -> Value {
 /// failing probe, a failing startup check.
 pub fn is_failing(status: &Value) -> bool {
     let apps_failing = status["apps"].as_array().into_iter().flatten().any(|a| {
-        matches!(a["latest"]["phase"].as_str(), Some("ERROR") | Some("CANCELED"))
-            || a["probes"].as_array().into_iter().flatten().any(|p| p["healthy"] == json!(false))
+        matches!(
+            a["latest"]["phase"].as_str(),
+            Some("ERROR") | Some("CANCELED")
+        ) || a["probes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["healthy"] == json!(false))
     });
-    let checks_failing = status["startup"]["checks"].as_array().into_iter().flatten().any(|c| c["ok"] == json!(false));
+    let checks_failing = status["startup"]["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["ok"] == json!(false));
     apps_failing || checks_failing
 }
 
 /// A human rendering of the status JSON.
 pub fn render_text(status: &Value) -> String {
     let mut out = String::new();
-    out.push_str(&format!("deploywatch {}\n", status["version"].as_str().unwrap_or("")));
+    out.push_str(&format!(
+        "deploywatch {}\n",
+        status["version"].as_str().unwrap_or("")
+    ));
     for (name, s) in status["sources"].as_object().into_iter().flatten() {
         let reason = s["reason"].as_str().unwrap_or("");
-        out.push_str(&format!("  source {name:<13} {}{}\n", s["state"].as_str().unwrap_or(""), if reason.is_empty() { String::new() } else { format!(" ({reason})") }));
+        out.push_str(&format!(
+            "  source {name:<13} {}{}\n",
+            s["state"].as_str().unwrap_or(""),
+            if reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({reason})")
+            }
+        ));
     }
     for a in status["apps"].as_array().into_iter().flatten() {
         out.push_str(&format!("\napp {}\n", a["name"].as_str().unwrap_or("")));
@@ -138,18 +178,31 @@ pub fn render_text(status: &Value) -> String {
                 "  latest   {} {} commit {} ({})\n",
                 l.get("id").and_then(Value::as_str).unwrap_or(""),
                 l.get("phase").and_then(Value::as_str).unwrap_or(""),
-                l.get("commit").and_then(Value::as_str).map(|c| &c[..c.len().min(12)]).unwrap_or("-"),
+                l.get("commit")
+                    .and_then(Value::as_str)
+                    .map(|c| &c[..c.len().min(12)])
+                    .unwrap_or("-"),
                 l.get("cause").and_then(Value::as_str).unwrap_or("")
             ));
         }
         if let Some(l) = a["active"].as_object() {
-            out.push_str(&format!("  active   {} commit {}\n", l.get("id").and_then(Value::as_str).unwrap_or(""), l.get("commit").and_then(Value::as_str).map(|c| &c[..c.len().min(12)]).unwrap_or("-")));
+            out.push_str(&format!(
+                "  active   {} commit {}\n",
+                l.get("id").and_then(Value::as_str).unwrap_or(""),
+                l.get("commit")
+                    .and_then(Value::as_str)
+                    .map(|c| &c[..c.len().min(12)])
+                    .unwrap_or("-")
+            ));
         }
         if let Some(f) = a["last_failure"].as_object() {
             out.push_str(&format!(
                 "  failure  {} ({})\n",
                 f.get("class").and_then(Value::as_str).unwrap_or(""),
-                f.get("failed_step").and_then(|s| s.get("reason_code")).and_then(Value::as_str).unwrap_or("")
+                f.get("failed_step")
+                    .and_then(|s| s.get("reason_code"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
             ));
         }
         if a["stuck"] == json!(true) {
@@ -162,8 +215,15 @@ pub fn render_text(status: &Value) -> String {
             out.push_str(&format!(
                 "  probe    {:<20} {}{}\n",
                 p["target"].as_str().unwrap_or(""),
-                if p["healthy"] == json!(true) { "healthy" } else { "FAILING" },
-                p["last_failure_reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default()
+                if p["healthy"] == json!(true) {
+                    "healthy"
+                } else {
+                    "FAILING"
+                },
+                p["last_failure_reason"]
+                    .as_str()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
             ));
         }
         if let Some(d) = a["drift"].as_object() {
@@ -174,12 +234,21 @@ pub fn render_text(status: &Value) -> String {
             ));
         }
     }
-    let firing = status["firing_alerts"].as_array().map(Vec::len).unwrap_or(0);
+    let firing = status["firing_alerts"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
     out.push_str(&format!("\nfiring alerts: {firing}\n"));
     let tasks = status["open_tasks"].as_array().cloned().unwrap_or_default();
     out.push_str(&format!("open tasks: {}\n", tasks.len()));
     for t in tasks {
-        out.push_str(&format!("  [{}] {} ({}, {})\n", t["queue"].as_str().unwrap_or(""), t["title"].as_str().unwrap_or(""), t["state"].as_str().unwrap_or(""), t["id"].as_str().unwrap_or("")));
+        out.push_str(&format!(
+            "  [{}] {} ({}, {})\n",
+            t["queue"].as_str().unwrap_or(""),
+            t["title"].as_str().unwrap_or(""),
+            t["state"].as_str().unwrap_or(""),
+            t["id"].as_str().unwrap_or("")
+        ));
     }
     out
 }

@@ -11,7 +11,9 @@ use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
 use opentelemetry::{KeyValue, global};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, IdGenerator, RandomIdGenerator, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, IdGenerator, RandomIdGenerator, SdkTracerProvider,
+};
 use sha2::{Digest, Sha256};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -57,7 +59,9 @@ pub struct DerivedIdGenerator {
 
 impl IdGenerator for DerivedIdGenerator {
     fn new_trace_id(&self) -> TraceId {
-        NEXT_TRACE_ID.with(|c| c.take()).unwrap_or_else(|| self.random.new_trace_id())
+        NEXT_TRACE_ID
+            .with(|c| c.take())
+            .unwrap_or_else(|| self.random.new_trace_id())
     }
     fn new_span_id(&self) -> SpanId {
         self.random.new_span_id()
@@ -82,9 +86,12 @@ pub fn deployment_trace_id(deployment_id: &str) -> TraceId {
 }
 
 fn otlp_configured() -> bool {
-    ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-        .iter()
-        .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty()))
+    [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty()))
 }
 
 fn build_provider(environment: &str) -> Result<SdkTracerProvider, String> {
@@ -134,12 +141,25 @@ fn build_provider(environment: &str) -> Result<SdkTracerProvider, String> {
 
 /// Installs the global subscriber (once per process) and, when configured, the OTLP pipeline.
 pub fn init(format: LogFormat, environment: &str) -> Result<TelemetryGuard, String> {
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn,hyper=warn,reqwest=warn"));
-    let fmt_layer = match format {
-        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+    let filter = || {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn,hyper=warn,reqwest=warn")
+        })
     };
-    let provider = if otlp_configured() { Some(build_provider(environment)?) } else { None };
+    let fmt_layer = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let provider = if otlp_configured() {
+        Some(build_provider(environment)?)
+    } else {
+        None
+    };
     let otel_layer = provider.as_ref().map(|p| {
         global::set_tracer_provider(p.clone());
         tracing_opentelemetry::layer().with_tracer(p.tracer("deploywatch"))
@@ -164,8 +184,14 @@ mod tests {
     #[test]
     fn deployment_trace_ids_are_stable_and_distinct() {
         let a = deployment_trace_id("b6bdf840-2854-4f87-a36c-5f231c617c84");
-        assert_eq!(a, deployment_trace_id("b6bdf840-2854-4f87-a36c-5f231c617c84"));
-        assert_ne!(a, deployment_trace_id("3aa4d20e-5527-4c00-b496-601fbd22520a"));
+        assert_eq!(
+            a,
+            deployment_trace_id("b6bdf840-2854-4f87-a36c-5f231c617c84")
+        );
+        assert_ne!(
+            a,
+            deployment_trace_id("3aa4d20e-5527-4c00-b496-601fbd22520a")
+        );
         assert_ne!(a, TraceId::INVALID);
     }
 

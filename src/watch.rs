@@ -15,12 +15,20 @@ use crate::sources::digitalocean::client::Client;
 use crate::sources::digitalocean::types::{Deployment, Step};
 
 fn client() -> anyhow::Result<Client> {
-    let token = std::env::var("DIGITALOCEAN_TOKEN").ok().filter(|t| !t.is_empty()).context(
-        "DIGITALOCEAN_TOKEN is not set; `watch` talks to the DigitalOcean API directly",
-    )?;
-    let base = std::env::var("DEPLOYWATCH_DO_API_URL").unwrap_or_else(|_| crate::config::DEFAULT_DO_API_URL.into());
-    let base = url::Url::parse(&base).with_context(|| format!("DEPLOYWATCH_DO_API_URL {base:?} is not a URL"))?;
-    Ok(Client::new(base, SecretString::from(token), Duration::from_secs(15), None))
+    let token = std::env::var("DIGITALOCEAN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .context("DIGITALOCEAN_TOKEN is not set; `watch` talks to the DigitalOcean API directly")?;
+    let base = std::env::var("DEPLOYWATCH_DO_API_URL")
+        .unwrap_or_else(|_| crate::config::DEFAULT_DO_API_URL.into());
+    let base = url::Url::parse(&base)
+        .with_context(|| format!("DEPLOYWATCH_DO_API_URL {base:?} is not a URL"))?;
+    Ok(Client::new(
+        base,
+        SecretString::from(token),
+        Duration::from_secs(15),
+        None,
+    ))
 }
 
 /// Status straight from the API: each app's latest deployment.
@@ -39,7 +47,9 @@ pub async fn direct_status(only: Option<&str>) -> anyhow::Result<serde_json::Val
             "pinned_deployment_id": a.pinned_deployment.as_ref().map(|d| d.id.clone()),
         }));
     }
-    Ok(json!({"version": env!("CARGO_PKG_VERSION"), "source": "digitalocean-api", "apps": out, "open_tasks": []}))
+    Ok(
+        json!({"version": env!("CARGO_PKG_VERSION"), "source": "digitalocean-api", "apps": out, "open_tasks": []}),
+    )
 }
 
 fn flatten(steps: &[Step], depth: usize, out: &mut Vec<(usize, String, String)>) {
@@ -59,7 +69,12 @@ fn render_steps(d: &Deployment) -> Vec<String> {
         .collect()
 }
 
-pub async fn run(app: Option<String>, deployment: Option<String>, timeout: Duration, json_out: bool) -> anyhow::Result<i32> {
+pub async fn run(
+    app: Option<String>,
+    deployment: Option<String>,
+    timeout: Duration,
+    json_out: bool,
+) -> anyhow::Result<i32> {
     let c = match client() {
         Ok(c) => c,
         Err(e) => {
@@ -71,11 +86,16 @@ pub async fn run(app: Option<String>, deployment: Option<String>, timeout: Durat
     let target_app = match (&app, &deployment) {
         (Some(name), _) => apps.iter().find(|a| a.name() == name || a.id == *name),
         (None, Some(_)) if apps.len() == 1 => apps.first(),
-        (None, Some(_)) => anyhow::bail!("--deployment needs --app when the account has more than one app"),
+        (None, Some(_)) => {
+            anyhow::bail!("--deployment needs --app when the account has more than one app")
+        }
         (None, None) => anyhow::bail!("name the app with --app (and optionally --deployment)"),
     };
     let Some(a) = target_app else {
-        anyhow::bail!("no app named {:?}; `deploywatch status` lists them", app.unwrap_or_default());
+        anyhow::bail!(
+            "no app named {:?}; `deploywatch status` lists them",
+            app.unwrap_or_default()
+        );
     };
     let dep_id = match deployment {
         Some(d) => d,
@@ -107,14 +127,30 @@ pub async fn run(app: Option<String>, deployment: Option<String>, timeout: Durat
         let lines = render_steps(&d);
         if json_out {
             if last_phase != Some(d.phase) || lines != last_lines {
-                println!("{}", serde_json::to_string(&json!({"app": a.name(), "deployment": DeploymentView::from_api(&d)}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string(
+                        &json!({"app": a.name(), "deployment": DeploymentView::from_api(&d)})
+                    )?
+                );
             }
         } else if tty {
             // A live view: redraw the step list in place.
-            print!("\x1b[2J\x1b[H{} deployment {} — {}\n\n{}\n", a.name(), d.id, d.phase.as_str(), lines.join("\n"));
+            print!(
+                "\x1b[2J\x1b[H{} deployment {} — {}\n\n{}\n",
+                a.name(),
+                d.id,
+                d.phase.as_str(),
+                lines.join("\n")
+            );
         } else {
             if last_phase != Some(d.phase) {
-                println!("{} {} {}", chrono::Utc::now().format("%H:%M:%S"), d.id, d.phase.as_str());
+                println!(
+                    "{} {} {}",
+                    chrono::Utc::now().format("%H:%M:%S"),
+                    d.id,
+                    d.phase.as_str()
+                );
             }
             for l in lines.iter().filter(|l| !last_lines.contains(l)) {
                 println!("  {}", l.trim_start());
@@ -130,26 +166,54 @@ pub async fn run(app: Option<String>, deployment: Option<String>, timeout: Durat
                 return Ok(EXIT_OK);
             }
             let failed = d.failed_step();
-            let log_type = if failed.as_ref().is_some_and(|f| f.top_step == "deploy") { "DEPLOY" } else { "BUILD" };
+            let log_type = if failed.as_ref().is_some_and(|f| f.top_step == "deploy") {
+                "DEPLOY"
+            } else {
+                "BUILD"
+            };
             let tail = c.deployment_log_tail(&a.id, &d.id, log_type, 30).await.ok();
             if json_out {
-                println!("{}", serde_json::to_string(&json!({"outcome": outcome.as_str(), "failed_step": failed, "log_tail": tail}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string(
+                        &json!({"outcome": outcome.as_str(), "failed_step": failed, "log_tail": tail})
+                    )?
+                );
             } else {
                 println!("deployment {} ended {}", d.id, d.phase.as_str());
                 if let Some(f) = &failed {
-                    println!("failed step: {} / {} ({}): {}", f.top_step, f.step, f.reason_code.as_deref().unwrap_or("no reason code"), f.reason_message.as_deref().unwrap_or(""));
+                    println!(
+                        "failed step: {} / {} ({}): {}",
+                        f.top_step,
+                        f.step,
+                        f.reason_code.as_deref().unwrap_or("no reason code"),
+                        f.reason_message.as_deref().unwrap_or("")
+                    );
                 }
                 if let Some(t) = &tail {
-                    println!("--- last lines of the {} log ---\n{t}", log_type.to_ascii_lowercase());
+                    println!(
+                        "--- last lines of the {} log ---\n{t}",
+                        log_type.to_ascii_lowercase()
+                    );
                 }
             }
             return Ok(EXIT_FAILING);
         }
         if start.elapsed() >= timeout {
-            eprintln!("deploywatch: deployment {} still {} after {:?}", d.id, d.phase.as_str(), timeout);
+            eprintln!(
+                "deploywatch: deployment {} still {} after {:?}",
+                d.id,
+                d.phase.as_str(),
+                timeout
+            );
             return Ok(EXIT_TIMEOUT);
         }
         let left = timeout.saturating_sub(start.elapsed());
-        tokio::time::sleep(Duration::from_secs(2).min(left).max(Duration::from_millis(100))).await;
+        tokio::time::sleep(
+            Duration::from_secs(2)
+                .min(left)
+                .max(Duration::from_millis(100)),
+        )
+        .await;
     }
 }

@@ -84,24 +84,40 @@ pub fn parse(body: &[u8]) -> Result<(Notification, Vec<AlertInput>), PayloadErro
         _ => PayloadError::Syntax(e.to_string()),
     })?;
     if n.version != "4" {
-        return Err(PayloadError::Shape(format!("version is {:?}; deploywatch reads version \"4\"", n.version)));
+        return Err(PayloadError::Shape(format!(
+            "version is {:?}; deploywatch reads version \"4\"",
+            n.version
+        )));
     }
     if !matches!(n.status.as_str(), "firing" | "resolved") {
-        return Err(PayloadError::Shape(format!("status {:?} is neither \"firing\" nor \"resolved\"", n.status)));
+        return Err(PayloadError::Shape(format!(
+            "status {:?} is neither \"firing\" nor \"resolved\"",
+            n.status
+        )));
     }
     let mut inputs = Vec::with_capacity(n.alerts.len());
     for (i, a) in n.alerts.iter().enumerate() {
         let firing = match a.status.as_str() {
             "firing" => true,
             "resolved" => false,
-            other => return Err(PayloadError::Shape(format!("alerts[{i}].status {other:?} is neither \"firing\" nor \"resolved\""))),
+            other => {
+                return Err(PayloadError::Shape(format!(
+                    "alerts[{i}].status {other:?} is neither \"firing\" nor \"resolved\""
+                )));
+            }
         };
         let Some(alertname) = a.labels.get("alertname").filter(|s| !s.is_empty()) else {
-            return Err(PayloadError::Shape(format!("alerts[{i}] has no alertname label")));
+            return Err(PayloadError::Shape(format!(
+                "alerts[{i}] has no alertname label"
+            )));
         };
         // Alertmanager's zero time means "no end".
         let ends_at = a.ends_at.filter(|t| t.timestamp() > 0);
-        let fingerprint = if a.fingerprint.is_empty() { label_fingerprint(&a.labels) } else { a.fingerprint.clone() };
+        let fingerprint = if a.fingerprint.is_empty() {
+            label_fingerprint(&a.labels)
+        } else {
+            a.fingerprint.clone()
+        };
         inputs.push(AlertInput {
             alertname: alertname.clone(),
             firing,
@@ -132,8 +148,16 @@ fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-        .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")))
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|m| {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        })
 }
 
 /// `POST /webhook/alertmanager`. Authentication ran before the body was read (middleware).
@@ -143,7 +167,10 @@ pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Byte
         Ok(_) => StatusCode::OK,
         Err(e) => e.status,
     };
-    app.metrics.webhook_requests_total.with_label_values(&[code.as_str()]).inc();
+    app.metrics
+        .webhook_requests_total
+        .with_label_values(&[code.as_str()])
+        .inc();
     match res {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -158,13 +185,30 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
             "send the notification as Content-Type: application/json",
         ));
     }
-    let (n, inputs) = parse(body).map_err(|e| ApiError::new(e.status(), if e.status() == StatusCode::BAD_REQUEST { "bad_request" } else { "invalid_payload" }, e.to_string()))?;
+    let (n, inputs) = parse(body).map_err(|e| {
+        ApiError::new(
+            e.status(),
+            if e.status() == StatusCode::BAD_REQUEST {
+                "bad_request"
+            } else {
+                "invalid_payload"
+            },
+            e.to_string(),
+        )
+    })?;
     let snapshot = app.do_snapshot();
     let cfg = &app.config.webhook;
     let mut records = Vec::with_capacity(inputs.len());
     for a in &inputs {
         let view = a.app().and_then(|name| snapshot.apps.get(name));
-        let plan = rules::plan(a, &PlanContext { rules: &cfg.rules, app: view, dashboard_url: cfg.dashboard_url.as_deref() });
+        let plan = rules::plan(
+            a,
+            &PlanContext {
+                rules: &cfg.rules,
+                app: view,
+                dashboard_url: cfg.dashboard_url.as_deref(),
+            },
+        );
         records.push(AlertRecord {
             fingerprint: a.fingerprint.clone(),
             alertname: a.alertname.clone(),
@@ -186,38 +230,65 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
         alert_count: n.alerts.len() as i64,
         body: String::from_utf8_lossy(body).into_owned(),
     };
-    let notifiers: Vec<String> = app.config.notifiers.iter().map(|n| n.name.clone()).collect();
+    let notifiers: Vec<String> = app
+        .config
+        .notifiers
+        .iter()
+        .map(|n| n.name.clone())
+        .collect();
     let opts = PlaceOptions {
         max_attempts: app.config.tasks.max_attempts as i64,
         reopen_window: cfg.reopen_window,
         notifiers: &notifiers,
     };
-    let report = tokio::time::timeout(cfg.store_timeout, app.store.ingest_notification(&record, &records, &opts))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                format!("the store did not commit within {:?}; Alertmanager will retry", cfg.store_timeout),
-            )
-        })?
-        .map_err(|e| {
-            tracing::warn!(error = %e, "webhook: store failed; answering 503 so Alertmanager retries");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", format!("{e}; Alertmanager will retry"))
-        })?;
+    let report = tokio::time::timeout(
+        cfg.store_timeout,
+        app.store.ingest_notification(&record, &records, &opts),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!(
+                "the store did not commit within {:?}; Alertmanager will retry",
+                cfg.store_timeout
+            ),
+        )
+    })?
+    .map_err(|e| {
+        tracing::warn!(error = %e, "webhook: store failed; answering 503 so Alertmanager retries");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("{e}; Alertmanager will retry"),
+        )
+    })?;
     for a in &inputs {
-        app.metrics.webhook_alerts_total.with_label_values(&[if a.firing { "firing" } else { "resolved" }]).inc();
+        app.metrics
+            .webhook_alerts_total
+            .with_label_values(&[if a.firing { "firing" } else { "resolved" }])
+            .inc();
     }
-    app.metrics.webhook_duplicates_total.inc_by(report.duplicates_absorbed as u64);
+    app.metrics
+        .webhook_duplicates_total
+        .inc_by(report.duplicates_absorbed as u64);
     for (q, k) in &report.created {
-        app.metrics.tasks_created_total.with_label_values(&[q.as_str(), k.as_str()]).inc();
+        app.metrics
+            .tasks_created_total
+            .with_label_values(&[q.as_str(), k.as_str()])
+            .inc();
     }
     tracing::info!(
         receiver = %n.receiver, alerts = report.alerts, created = report.tasks_created,
         duplicates = report.duplicates_absorbed, cancelled = report.tasks_cancelled,
         stale = report.stale_ignored, "webhook notification stored"
     );
-    Ok((StatusCode::OK, axum::Json(serde_json::json!({"status": "stored", "report": report}))).into_response())
+    Ok((
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"status": "stored", "report": report})),
+    )
+        .into_response())
 }
 
 #[cfg(test)]
@@ -261,10 +332,23 @@ mod tests {
             assert_eq!(got, Some(*want), "{}", String::from_utf8_lossy(body));
         }
         // Deep nesting in an ignored field neither overflows the stack nor is mistaken for data.
-        let deep = format!("{{\"x\": {}{}, \"version\": \"4\"}}", "[".repeat(10_000), "]".repeat(10_000));
-        assert_eq!(parse(deep.as_bytes()).err().map(|e| e.status()), Some(StatusCode::UNPROCESSABLE_ENTITY));
-        let deep_labels = format!("{{\"version\":\"4\",\"groupKey\":\"g\",\"status\":\"firing\",\"receiver\":\"r\",\"alerts\":[],\"commonLabels\":{}}}", "{\"a\":".repeat(5_000));
-        assert_eq!(parse(deep_labels.as_bytes()).err().map(|e| e.status()), Some(StatusCode::UNPROCESSABLE_ENTITY));
+        let deep = format!(
+            "{{\"x\": {}{}, \"version\": \"4\"}}",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        assert_eq!(
+            parse(deep.as_bytes()).err().map(|e| e.status()),
+            Some(StatusCode::UNPROCESSABLE_ENTITY)
+        );
+        let deep_labels = format!(
+            "{{\"version\":\"4\",\"groupKey\":\"g\",\"status\":\"firing\",\"receiver\":\"r\",\"alerts\":[],\"commonLabels\":{}}}",
+            "{\"a\":".repeat(5_000)
+        );
+        assert_eq!(
+            parse(deep_labels.as_bytes()).err().map(|e| e.status()),
+            Some(StatusCode::UNPROCESSABLE_ENTITY)
+        );
         let deep_open = "[".repeat(10_000);
         assert!(parse(deep_open.as_bytes()).is_err());
     }

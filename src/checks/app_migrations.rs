@@ -24,9 +24,17 @@ use crate::config::MigrationCheckConfig;
 pub fn validate_identifier(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok { Ok(()) } else { Err(format!("{s:?} is not a plain SQL identifier (letters, digits, _)")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a plain SQL identifier (letters, digits, _)"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +96,10 @@ impl Findings {
             parts.push(format!("failed migrations: {}", list(&self.failed)));
         }
         if !self.failed_sql_checks.is_empty() {
-            parts.push(format!("failed SQL checks: {}", list(&self.failed_sql_checks)));
+            parts.push(format!(
+                "failed SQL checks: {}",
+                list(&self.failed_sql_checks)
+            ));
         }
         parts.join("; ")
     }
@@ -114,7 +125,10 @@ pub fn expected_from_dir(dir: &Path) -> std::io::Result<Expected> {
         if !name.ends_with(".sql") || name.ends_with(".down.sql") {
             continue;
         }
-        let stem = name.trim_end_matches(".sql").trim_end_matches(".up").to_string();
+        let stem = name
+            .trim_end_matches(".sql")
+            .trim_end_matches(".up")
+            .to_string();
         let digits: String = stem.chars().take_while(|c| c.is_ascii_digit()).collect();
         if let Ok(v) = digits.parse::<i64>() {
             e.versions.insert(v);
@@ -123,13 +137,14 @@ pub fn expected_from_dir(dir: &Path) -> std::io::Result<Expected> {
     }
     let journal = dir.join("meta").join("_journal.json");
     if let Ok(text) = std::fs::read_to_string(journal)
-        && let Ok(j) = serde_json::from_str::<serde_json::Value>(&text) {
-            for entry in j["entries"].as_array().into_iter().flatten() {
-                if let Some(w) = entry["when"].as_i64() {
-                    e.drizzle_when.insert(w);
-                }
+        && let Ok(j) = serde_json::from_str::<serde_json::Value>(&text)
+    {
+        for entry in j["entries"].as_array().into_iter().flatten() {
+            if let Some(w) = entry["when"].as_i64() {
+                e.drizzle_when.insert(w);
             }
         }
+    }
     Ok(e)
 }
 
@@ -168,13 +183,22 @@ impl AppMigrationCheck {
         let dialect = Dialect::from_url(url).ok_or("unsupported database URL scheme")?;
         let mut url = url.replace("mariadb://", "mysql://");
         if dialect == Dialect::Sqlite && !url.contains("mode=") {
-            url.push_str(if url.contains('?') { "&mode=ro" } else { "?mode=ro" });
+            url.push_str(if url.contains('?') {
+                "&mode=ro"
+            } else {
+                "?mode=ro"
+            });
         }
-        let opts = AnyConnectOptions::from_str(&url).map_err(|e| format!("invalid database_url: {}", scrub(&e.to_string())))?;
+        let opts = AnyConnectOptions::from_str(&url)
+            .map_err(|e| format!("invalid database_url: {}", scrub(&e.to_string())))?;
         let t = self.cfg.timeout;
         let mut conn = tokio::time::timeout(t, AnyConnection::connect_with(&opts))
             .await
-            .map_err(|_| format!("could not connect within {t:?}: the database is unreachable or not answering"))?
+            .map_err(|_| {
+                format!(
+                    "could not connect within {t:?}: the database is unreachable or not answering"
+                )
+            })?
             .map_err(|e| format!("could not connect: {}", scrub(&e.to_string())))?;
         let ms = t.as_millis().max(1);
         let begin: &'static str = match dialect {
@@ -185,14 +209,25 @@ impl AppMigrationCheck {
         let setup = async {
             match dialect {
                 Dialect::Postgres => {
-                    conn.execute(sqlx::AssertSqlSafe(format!("SET statement_timeout = {ms}"))).await?;
+                    conn.execute(sqlx::AssertSqlSafe(format!("SET statement_timeout = {ms}")))
+                        .await?;
                 }
                 Dialect::MySql => {
                     // MariaDB takes seconds; MySQL ignores the unknown variable name with an error,
                     // so try MariaDB's, then MySQL's.
                     let secs = (ms as f64 / 1000.0).max(0.001);
-                    if conn.execute(sqlx::AssertSqlSafe(format!("SET SESSION max_statement_time = {secs}"))).await.is_err() {
-                        let _ = conn.execute(sqlx::AssertSqlSafe(format!("SET SESSION max_execution_time = {ms}"))).await;
+                    if conn
+                        .execute(sqlx::AssertSqlSafe(format!(
+                            "SET SESSION max_statement_time = {secs}"
+                        )))
+                        .await
+                        .is_err()
+                    {
+                        let _ = conn
+                            .execute(sqlx::AssertSqlSafe(format!(
+                                "SET SESSION max_execution_time = {ms}"
+                            )))
+                            .await;
                     }
                 }
                 Dialect::Sqlite => {
@@ -205,7 +240,12 @@ impl AppMigrationCheck {
         tokio::time::timeout(t, setup)
             .await
             .map_err(|_| format!("the database did not answer within {t:?}"))?
-            .map_err(|e| format!("could not start a read-only transaction: {}", scrub(&e.to_string())))?;
+            .map_err(|e| {
+                format!(
+                    "could not start a read-only transaction: {}",
+                    scrub(&e.to_string())
+                )
+            })?;
         let result = tokio::time::timeout(t * 2, self.inspect_in(&mut conn, dialect))
             .await
             .map_err(|_| format!("the checks did not finish within {:?}", t * 2))
@@ -215,7 +255,11 @@ impl AppMigrationCheck {
         result
     }
 
-    async fn inspect_in(&self, conn: &mut AnyConnection, d: Dialect) -> Result<Findings, sqlx::Error> {
+    async fn inspect_in(
+        &self,
+        conn: &mut AnyConnection,
+        d: Dialect,
+    ) -> Result<Findings, sqlx::Error> {
         let mut f = Findings::default();
         let tables = list_tables(conn, d).await?;
         for t in &self.cfg.required_tables {
@@ -238,31 +282,56 @@ impl AppMigrationCheck {
             }
         }
         let expected = match &self.cfg.migrations_dir {
-            Some(dir) => Some(expected_from_dir(dir).map_err(|e| sqlx::Error::Configuration(format!("cannot read migrations_dir {}: {e}", dir.display()).into()))?),
+            Some(dir) => Some(expected_from_dir(dir).map_err(|e| {
+                sqlx::Error::Configuration(
+                    format!("cannot read migrations_dir {}: {e}", dir.display()).into(),
+                )
+            })?),
             None => None,
         };
         let style = match &self.cfg.tracking_table {
             Some(t) => Some(t.to_ascii_lowercase()),
-            None => ["_sqlx_migrations", "__drizzle_migrations", "schema_migrations", "migrations"]
-                .into_iter()
-                .find(|t| tables.contains(*t))
-                .map(str::to_string),
+            None => [
+                "_sqlx_migrations",
+                "__drizzle_migrations",
+                "schema_migrations",
+                "migrations",
+            ]
+            .into_iter()
+            .find(|t| tables.contains(*t))
+            .map(str::to_string),
         };
         if let Some(style) = &style {
             f.tracking_style = Some(style.clone());
             let history = read_history(conn, d, style, &tables).await?;
-            compare(&mut f, &history, expected.as_ref(), self.cfg.expected_version);
-        } else if expected.as_ref().is_some_and(|e| !e.versions.is_empty() || !e.names.is_empty()) || self.cfg.expected_version.is_some() {
+            compare(
+                &mut f,
+                &history,
+                expected.as_ref(),
+                self.cfg.expected_version,
+            );
+        } else if expected
+            .as_ref()
+            .is_some_and(|e| !e.versions.is_empty() || !e.names.is_empty())
+            || self.cfg.expected_version.is_some()
+        {
             // Migrations are expected but nothing records any: none ran.
             let e = expected.unwrap_or_default();
-            f.pending = if e.versions.is_empty() { e.names.into_iter().collect() } else { e.versions.iter().map(|v| v.to_string()).collect() };
+            f.pending = if e.versions.is_empty() {
+                e.names.into_iter().collect()
+            } else {
+                e.versions.iter().map(|v| v.to_string()).collect()
+            };
             if f.pending.is_empty()
-                && let Some(v) = self.cfg.expected_version {
-                    f.pending.push(format!("up to {v}"));
-                }
+                && let Some(v) = self.cfg.expected_version
+            {
+                f.pending.push(format!("up to {v}"));
+            }
         }
         for c in &self.cfg.sql_checks {
-            let row = conn.fetch_optional(sqlx::AssertSqlSafe(c.sql.clone())).await;
+            let row = conn
+                .fetch_optional(sqlx::AssertSqlSafe(c.sql.clone()))
+                .await;
             let truthy = match row {
                 Ok(Some(r)) => truthy(&r),
                 Ok(None) => false,
@@ -292,7 +361,11 @@ fn truthy(r: &AnyRow) -> bool {
     false
 }
 
-async fn strings(conn: &mut AnyConnection, sql: &'static str, bind: Option<&str>) -> Result<Vec<String>, sqlx::Error> {
+async fn strings(
+    conn: &mut AnyConnection,
+    sql: &'static str,
+    bind: Option<&str>,
+) -> Result<Vec<String>, sqlx::Error> {
     let mut q = sqlx::query(sql);
     if let Some(b) = bind {
         q = q.bind(b.to_string());
@@ -301,22 +374,45 @@ async fn strings(conn: &mut AnyConnection, sql: &'static str, bind: Option<&str>
     rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
 }
 
-async fn list_tables(conn: &mut AnyConnection, d: Dialect) -> Result<BTreeSet<String>, sqlx::Error> {
+async fn list_tables(
+    conn: &mut AnyConnection,
+    d: Dialect,
+) -> Result<BTreeSet<String>, sqlx::Error> {
     let sql = match d {
-        Dialect::Postgres => "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()",
-        Dialect::MySql => "SELECT CONVERT(table_name USING utf8mb4) FROM information_schema.tables WHERE table_schema = DATABASE()",
+        Dialect::Postgres => {
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()"
+        }
+        Dialect::MySql => {
+            "SELECT CONVERT(table_name USING utf8mb4) FROM information_schema.tables WHERE table_schema = DATABASE()"
+        }
         Dialect::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table'",
     };
-    Ok(strings(conn, sql, None).await?.into_iter().map(|s| s.to_ascii_lowercase()).collect())
+    Ok(strings(conn, sql, None)
+        .await?
+        .into_iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect())
 }
 
-async fn list_columns(conn: &mut AnyConnection, d: Dialect, table: &str) -> Result<BTreeSet<String>, sqlx::Error> {
+async fn list_columns(
+    conn: &mut AnyConnection,
+    d: Dialect,
+    table: &str,
+) -> Result<BTreeSet<String>, sqlx::Error> {
     let sql = match d {
-        Dialect::Postgres => "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1",
-        Dialect::MySql => "SELECT CONVERT(column_name USING utf8mb4) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?",
+        Dialect::Postgres => {
+            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1"
+        }
+        Dialect::MySql => {
+            "SELECT CONVERT(column_name USING utf8mb4) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?"
+        }
         Dialect::Sqlite => "SELECT name FROM pragma_table_info($1)",
     };
-    Ok(strings(conn, sql, Some(table)).await?.into_iter().map(|s| s.to_ascii_lowercase()).collect())
+    Ok(strings(conn, sql, Some(table))
+        .await?
+        .into_iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect())
 }
 
 /// The app's migration history as recorded by its tool.
@@ -330,7 +426,12 @@ pub struct History {
     pub drizzle_when: BTreeSet<i64>,
 }
 
-async fn read_history(conn: &mut AnyConnection, d: Dialect, table: &str, tables: &BTreeSet<String>) -> Result<History, sqlx::Error> {
+async fn read_history(
+    conn: &mut AnyConnection,
+    d: Dialect,
+    table: &str,
+    tables: &BTreeSet<String>,
+) -> Result<History, sqlx::Error> {
     let _ = tables;
     let mut h = History::default();
     let text = |col: &str| match d {
@@ -339,13 +440,25 @@ async fn read_history(conn: &mut AnyConnection, d: Dialect, table: &str, tables:
     };
     validate_identifier(table).map_err(|e| sqlx::Error::Configuration(e.into()))?;
     let cols_sql: &'static str = match d {
-        Dialect::Postgres => "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1",
-        Dialect::MySql => "SELECT CONVERT(column_name USING utf8mb4) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?",
+        Dialect::Postgres => {
+            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1"
+        }
+        Dialect::MySql => {
+            "SELECT CONVERT(column_name USING utf8mb4) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?"
+        }
         Dialect::Sqlite => "SELECT name FROM pragma_table_info($1)",
     };
-    let cols: BTreeSet<String> = strings(conn, cols_sql, Some(table)).await?.into_iter().map(|s| s.to_ascii_lowercase()).collect();
+    let cols: BTreeSet<String> = strings(conn, cols_sql, Some(table))
+        .await?
+        .into_iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
     if table == "_sqlx_migrations" {
-        let sql = format!("SELECT {}, {} FROM _sqlx_migrations", text("version"), text("CASE WHEN success THEN 1 ELSE 0 END"));
+        let sql = format!(
+            "SELECT {}, {} FROM _sqlx_migrations",
+            text("version"),
+            text("CASE WHEN success THEN 1 ELSE 0 END")
+        );
         for r in conn.fetch_all(sqlx::AssertSqlSafe(sql)).await? {
             let v: String = r.try_get(0)?;
             let ok: String = r.try_get(1)?;
@@ -366,7 +479,11 @@ async fn read_history(conn: &mut AnyConnection, d: Dialect, table: &str, tables:
             }
         }
     } else if cols.contains("dirty") && cols.contains("version") {
-        let sql = format!("SELECT {}, {} FROM {table}", text("version"), text("CASE WHEN dirty THEN 1 ELSE 0 END"));
+        let sql = format!(
+            "SELECT {}, {} FROM {table}",
+            text("version"),
+            text("CASE WHEN dirty THEN 1 ELSE 0 END")
+        );
         if let Some(r) = conn.fetch_optional(sqlx::AssertSqlSafe(sql)).await? {
             let v: String = r.try_get(0)?;
             let dirty: String = r.try_get(1)?;
@@ -377,16 +494,20 @@ async fn read_history(conn: &mut AnyConnection, d: Dialect, table: &str, tables:
             }
         }
     } else {
-        let col = ["version", "migration", "name"].into_iter().find(|c| cols.contains(*c)).unwrap_or("version");
+        let col = ["version", "migration", "name"]
+            .into_iter()
+            .find(|c| cols.contains(*c))
+            .unwrap_or("version");
         let sql = format!("SELECT {} FROM {table}", text(col));
         for r in conn.fetch_all(sqlx::AssertSqlSafe(sql)).await? {
             let v: String = r.try_get(0)?;
             let v = v.trim().to_string();
             let digits: String = v.chars().take_while(|c| c.is_ascii_digit()).collect();
             if col == "version"
-                && let Ok(n) = digits.parse() {
-                    h.applied_versions.insert(n);
-                }
+                && let Ok(n) = digits.parse()
+            {
+                h.applied_versions.insert(n);
+            }
             h.applied_names.insert(v);
         }
     }
@@ -394,12 +515,25 @@ async fn read_history(conn: &mut AnyConnection, d: Dialect, table: &str, tables:
 }
 
 /// Pending, failed and unknown migrations. Pure.
-pub fn compare(f: &mut Findings, h: &History, expected: Option<&Expected>, expected_version: Option<i64>) {
+pub fn compare(
+    f: &mut Findings,
+    h: &History,
+    expected: Option<&Expected>,
+    expected_version: Option<i64>,
+) {
     f.failed = h.failed.iter().cloned().collect();
     if let Some(e) = expected {
         if !e.drizzle_when.is_empty() || !h.drizzle_when.is_empty() {
-            f.pending = e.drizzle_when.difference(&h.drizzle_when).map(|v| v.to_string()).collect();
-            f.unknown = h.drizzle_when.difference(&e.drizzle_when).map(|v| v.to_string()).collect();
+            f.pending = e
+                .drizzle_when
+                .difference(&h.drizzle_when)
+                .map(|v| v.to_string())
+                .collect();
+            f.unknown = h
+                .drizzle_when
+                .difference(&e.drizzle_when)
+                .map(|v| v.to_string())
+                .collect();
             if e.drizzle_when.is_empty() {
                 // No journal: compare counts of files and rows.
                 let missing = e.names.len().saturating_sub(h.drizzle_when.len());
@@ -407,7 +541,12 @@ pub fn compare(f: &mut Findings, h: &History, expected: Option<&Expected>, expec
                 f.unknown.clear();
             }
         } else if let Some(cur) = h.current_version {
-            f.pending = e.versions.iter().filter(|v| **v > cur).map(|v| v.to_string()).collect();
+            f.pending = e
+                .versions
+                .iter()
+                .filter(|v| **v > cur)
+                .map(|v| v.to_string())
+                .collect();
             if !e.versions.contains(&cur) && cur != 0 {
                 f.unknown.push(cur.to_string());
             }
@@ -419,7 +558,11 @@ pub fn compare(f: &mut Findings, h: &History, expected: Option<&Expected>, expec
                 .filter(|v| !h.applied_versions.contains(v) && !failed.contains(v))
                 .map(|v| v.to_string())
                 .collect();
-            f.unknown = h.applied_versions.difference(&e.versions).map(|v| v.to_string()).collect();
+            f.unknown = h
+                .applied_versions
+                .difference(&e.versions)
+                .map(|v| v.to_string())
+                .collect();
         } else {
             f.pending = e.names.difference(&h.applied_names).cloned().collect();
             f.unknown = h.applied_names.difference(&e.names).cloned().collect();
@@ -458,28 +601,114 @@ mod tests {
 
     #[test]
     fn identifiers() {
-        for (s, ok) in [("client_needs", true), ("_t1", true), ("1abc", false), ("a;drop", false), ("", false), ("a b", false)] {
+        for (s, ok) in [
+            ("client_needs", true),
+            ("_t1", true),
+            ("1abc", false),
+            ("a;drop", false),
+            ("", false),
+            ("a b", false),
+        ] {
             assert_eq!(validate_identifier(s).is_ok(), ok, "{s}");
         }
     }
 
     fn exp(v: &[i64]) -> Expected {
-        Expected { versions: v.iter().copied().collect(), ..Default::default() }
+        Expected {
+            versions: v.iter().copied().collect(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn comparison_table() {
         // (history, expected, expected_version) -> (pending, failed, unknown)
-        let sqlx_like = History { applied_versions: [1, 2].into(), failed: ["3".to_string()].into(), ..Default::default() };
-        let golang_dirty = History { current_version: Some(2), failed: ["2".to_string()].into(), ..Default::default() };
-        let unknown = History { applied_versions: [1, 2, 9].into(), ..Default::default() };
-        let cases: Vec<(&str, History, Option<Expected>, Option<i64>, Vec<&str>, Vec<&str>, Vec<&str>)> = vec![
-            ("all applied", History { applied_versions: [1, 2, 3].into(), ..Default::default() }, Some(exp(&[1, 2, 3])), None, vec![], vec![], vec![]),
-            ("pending", History { applied_versions: [1].into(), ..Default::default() }, Some(exp(&[1, 2, 3])), None, vec!["2", "3"], vec![], vec![]),
-            ("failed is not pending", sqlx_like, Some(exp(&[1, 2, 3])), None, vec![], vec!["3"], vec![]),
-            ("golang-migrate dirty", golang_dirty, Some(exp(&[1, 2, 3])), None, vec!["3"], vec!["2"], vec![]),
-            ("unknown applied", unknown, Some(exp(&[1, 2])), None, vec![], vec![], vec!["9"]),
-            ("expected version only", History { applied_versions: [1, 2].into(), ..Default::default() }, None, Some(4), vec!["3 to 4"], vec![], vec![]),
+        let sqlx_like = History {
+            applied_versions: [1, 2].into(),
+            failed: ["3".to_string()].into(),
+            ..Default::default()
+        };
+        let golang_dirty = History {
+            current_version: Some(2),
+            failed: ["2".to_string()].into(),
+            ..Default::default()
+        };
+        let unknown = History {
+            applied_versions: [1, 2, 9].into(),
+            ..Default::default()
+        };
+        let cases: Vec<(
+            &str,
+            History,
+            Option<Expected>,
+            Option<i64>,
+            Vec<&str>,
+            Vec<&str>,
+            Vec<&str>,
+        )> = vec![
+            (
+                "all applied",
+                History {
+                    applied_versions: [1, 2, 3].into(),
+                    ..Default::default()
+                },
+                Some(exp(&[1, 2, 3])),
+                None,
+                vec![],
+                vec![],
+                vec![],
+            ),
+            (
+                "pending",
+                History {
+                    applied_versions: [1].into(),
+                    ..Default::default()
+                },
+                Some(exp(&[1, 2, 3])),
+                None,
+                vec!["2", "3"],
+                vec![],
+                vec![],
+            ),
+            (
+                "failed is not pending",
+                sqlx_like,
+                Some(exp(&[1, 2, 3])),
+                None,
+                vec![],
+                vec!["3"],
+                vec![],
+            ),
+            (
+                "golang-migrate dirty",
+                golang_dirty,
+                Some(exp(&[1, 2, 3])),
+                None,
+                vec!["3"],
+                vec!["2"],
+                vec![],
+            ),
+            (
+                "unknown applied",
+                unknown,
+                Some(exp(&[1, 2])),
+                None,
+                vec![],
+                vec![],
+                vec!["9"],
+            ),
+            (
+                "expected version only",
+                History {
+                    applied_versions: [1, 2].into(),
+                    ..Default::default()
+                },
+                None,
+                Some(4),
+                vec!["3 to 4"],
+                vec![],
+                vec![],
+            ),
         ];
         for (name, h, e, ev, pending, failed, unknown) in cases {
             let mut f = Findings::default();
@@ -493,16 +722,27 @@ mod tests {
     #[test]
     fn reads_numbered_files() {
         let d = tempfile::tempdir().expect("tempdir");
-        for f in ["0001_init.sql", "0002_more.up.sql", "0002_more.down.sql", "README.md"] {
+        for f in [
+            "0001_init.sql",
+            "0002_more.up.sql",
+            "0002_more.down.sql",
+            "README.md",
+        ] {
             std::fs::write(d.path().join(f), "--").expect("write");
         }
         let e = expected_from_dir(d.path()).expect("read");
         assert_eq!(e.versions, [1, 2].into());
-        assert_eq!(e.names, ["0001_init".to_string(), "0002_more".to_string()].into());
+        assert_eq!(
+            e.names,
+            ["0001_init".to_string(), "0002_more".to_string()].into()
+        );
     }
 
     #[test]
     fn scrubs_credentials() {
-        assert_eq!(scrub("mysql://app:s3cret@db/app failed"), "mysql://app:***@db/app failed");
+        assert_eq!(
+            scrub("mysql://app:s3cret@db/app failed"),
+            "mysql://app:***@db/app failed"
+        );
     }
 }

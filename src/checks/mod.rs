@@ -29,10 +29,22 @@ pub struct CheckResult {
 
 impl CheckResult {
     pub fn pass(name: &str, details: serde_json::Value) -> CheckResult {
-        CheckResult { name: name.into(), ok: true, reason: None, details, checked_at: Utc::now() }
+        CheckResult {
+            name: name.into(),
+            ok: true,
+            reason: None,
+            details,
+            checked_at: Utc::now(),
+        }
     }
     pub fn fail(name: &str, reason: impl Into<String>, details: serde_json::Value) -> CheckResult {
-        CheckResult { name: name.into(), ok: false, reason: Some(reason.into()), details, checked_at: Utc::now() }
+        CheckResult {
+            name: name.into(),
+            ok: false,
+            reason: Some(reason.into()),
+            details,
+            checked_at: Utc::now(),
+        }
     }
 }
 
@@ -53,7 +65,10 @@ pub async fn run_check(c: &dyn Check) -> CheckResult {
         Ok(r) => r,
         Err(_) => CheckResult::fail(
             c.name(),
-            format!("the check did not finish within {:?}; is the database reachable?", c.timeout()),
+            format!(
+                "the check did not finish within {:?}; is the database reachable?",
+                c.timeout()
+            ),
             serde_json::Value::Null,
         ),
     }
@@ -77,7 +92,10 @@ impl Check for SchemaCheck {
     }
     async fn run(&self) -> CheckResult {
         match self.store.verify_schema().await {
-            Ok(s) => CheckResult::pass("schema", serde_json::json!({"applied": s.applied, "known": s.known})),
+            Ok(s) => CheckResult::pass(
+                "schema",
+                serde_json::json!({"applied": s.applied, "known": s.known}),
+            ),
             Err(e) => CheckResult::fail("schema", e.to_string(), serde_json::Value::Null),
         }
     }
@@ -98,7 +116,10 @@ pub struct StartupChecks {
 
 impl Default for StartupChecks {
     fn default() -> Self {
-        StartupChecks { inner: RwLock::new(BTreeMap::new()), grace_until: RwLock::new(None) }
+        StartupChecks {
+            inner: RwLock::new(BTreeMap::new()),
+            grace_until: RwLock::new(None),
+        }
     }
 }
 
@@ -125,7 +146,11 @@ impl StartupChecks {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .entry(name.to_string())
-            .or_insert(Entry { required, last: None, ever_passed: false });
+            .or_insert(Entry {
+                required,
+                last: None,
+                ever_passed: false,
+            });
     }
 
     pub fn set_grace(&self, grace: Duration) {
@@ -133,9 +158,16 @@ impl StartupChecks {
     }
 
     pub fn record(&self, r: CheckResult, metrics: &Metrics) {
-        metrics.startup_check_success.with_label_values(&[&r.name]).set(r.ok as i64);
+        metrics
+            .startup_check_success
+            .with_label_values(&[&r.name])
+            .set(r.ok as i64);
         let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let e = g.entry(r.name.clone()).or_insert(Entry { required: true, last: None, ever_passed: false });
+        let e = g.entry(r.name.clone()).or_insert(Entry {
+            required: true,
+            last: None,
+            ever_passed: false,
+        });
         e.ever_passed |= r.ok;
         e.last = Some(r);
     }
@@ -161,17 +193,27 @@ impl StartupChecks {
                     None => Some("not run yet".into()),
                     Some(r) => r.reason.clone(),
                 },
-                details: e.last.as_ref().map(|r| r.details.clone()).unwrap_or_default(),
+                details: e
+                    .last
+                    .as_ref()
+                    .map(|r| r.details.clone())
+                    .unwrap_or_default(),
                 checked_at: e.last.as_ref().map(|r| r.checked_at),
             })
             .collect();
-        let ok = checks.iter().all(|c| c.ever_passed || (!c.required && grace_over));
+        let ok = checks
+            .iter()
+            .all(|c| c.ever_passed || (!c.required && grace_over));
         StartupStatus { ok, checks }
     }
 
     /// Whether the named check has passed at least once.
     pub fn passed(&self, name: &str) -> bool {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).get(name).is_some_and(|e| e.ever_passed)
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .is_some_and(|e| e.ever_passed)
     }
 
     /// Names and reasons of checks failing right now.
@@ -197,11 +239,20 @@ mod tests {
         s.expect("app-db", false);
         assert!(!s.status().ok, "nothing has run");
         s.record(CheckResult::pass("schema", serde_json::Value::Null), &m);
-        s.record(CheckResult::fail("app-db", "missing table x", serde_json::Value::Null), &m);
+        s.record(
+            CheckResult::fail("app-db", "missing table x", serde_json::Value::Null),
+            &m,
+        );
         assert!(!s.status().ok, "optional check failing within grace");
         s.set_grace(Duration::ZERO);
-        assert!(s.status().ok, "grace over: optional failure no longer holds startup");
-        s.record(CheckResult::fail("schema", "down", serde_json::Value::Null), &m);
+        assert!(
+            s.status().ok,
+            "grace over: optional failure no longer holds startup"
+        );
+        s.record(
+            CheckResult::fail("schema", "down", serde_json::Value::Null),
+            &m,
+        );
         assert!(s.status().ok, "latched once passed");
         assert_eq!(s.failing_now().len(), 2);
     }

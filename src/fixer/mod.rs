@@ -18,7 +18,11 @@ use crate::tasks::{Kind, NewTask, Queue, State};
 /// What a lifecycle event produces. Pure.
 pub fn tasks_for_event(e: &LifecycleEvent, dashboard: Option<&str>) -> Vec<NewTask> {
     let d = &e.deployment;
-    let short = d.commit.as_deref().map(|c| &c[..c.len().min(7)]).unwrap_or("unknown");
+    let short = d
+        .commit
+        .as_deref()
+        .map(|c| &c[..c.len().min(7)])
+        .unwrap_or("unknown");
     let verb = match e.kind {
         LifecycleKind::Started => "started",
         LifecycleKind::Succeeded => "succeeded",
@@ -26,7 +30,10 @@ pub fn tasks_for_event(e: &LifecycleEvent, dashboard: Option<&str>) -> Vec<NewTa
         LifecycleKind::Canceled => "was canceled",
         LifecycleKind::Stuck => "is stuck",
     };
-    let is_rollback = d.cause.as_deref().is_some_and(|c| c.to_ascii_lowercase().contains("rollback"));
+    let is_rollback = d
+        .cause
+        .as_deref()
+        .is_some_and(|c| c.to_ascii_lowercase().contains("rollback"));
     let title = if is_rollback && e.kind == LifecycleKind::Succeeded {
         format!("ANNOUNCE: {} rolled back to commit {short}", e.app)
     } else {
@@ -69,7 +76,11 @@ pub fn tasks_for_event(e: &LifecycleEvent, dashboard: Option<&str>) -> Vec<NewTa
 }
 
 /// Consumes lifecycle events until shutdown.
-pub async fn run_events(app: Arc<App>, mut rx: broadcast::Receiver<LifecycleEvent>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_events(
+    app: Arc<App>,
+    mut rx: broadcast::Receiver<LifecycleEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let e = tokio::select! {
             r = rx.recv() => match r {
@@ -83,14 +94,26 @@ pub async fn run_events(app: Arc<App>, mut rx: broadcast::Receiver<LifecycleEven
             _ = shutdown.changed() => return,
         };
         let tasks = tasks_for_event(&e, app.config.webhook.dashboard_url.as_deref());
-        let notifiers: Vec<String> = app.config.notifiers.iter().map(|n| n.name.clone()).collect();
-        let opts = PlaceOptions { max_attempts: app.config.tasks.max_attempts as i64, reopen_window: Duration::ZERO, notifiers: &notifiers };
+        let notifiers: Vec<String> = app
+            .config
+            .notifiers
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        let opts = PlaceOptions {
+            max_attempts: app.config.tasks.max_attempts as i64,
+            reopen_window: Duration::ZERO,
+            notifiers: &notifiers,
+        };
         // The store may be briefly down; retry a few times rather than lose the announcement.
         for attempt in 0..5u32 {
             match app.store.create_tasks(&tasks, &opts).await {
                 Ok(r) => {
                     for (q, k) in &r.created {
-                        app.metrics.tasks_created_total.with_label_values(&[q.as_str(), k.as_str()]).inc();
+                        app.metrics
+                            .tasks_created_total
+                            .with_label_values(&[q.as_str(), k.as_str()])
+                            .inc();
                     }
                     break;
                 }
@@ -113,8 +136,15 @@ pub async fn sweep_once(app: &App) {
     if let Ok(counts) = app.store.task_counts().await {
         for q in Queue::ALL {
             for s in State::ALL {
-                let n = counts.iter().find(|(cq, cs, _)| cq == q.as_str() && cs == s.as_str()).map(|c| c.2).unwrap_or(0);
-                app.metrics.tasks.with_label_values(&[q.as_str(), s.as_str()]).set(n);
+                let n = counts
+                    .iter()
+                    .find(|(cq, cs, _)| cq == q.as_str() && cs == s.as_str())
+                    .map(|c| c.2)
+                    .unwrap_or(0);
+                app.metrics
+                    .tasks
+                    .with_label_values(&[q.as_str(), s.as_str()])
+                    .set(n);
             }
         }
     }
@@ -165,12 +195,21 @@ mod tests {
     fn events_become_announcements_and_e2e_tasks() {
         let ok = tasks_for_event(&event(LifecycleKind::Succeeded, "commit pushed"), None);
         assert_eq!(ok.len(), 2);
-        assert_eq!(ok[0].title, "ANNOUNCE: Deployment of api (9a4df0b) succeeded");
+        assert_eq!(
+            ok[0].title,
+            "ANNOUNCE: Deployment of api (9a4df0b) succeeded"
+        );
         assert_eq!(ok[1].kind, Kind::E2eTest);
         let failed = tasks_for_event(&event(LifecycleKind::Failed, "commit pushed"), None);
         assert_eq!(failed.len(), 1);
-        assert_eq!(failed[0].title, "ANNOUNCE: Deployment of api (9a4df0b) failed");
-        let rb = tasks_for_event(&event(LifecycleKind::Succeeded, "rollback to deployment x"), None);
+        assert_eq!(
+            failed[0].title,
+            "ANNOUNCE: Deployment of api (9a4df0b) failed"
+        );
+        let rb = tasks_for_event(
+            &event(LifecycleKind::Succeeded, "rollback to deployment x"),
+            None,
+        );
         assert_eq!(rb[0].title, "ANNOUNCE: api rolled back to commit 9a4df0b");
         assert_ne!(ok[0].dedup_key, failed[0].dedup_key);
     }

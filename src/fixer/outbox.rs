@@ -36,8 +36,13 @@ pub fn backoff(attempts: i64) -> Duration {
     Duration::from_secs(secs.min(3600))
 }
 
-async fn deliver(http: &reqwest::Client, n: &NotifierConfig, item: &OutboxItem) -> Result<(), String> {
-    let payload: serde_json::Value = serde_json::from_str(&item.payload).map_err(|e| format!("corrupt payload: {e}"))?;
+async fn deliver(
+    http: &reqwest::Client,
+    n: &NotifierConfig,
+    item: &OutboxItem,
+) -> Result<(), String> {
+    let payload: serde_json::Value =
+        serde_json::from_str(&item.payload).map_err(|e| format!("corrupt payload: {e}"))?;
     let resp = http
         .post(n.url.expose_secret())
         .json(&render(n.kind, &payload))
@@ -47,18 +52,32 @@ async fn deliver(http: &reqwest::Client, n: &NotifierConfig, item: &OutboxItem) 
     if resp.status().is_success() {
         Ok(())
     } else {
-        Err(format!("notifier {} answered HTTP {}", n.name, resp.status().as_u16()))
+        Err(format!(
+            "notifier {} answered HTTP {}",
+            n.name,
+            resp.status().as_u16()
+        ))
     }
 }
 
 /// One pass over due items; returns how many were delivered.
 pub async fn deliver_due(app: &App, http: &reqwest::Client) -> usize {
-    let Ok(items) = app.store.outbox_due(now_ms(), 50).await else { return 0 };
+    let Ok(items) = app.store.outbox_due(now_ms(), 50).await else {
+        return 0;
+    };
     let mut sent = 0;
     for item in items {
-        let Some(n) = app.config.notifiers.iter().find(|n| n.name == item.notifier) else {
+        let Some(n) = app
+            .config
+            .notifiers
+            .iter()
+            .find(|n| n.name == item.notifier)
+        else {
             // Removed from config: give up on it quietly but keep the row for the record.
-            let _ = app.store.outbox_mark_failed(&item.id, i64::MAX / 2, "notifier no longer configured").await;
+            let _ = app
+                .store
+                .outbox_mark_failed(&item.id, i64::MAX / 2, "notifier no longer configured")
+                .await;
             continue;
         };
         match deliver(http, n, &item).await {
@@ -77,7 +96,10 @@ pub async fn deliver_due(app: &App, http: &reqwest::Client) -> usize {
 }
 
 pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
     loop {
         deliver_due(&app, &http).await;
         tokio::select! {
@@ -94,7 +116,10 @@ mod tests {
     #[test]
     fn slack_text_and_backoff() {
         let p = serde_json::json!({"title": "ANNOUNCE: Deployment of api (9a4df0b) failed", "context": {"commit": "9a4df0b8e1", "duration_seconds": 61.2}});
-        assert_eq!(render(NotifierKind::Slack, &p)["text"], "Deployment of api (9a4df0b) failed · commit `9a4df0b` · 61s");
+        assert_eq!(
+            render(NotifierKind::Slack, &p)["text"],
+            "Deployment of api (9a4df0b) failed · commit `9a4df0b` · 61s"
+        );
         assert_eq!(render(NotifierKind::Json, &p), p);
         assert_eq!(backoff(0), Duration::from_secs(5));
         assert_eq!(backoff(3), Duration::from_secs(40));

@@ -86,8 +86,12 @@ pub struct ProbeSpec {
 const BODY_LIMIT: usize = 1024 * 1024;
 
 /// A TLS configuration trusting the web PKI roots; tests add their own CA.
-pub fn tls_config(extra_roots: &[rustls::pki_types::CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+pub fn tls_config(
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
     for r in extra_roots {
         let _ = roots.add(r.clone());
     }
@@ -107,21 +111,43 @@ fn secs(d: Duration) -> f64 {
 struct Failure(FailureReason, String);
 
 /// Runs one probe. Never returns an error: a failure is a result with a reason.
-pub async fn probe(spec: &ProbeSpec, active_commit: Option<&str>, tls: Arc<rustls::ClientConfig>) -> ProbeResult {
+pub async fn probe(
+    spec: &ProbeSpec,
+    active_commit: Option<&str>,
+    tls: Arc<rustls::ClientConfig>,
+) -> ProbeResult {
     let start = Instant::now();
     let mut phases = Phases::default();
     let mut status = None;
     let mut cert = None;
-    let run = run_phases(spec, active_commit, tls, &mut phases, &mut status, &mut cert);
+    let run = run_phases(
+        spec,
+        active_commit,
+        tls,
+        &mut phases,
+        &mut status,
+        &mut cert,
+    );
     let outcome = match tokio::time::timeout(spec.timeout, run).await {
         Ok(r) => r,
-        Err(_) => Err(Failure(FailureReason::Timeout, format!("no complete answer within {:?}", spec.timeout))),
+        Err(_) => Err(Failure(
+            FailureReason::Timeout,
+            format!("no complete answer within {:?}", spec.timeout),
+        )),
     };
     let (ok, reason, detail) = match outcome {
         Ok(()) => (true, None, None),
         Err(Failure(r, d)) => (false, Some(r), Some(d)),
     };
-    ProbeResult { ok, reason, detail, status, duration: secs(start.elapsed()), phases, cert_not_after: cert }
+    ProbeResult {
+        ok,
+        reason,
+        detail,
+        status,
+        duration: secs(start.elapsed()),
+        phases,
+        cert_not_after: cert,
+    }
 }
 
 async fn run_phases(
@@ -133,10 +159,16 @@ async fn run_phases(
     cert_out: &mut Option<DateTime<Utc>>,
 ) -> Result<(), Failure> {
     let url = &spec.url;
-    safety::check_url(url, spec.allow_link_local).map_err(|e| Failure(FailureReason::Refused, e))?;
-    let host = url.host_str().ok_or_else(|| Failure(FailureReason::Dns, "no host".into()))?.to_string();
+    safety::check_url(url, spec.allow_link_local)
+        .map_err(|e| Failure(FailureReason::Refused, e))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| Failure(FailureReason::Dns, "no host".into()))?
+        .to_string();
     let https = url.scheme() == "https";
-    let port = url.port_or_known_default().unwrap_or(if https { 443 } else { 80 });
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(if https { 443 } else { 80 });
 
     let t = Instant::now();
     let addrs: Vec<SocketAddr> = match url.host() {
@@ -153,7 +185,10 @@ async fn run_phases(
         .filter(|a| spec.allow_link_local || safety::verdict(a.ip()) == Verdict::Allowed)
         .collect();
     if allowed.is_empty() {
-        return Err(Failure(FailureReason::Refused, format!("{host} resolves only to refused (link-local or metadata) addresses")));
+        return Err(Failure(
+            FailureReason::Refused,
+            format!("{host} resolves only to refused (link-local or metadata) addresses"),
+        ));
     }
 
     let t = Instant::now();
@@ -168,7 +203,12 @@ async fn run_phases(
             Err(e) => last_err = format!("{a}: {e}"),
         }
     }
-    let tcp = tcp.ok_or_else(|| Failure(FailureReason::Connect, format!("cannot connect: {last_err}")))?;
+    let tcp = tcp.ok_or_else(|| {
+        Failure(
+            FailureReason::Connect,
+            format!("cannot connect: {last_err}"),
+        )
+    })?;
     let _ = tcp.set_nodelay(true);
     phases.connect = secs(t.elapsed());
 
@@ -182,7 +222,10 @@ async fn run_phases(
     };
     let req = http::Request::get(path)
         .header(http::header::HOST, host_header)
-        .header(http::header::USER_AGENT, concat!("deploywatch/", env!("CARGO_PKG_VERSION")))
+        .header(
+            http::header::USER_AGENT,
+            concat!("deploywatch/", env!("CARGO_PKG_VERSION")),
+        )
         .header(http::header::ACCEPT, "application/json, */*")
         .header(http::header::CONNECTION, "close")
         .body(Empty::<bytes::Bytes>::new())
@@ -197,31 +240,63 @@ async fn run_phases(
             .await
             .map_err(|e| Failure(FailureReason::Tls, format!("TLS handshake failed: {e}")))?;
         phases.tls = secs(t.elapsed());
-        if let Some(der) = stream.get_ref().1.peer_certificates().and_then(|c| c.first())
-            && let Ok((_, parsed)) = x509_parser::parse_x509_certificate(der.as_ref()) {
-                *cert_out = DateTime::from_timestamp(parsed.validity().not_after.timestamp(), 0);
-            }
+        if let Some(der) = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            && let Ok((_, parsed)) = x509_parser::parse_x509_certificate(der.as_ref())
+        {
+            *cert_out = DateTime::from_timestamp(parsed.validity().not_after.timestamp(), 0);
+        }
         exchange(TokioIo::new(stream), req, phases).await?
     } else {
         exchange(TokioIo::new(tcp), req, phases).await?
     };
     let code = head.status.as_u16();
     *status_out = Some(code);
-    let accepted = if spec.accepted_status.is_empty() { (200..300).contains(&code) } else { spec.accepted_status.contains(&code) };
+    let accepted = if spec.accepted_status.is_empty() {
+        (200..300).contains(&code)
+    } else {
+        spec.accepted_status.contains(&code)
+    };
     if !accepted {
-        let where_to = head.headers.get(http::header::LOCATION).and_then(|v| v.to_str().ok()).map(|l| format!(" (redirect to {l} not followed)")).unwrap_or_default();
-        return Err(Failure(FailureReason::Status, format!("HTTP {code} is not an accepted status{where_to}")));
+        let where_to = head
+            .headers
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(|l| format!(" (redirect to {l} not followed)"))
+            .unwrap_or_default();
+        return Err(Failure(
+            FailureReason::Status,
+            format!("HTTP {code} is not an accepted status{where_to}"),
+        ));
     }
-    check_body(&body, &spec.body_checks, spec.expect_active_commit.as_deref(), active_commit).map_err(|e| Failure(FailureReason::Body, e))
+    check_body(
+        &body,
+        &spec.body_checks,
+        spec.expect_active_commit.as_deref(),
+        active_commit,
+    )
+    .map_err(|e| Failure(FailureReason::Body, e))
 }
 
-async fn exchange<S>(io: TokioIo<S>, req: http::Request<Empty<bytes::Bytes>>, phases: &mut Phases) -> Result<(http::response::Parts, bytes::Bytes), Failure>
+async fn exchange<S>(
+    io: TokioIo<S>,
+    req: http::Request<Empty<bytes::Bytes>>,
+    phases: &mut Phases,
+) -> Result<(http::response::Parts, bytes::Bytes), Failure>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
-        .map_err(|e| Failure(FailureReason::Connect, format!("HTTP handshake failed: {e}")))?;
+        .map_err(|e| {
+            Failure(
+                FailureReason::Connect,
+                format!("HTTP handshake failed: {e}"),
+            )
+        })?;
     let driver = tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -269,7 +344,8 @@ pub fn check_body(
     if checks.is_empty() && commit_field.is_none() {
         return Ok(());
     }
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| "the body is not JSON, but body checks are configured".to_string())?;
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| "the body is not JSON, but body checks are configured".to_string())?;
     for c in checks {
         match lookup(&v, &c.field) {
             Some(got) if *got == c.equals => {}
@@ -278,10 +354,18 @@ pub fn check_body(
         }
     }
     if let (Some(field), Some(want)) = (commit_field, active_commit) {
-        let got = lookup(&v, field).and_then(|x| x.as_str()).ok_or_else(|| format!("{field} is missing from the body"))?;
-        let (short, long) = if got.len() <= want.len() { (got, want) } else { (want, got) };
+        let got = lookup(&v, field)
+            .and_then(|x| x.as_str())
+            .ok_or_else(|| format!("{field} is missing from the body"))?;
+        let (short, long) = if got.len() <= want.len() {
+            (got, want)
+        } else {
+            (want, got)
+        };
         if short.len() < 7 || !long.starts_with(short) {
-            return Err(format!("{field} is {got} but the ACTIVE deployment is {want}: the app serves a stale version"));
+            return Err(format!(
+                "{field} is {got} but the ACTIVE deployment is {want}: the app serves a stale version"
+            ));
         }
     }
     Ok(())
@@ -296,21 +380,38 @@ mod tests {
     #[test]
     fn body_check_table() {
         let body = br#"{"status":"ok","checks":{"db":{"status":"up"}},"commit":"9a4df0b8e161e323bc3cdf1dc71878080fe144fa"}"#;
-        let eq = |f: &str, v: serde_json::Value| BodyCheck { field: f.into(), equals: v };
+        let eq = |f: &str, v: serde_json::Value| BodyCheck {
+            field: f.into(),
+            equals: v,
+        };
         let cases: Vec<(Vec<BodyCheck>, Option<&str>, Option<&str>, bool)> = vec![
             (vec![], None, None, true),
             (vec![eq("status", json!("ok"))], None, None, true),
             (vec![eq("checks.db.status", json!("up"))], None, None, true),
             (vec![eq("status", json!("down"))], None, None, false),
             (vec![eq("missing", json!(1))], None, None, false),
-            (vec![], Some("commit"), Some("9a4df0b8e161e323bc3cdf1dc71878080fe144fa"), true),
+            (
+                vec![],
+                Some("commit"),
+                Some("9a4df0b8e161e323bc3cdf1dc71878080fe144fa"),
+                true,
+            ),
             (vec![], Some("commit"), Some("9a4df0b"), true),
-            (vec![], Some("commit"), Some("54d4a727f45723106243989b6c8b2ad4e4a9b3bb"), false),
+            (
+                vec![],
+                Some("commit"),
+                Some("54d4a727f45723106243989b6c8b2ad4e4a9b3bb"),
+                false,
+            ),
             (vec![], Some("commit"), None, true),
             (vec![], Some("version"), Some("9a4df0b"), false),
         ];
         for (checks, field, active, ok) in cases {
-            assert_eq!(check_body(body, &checks, field, active).is_ok(), ok, "{checks:?} {field:?} {active:?}");
+            assert_eq!(
+                check_body(body, &checks, field, active).is_ok(),
+                ok,
+                "{checks:?} {field:?} {active:?}"
+            );
         }
         assert!(check_body(b"<html>", &[eq("status", json!("ok"))], None, None).is_err());
     }

@@ -34,7 +34,11 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { healthy: true, consecutive_failures: 0, consecutive_successes: 0 }
+        Thresholds {
+            healthy: true,
+            consecutive_failures: 0,
+            consecutive_successes: 0,
+        }
     }
 }
 
@@ -42,10 +46,18 @@ impl Thresholds {
     pub fn observe(self, ok: bool, failure_threshold: u32, success_threshold: u32) -> Thresholds {
         if ok {
             let s = self.consecutive_successes.saturating_add(1);
-            Thresholds { healthy: self.healthy || s >= success_threshold, consecutive_failures: 0, consecutive_successes: s }
+            Thresholds {
+                healthy: self.healthy || s >= success_threshold,
+                consecutive_failures: 0,
+                consecutive_successes: s,
+            }
         } else {
             let f = self.consecutive_failures.saturating_add(1);
-            Thresholds { healthy: self.healthy && f < failure_threshold, consecutive_failures: f, consecutive_successes: 0 }
+            Thresholds {
+                healthy: self.healthy && f < failure_threshold,
+                consecutive_failures: f,
+                consecutive_successes: 0,
+            }
         }
     }
 }
@@ -70,30 +82,58 @@ pub struct ProbeSnapshot {
 
 impl ProbeSnapshot {
     pub fn all(&self) -> Vec<ProbeView> {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
     pub fn get(&self, target: &str) -> Option<ProbeView> {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).get(target).cloned()
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(target)
+            .cloned()
     }
     fn put(&self, v: ProbeView) {
-        self.inner.write().unwrap_or_else(|p| p.into_inner()).insert(v.target.clone(), v);
+        self.inner
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(v.target.clone(), v);
     }
     fn remove(&self, target: &str) {
-        self.inner.write().unwrap_or_else(|p| p.into_inner()).remove(target);
+        self.inner
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(target);
     }
 }
 
 /// Targets discovered from the DigitalOcean snapshot: one per health path of each app's spec,
 /// on the app's live URL. Pure.
-pub fn discover(snapshot: &crate::sources::digitalocean::Snapshot, defaults: &crate::config::HealthConfig) -> Vec<HealthTarget> {
+pub fn discover(
+    snapshot: &crate::sources::digitalocean::Snapshot,
+    defaults: &crate::config::HealthConfig,
+) -> Vec<HealthTarget> {
     let mut out = Vec::new();
     for v in snapshot.apps.values() {
-        let Some(base) = v.live_url.as_deref().and_then(|u| url::Url::parse(u).ok()) else { continue };
+        let Some(base) = v.live_url.as_deref().and_then(|u| url::Url::parse(u).ok()) else {
+            continue;
+        };
         for (kind, path) in &v.health_paths {
             let suffix = if kind == "liveness" { "live" } else { "ready" };
-            let Ok(name) = LabelValue::parse(&format!("{}-{suffix}", LabelValue::sanitize(&v.name))) else { continue };
+            let Ok(name) =
+                LabelValue::parse(&format!("{}-{suffix}", LabelValue::sanitize(&v.name)))
+            else {
+                continue;
+            };
             let mut url = base.clone();
-            let joined = format!("{}/{}", base.path().trim_end_matches('/'), path.trim_start_matches('/'));
+            let joined = format!(
+                "{}/{}",
+                base.path().trim_end_matches('/'),
+                path.trim_start_matches('/')
+            );
             url.set_path(&joined);
             out.push(HealthTarget {
                 name,
@@ -119,9 +159,19 @@ fn record_metrics(app: &App, t: &HealthTarget, r: &ProbeResult, th: Thresholds) 
     m.probe_success.with_label_values(&l).set(th.healthy as i64);
     m.probe_raw_success.with_label_values(&l).set(r.ok as i64);
     m.probe_duration.with_label_values(&l).set(r.duration);
-    m.probe_status_code.with_label_values(&l).set(r.status.unwrap_or(0) as i64);
-    m.probe_consecutive_failures.with_label_values(&l).set(th.consecutive_failures as i64);
-    m.probes_total.with_label_values(&[t.app.as_str(), t.name.as_str(), if r.ok { "success" } else { "failure" }]).inc();
+    m.probe_status_code
+        .with_label_values(&l)
+        .set(r.status.unwrap_or(0) as i64);
+    m.probe_consecutive_failures
+        .with_label_values(&l)
+        .set(th.consecutive_failures as i64);
+    m.probes_total
+        .with_label_values(&[
+            t.app.as_str(),
+            t.name.as_str(),
+            if r.ok { "success" } else { "failure" },
+        ])
+        .inc();
     for (phase, v) in [
         ("dns", r.phases.dns),
         ("connect", r.phases.connect),
@@ -129,13 +179,19 @@ fn record_metrics(app: &App, t: &HealthTarget, r: &ProbeResult, th: Thresholds) 
         ("processing", r.phases.processing),
         ("transfer", r.phases.transfer),
     ] {
-        m.probe_phase_duration.with_label_values(&[t.app.as_str(), t.name.as_str(), phase]).set(v);
+        m.probe_phase_duration
+            .with_label_values(&[t.app.as_str(), t.name.as_str(), phase])
+            .set(v);
     }
     for reason in FailureReason::ALL {
-        m.probe_failure.with_label_values(&[t.app.as_str(), t.name.as_str(), reason.as_str()]).set((r.reason == Some(reason)) as i64);
+        m.probe_failure
+            .with_label_values(&[t.app.as_str(), t.name.as_str(), reason.as_str()])
+            .set((r.reason == Some(reason)) as i64);
     }
     if let Some(c) = r.cert_not_after {
-        m.probe_tls_expiry.with_label_values(&l).set(c.timestamp() as f64);
+        m.probe_tls_expiry
+            .with_label_values(&l)
+            .set(c.timestamp() as f64);
     }
 }
 
@@ -149,10 +205,16 @@ fn remove_metrics(app: &App, t: &HealthTarget) {
     let _ = m.probe_consecutive_failures.remove_label_values(&l);
     let _ = m.probe_tls_expiry.remove_label_values(&l);
     for phase in ["dns", "connect", "tls", "processing", "transfer"] {
-        let _ = m.probe_phase_duration.remove_label_values(&[t.app.as_str(), t.name.as_str(), phase]);
+        let _ =
+            m.probe_phase_duration
+                .remove_label_values(&[t.app.as_str(), t.name.as_str(), phase]);
     }
     for reason in FailureReason::ALL {
-        let _ = m.probe_failure.remove_label_values(&[t.app.as_str(), t.name.as_str(), reason.as_str()]);
+        let _ = m.probe_failure.remove_label_values(&[
+            t.app.as_str(),
+            t.name.as_str(),
+            reason.as_str(),
+        ]);
     }
 }
 
@@ -165,10 +227,16 @@ fn trace_failure(t: &HealthTarget, r: &ProbeResult) {
         .with_attributes(vec![
             KeyValue::new("http.request.method", "GET"),
             KeyValue::new("server.address", t.url.host_str().unwrap_or("").to_string()),
-            KeyValue::new("server.port", t.url.port_or_known_default().unwrap_or(0) as i64),
+            KeyValue::new(
+                "server.port",
+                t.url.port_or_known_default().unwrap_or(0) as i64,
+            ),
             KeyValue::new("url.path", t.url.path().to_string()),
             KeyValue::new("url.scheme", t.url.scheme().to_string()),
-            KeyValue::new("error.type", r.reason.map(|x| x.as_str()).unwrap_or("unknown")),
+            KeyValue::new(
+                "error.type",
+                r.reason.map(|x| x.as_str()).unwrap_or("unknown"),
+            ),
             KeyValue::new("deploywatch.probe.target", t.name.as_str().to_string()),
             KeyValue::new("deploywatch.app", t.app.as_str().to_string()),
         ])
@@ -181,7 +249,13 @@ fn trace_failure(t: &HealthTarget, r: &ProbeResult) {
 }
 
 /// Probes one target once and records the result; used by the loop and by tests.
-pub async fn probe_target(app: &App, t: &HealthTarget, discovered: bool, tls: Arc<rustls::ClientConfig>, prev: Thresholds) -> Thresholds {
+pub async fn probe_target(
+    app: &App,
+    t: &HealthTarget,
+    discovered: bool,
+    tls: Arc<rustls::ClientConfig>,
+    prev: Thresholds,
+) -> Thresholds {
     let active_commit = app
         .app_view(t.app.as_str())
         .and_then(|v| v.active.and_then(|d| d.commit));
@@ -214,11 +288,22 @@ pub async fn probe_target(app: &App, t: &HealthTarget, discovered: bool, tls: Ar
 }
 
 /// Runs every target on its interval until shutdown; re-discovers targets every 5 seconds.
-pub async fn run(app: Arc<App>, tls: Arc<rustls::ClientConfig>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    app: Arc<App>,
+    tls: Arc<rustls::ClientConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let sem = Arc::new(Semaphore::new(app.config.health.concurrency));
     let mut running: HashMap<String, (HealthTarget, tokio::task::JoinHandle<()>)> = HashMap::new();
     loop {
-        let mut wanted: Vec<(HealthTarget, bool)> = app.config.health.targets.iter().cloned().map(|t| (t, false)).collect();
+        let mut wanted: Vec<(HealthTarget, bool)> = app
+            .config
+            .health
+            .targets
+            .iter()
+            .cloned()
+            .map(|t| (t, false))
+            .collect();
         if app.config.health.discover && app.config.digitalocean.token.is_some() {
             for t in discover(&app.do_snapshot(), &app.config.health) {
                 if !wanted.iter().any(|(w, _)| w.name == t.name) {
@@ -226,7 +311,10 @@ pub async fn run(app: Arc<App>, tls: Arc<rustls::ClientConfig>, mut shutdown: wa
                 }
             }
         }
-        let wanted_names: Vec<String> = wanted.iter().map(|(t, _)| t.name.as_str().to_string()).collect();
+        let wanted_names: Vec<String> = wanted
+            .iter()
+            .map(|(t, _)| t.name.as_str().to_string())
+            .collect();
         running.retain(|name, (t, h)| {
             let keep = wanted_names.contains(name);
             if !keep {
@@ -251,7 +339,9 @@ pub async fn run(app: Arc<App>, tls: Arc<rustls::ClientConfig>, mut shutdown: wa
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    let Ok(_permit) = sem2.acquire().await else { return };
+                    let Ok(_permit) = sem2.acquire().await else {
+                        return;
+                    };
                     th = probe_target(&app2, &t2, discovered, tls2.clone(), th).await;
                     let all_ok = app2.probes.all().iter().all(|p| p.last_result.is_some());
                     if all_ok {
@@ -283,8 +373,18 @@ mod tests {
         let cases: &[(&[bool], u32, u32, &[bool])] = &[
             (&[true, false, true], 3, 1, &[true, true, true]),
             (&[false, false, false], 3, 1, &[true, true, false]),
-            (&[false, false, false, true], 3, 1, &[true, true, false, true]),
-            (&[false, false, false, true, true], 3, 2, &[true, true, false, false, true]),
+            (
+                &[false, false, false, true],
+                3,
+                1,
+                &[true, true, false, true],
+            ),
+            (
+                &[false, false, false, true, true],
+                3,
+                2,
+                &[true, true, false, false, true],
+            ),
             (&[false], 1, 1, &[false]),
         ];
         for (results, ft, st, want) in cases {

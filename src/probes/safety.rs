@@ -32,12 +32,22 @@ fn v6_verdict(ip: Ipv6Addr) -> Verdict {
     let seg = ip.segments();
     // IPv4-compatible (deprecated ::a.b.c.d), still routed by some stacks.
     if seg[..6].iter().all(|s| *s == 0) && (seg[6] != 0 || seg[7] > 1) {
-        let v4 = Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8);
+        let v4 = Ipv4Addr::new(
+            (seg[6] >> 8) as u8,
+            seg[6] as u8,
+            (seg[7] >> 8) as u8,
+            seg[7] as u8,
+        );
         return v4_verdict(v4);
     }
     // NAT64 well-known prefix 64:ff9b::/96 embedding an IPv4 address.
     if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6].iter().all(|s| *s == 0) {
-        let v4 = Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8);
+        let v4 = Ipv4Addr::new(
+            (seg[6] >> 8) as u8,
+            seg[6] as u8,
+            (seg[7] >> 8) as u8,
+            seg[7] as u8,
+        );
         return v4_verdict(v4);
     }
     if (seg[0] & 0xffc0) == 0xfe80 {
@@ -62,7 +72,10 @@ pub fn verdict(ip: IpAddr) -> Verdict {
 /// The check applied to a configured or discovered URL before any DNS lookup.
 pub fn check_url(url: &url::Url, allow_link_local: bool) -> Result<(), String> {
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("scheme {:?} is not probed; use http or https", url.scheme()));
+        return Err(format!(
+            "scheme {:?} is not probed; use http or https",
+            url.scheme()
+        ));
     }
     let host = url.host().ok_or("the URL has no host")?;
     if allow_link_local {
@@ -74,7 +87,10 @@ pub fn check_url(url: &url::Url, allow_link_local: bool) -> Result<(), String> {
         url::Host::Domain(d) => {
             // "metadata.google.internal" and friends resolve to the metadata service.
             let d = d.to_ascii_lowercase();
-            if d == "metadata.google.internal" || d.ends_with(".metadata.google.internal") || d == "metadata" {
+            if d == "metadata.google.internal"
+                || d.ends_with(".metadata.google.internal")
+                || d == "metadata"
+            {
                 return Err("refused: cloud metadata host name".into());
             }
             return Ok(());
@@ -82,7 +98,9 @@ pub fn check_url(url: &url::Url, allow_link_local: bool) -> Result<(), String> {
     };
     match verdict(ip) {
         Verdict::Allowed => Ok(()),
-        Verdict::Refused(why) => Err(format!("refused: {why}; set allow_link_local on the target to probe it anyway")),
+        Verdict::Refused(why) => Err(format!(
+            "refused: {why}; set allow_link_local on the target to probe it anyway"
+        )),
     }
 }
 
@@ -113,7 +131,12 @@ mod tests {
             let url = url::Url::parse(u).expect("parses");
             assert!(check_url(&url, false).is_err(), "{u} should be refused");
         }
-        let allowed = ["http://127.0.0.1:8080/health/live", "https://api.example.com/health/ready", "http://[::1]:9/", "http://10.0.0.5/"];
+        let allowed = [
+            "http://127.0.0.1:8080/health/live",
+            "https://api.example.com/health/ready",
+            "http://[::1]:9/",
+            "http://10.0.0.5/",
+        ];
         for u in allowed {
             let url = url::Url::parse(u).expect("parses");
             assert!(check_url(&url, false).is_ok(), "{u} should be allowed");

@@ -82,7 +82,13 @@ pub fn fetch_mirror(mirror: &Path, url: &str) -> Result<(), GitError> {
     let remote = repo
         .remote_at(url)
         .map_err(git_err)?
-        .with_refspecs(["+refs/heads/*:refs/heads/*", "+refs/remotes/origin/*:refs/remotes/origin/*"], gix::remote::Direction::Fetch)
+        .with_refspecs(
+            [
+                "+refs/heads/*:refs/heads/*",
+                "+refs/remotes/origin/*:refs/remotes/origin/*",
+            ],
+            gix::remote::Direction::Fetch,
+        )
         .map_err(git_err)?;
     let interrupt = AtomicBool::new(false);
     remote
@@ -107,8 +113,16 @@ fn commit_time(repo: &gix::Repository, id: gix::ObjectId) -> Option<DateTime<Utc
 }
 
 /// Commits reachable from `tip` but not from `hidden`.
-fn only_in(repo: &gix::Repository, tip: gix::ObjectId, hidden: gix::ObjectId) -> Result<Vec<gix::ObjectId>, GitError> {
-    let walk = repo.rev_walk([tip]).with_hidden([hidden]).all().map_err(git_err)?;
+fn only_in(
+    repo: &gix::Repository,
+    tip: gix::ObjectId,
+    hidden: gix::ObjectId,
+) -> Result<Vec<gix::ObjectId>, GitError> {
+    let walk = repo
+        .rev_walk([tip])
+        .with_hidden([hidden])
+        .all()
+        .map_err(git_err)?;
     let mut out = Vec::new();
     for info in walk {
         out.push(info.map_err(git_err)?.id);
@@ -121,10 +135,15 @@ pub fn read_branches(mirror: &Path, branches: &[String]) -> Result<Vec<BranchVie
     let repo = gix::open(mirror).map_err(git_err)?;
     let mut out = Vec::new();
     for b in branches {
-        let Some(head) = ref_id(&repo, &format!("refs/heads/{b}")).or_else(|| ref_id(&repo, &format!("refs/remotes/origin/{b}"))) else {
+        let Some(head) = ref_id(&repo, &format!("refs/heads/{b}"))
+            .or_else(|| ref_id(&repo, &format!("refs/remotes/origin/{b}")))
+        else {
             continue;
         };
-        let (ahead, behind) = match (ref_id(&repo, &format!("refs/heads/{b}")), ref_id(&repo, &format!("refs/remotes/origin/{b}"))) {
+        let (ahead, behind) = match (
+            ref_id(&repo, &format!("refs/heads/{b}")),
+            ref_id(&repo, &format!("refs/remotes/origin/{b}")),
+        ) {
             (Some(local), Some(upstream)) => (
                 Some(only_in(&repo, local, upstream)?.len()),
                 Some(only_in(&repo, upstream, local)?.len()),
@@ -143,17 +162,26 @@ pub fn read_branches(mirror: &Path, branches: &[String]) -> Result<Vec<BranchVie
 }
 
 /// How far `deployed` is behind `head` in a mirror. Blocking.
-pub fn drift(mirror: &Path, head: &str, deployed: &str) -> Result<(Option<usize>, Option<DateTime<Utc>>), GitError> {
+pub fn drift(
+    mirror: &Path,
+    head: &str,
+    deployed: &str,
+) -> Result<(Option<usize>, Option<DateTime<Utc>>), GitError> {
     let repo = gix::open(mirror).map_err(git_err)?;
     let head_id = gix::ObjectId::from_hex(head.as_bytes()).map_err(git_err)?;
-    let Some(dep_id) = resolve_commit(&repo, deployed) else { return Ok((None, None)) };
+    let Some(dep_id) = resolve_commit(&repo, deployed) else {
+        return Ok((None, None));
+    };
     // The deployed commit must be an ancestor of the head, else "behind" has no meaning.
     let dep_not_in_head = only_in(&repo, dep_id, head_id)?;
     if !dep_not_in_head.is_empty() {
         return Ok((None, None));
     }
     let missing = only_in(&repo, head_id, dep_id)?;
-    let oldest = missing.iter().filter_map(|id| commit_time(&repo, *id)).min();
+    let oldest = missing
+        .iter()
+        .filter_map(|id| commit_time(&repo, *id))
+        .min();
     Ok((Some(missing.len()), oldest))
 }
 
@@ -168,7 +196,12 @@ fn resolve_commit(repo: &gix::Repository, sha: &str) -> Option<gix::ObjectId> {
 
 /// The commit time of `sha` in the repository configured for `app`, for DORA lead time.
 pub async fn commit_time_for_app(app: &App, app_name: &str, sha: &str) -> Option<DateTime<Utc>> {
-    let repo = app.config.git.repos.iter().find(|r| r.app.as_ref().map(|a| a.as_str()) == Some(app_name))?;
+    let repo = app
+        .config
+        .git
+        .repos
+        .iter()
+        .find(|r| r.app.as_ref().map(|a| a.as_str()) == Some(app_name))?;
     let mirror = mirror_path(&app.config.git.mirror_dir, repo);
     let sha = sha.to_string();
     tokio::task::spawn_blocking(move || {
@@ -205,27 +238,48 @@ pub async fn refresh(app: &App, exported: &mut HashSet<(String, String, String)>
             Err(e) => {
                 all_ok = false;
                 tracing::warn!(repo = %r.name, error = %e, "git fetch failed; keeping the last known refs");
-                let prev = app.git_snapshot().repos.into_iter().find(|x| x.name == r.name.as_str()).map(|x| x.branches).unwrap_or_default();
+                let prev = app
+                    .git_snapshot()
+                    .repos
+                    .into_iter()
+                    .find(|x| x.name == r.name.as_str())
+                    .map(|x| x.branches)
+                    .unwrap_or_default();
                 (prev, Some(e.to_string()))
             }
         };
         for b in &branches {
             let labels = [r.name.as_str(), b.branch.as_str()];
-            m.git_ref_commit_ts.with_label_values(&labels).set(b.commit_time.timestamp() as f64);
+            m.git_ref_commit_ts
+                .with_label_values(&labels)
+                .set(b.commit_time.timestamp() as f64);
             if let (Some(a), Some(bh)) = (b.ahead, b.behind) {
                 m.git_ref_ahead.with_label_values(&labels).set(a as i64);
                 m.git_ref_behind.with_label_values(&labels).set(bh as i64);
             }
-            let key = (r.name.as_str().to_string(), b.branch.clone(), b.commit.clone());
-            m.git_ref_info.with_label_values(&[&key.0, &key.1, &key.2]).set(1);
+            let key = (
+                r.name.as_str().to_string(),
+                b.branch.clone(),
+                b.commit.clone(),
+            );
+            m.git_ref_info
+                .with_label_values(&[&key.0, &key.1, &key.2])
+                .set(1);
             info_now.insert(key);
         }
         // Drift: the app's ACTIVE deployment against the branch it deploys from.
         if let Some(app_label) = &r.app {
             let view = snapshot.apps.get(app_label.as_str());
-            let deploy_branch = view.and_then(|v| v.branch.clone()).unwrap_or_else(|| r.branches[0].clone());
-            let head = branches.iter().find(|b| b.branch == deploy_branch).or_else(|| branches.first());
-            let deployed = view.and_then(|v| v.active.as_ref()).and_then(|d| d.commit.clone());
+            let deploy_branch = view
+                .and_then(|v| v.branch.clone())
+                .unwrap_or_else(|| r.branches[0].clone());
+            let head = branches
+                .iter()
+                .find(|b| b.branch == deploy_branch)
+                .or_else(|| branches.first());
+            let deployed = view
+                .and_then(|v| v.active.as_ref())
+                .and_then(|d| d.commit.clone());
             if let (Some(head), Some(deployed)) = (head, deployed) {
                 let (mirror3, h, d) = (mirror.clone(), head.commit.clone(), deployed.clone());
                 let res = tokio::task::spawn_blocking(move || drift(&mirror3, &h, &d)).await;
@@ -237,7 +291,9 @@ pub async fn refresh(app: &App, exported: &mut HashSet<(String, String, String)>
                             let _ = m.app_commits_behind.remove_label_values(&[a]);
                         }
                     }
-                    let age = oldest.map(|t| (Utc::now() - t).num_seconds().max(0) as f64).unwrap_or(0.0);
+                    let age = oldest
+                        .map(|t| (Utc::now() - t).num_seconds().max(0) as f64)
+                        .unwrap_or(0.0);
                     m.app_undeployed_age.with_label_values(&[a]).set(age);
                     drifts.insert(
                         a.to_string(),
@@ -257,15 +313,24 @@ pub async fn refresh(app: &App, exported: &mut HashSet<(String, String, String)>
             name: r.name.as_str().to_string(),
             app: r.app.as_ref().map(|a| a.as_str().to_string()),
             branches,
-            fetched_at: if error.is_none() { Some(Utc::now()) } else { None },
+            fetched_at: if error.is_none() {
+                Some(Utc::now())
+            } else {
+                None
+            },
             error,
         });
     }
     for old in exported.difference(&info_now) {
-        let _ = m.git_ref_info.remove_label_values(&[&old.0, &old.1, &old.2]);
+        let _ = m
+            .git_ref_info
+            .remove_label_values(&[&old.0, &old.1, &old.2]);
     }
     *exported = info_now;
-    *app.git.write().unwrap_or_else(|p| p.into_inner()) = GitSnapshot { repos, drift: drifts };
+    *app.git.write().unwrap_or_else(|p| p.into_inner()) = GitSnapshot {
+        repos,
+        drift: drifts,
+    };
     m.source_result("git", all_ok);
     all_ok
 }

@@ -8,7 +8,10 @@
 
 mod tasks;
 
-pub use tasks::{AlertRecord, ClaimError, IngestReport, NotificationRecord, PlaceOptions, TaskFilter, TaskUpdateError};
+pub use tasks::{
+    AlertRecord, ClaimError, IngestReport, NotificationRecord, PlaceOptions, TaskFilter,
+    TaskUpdateError,
+};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -100,7 +103,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend).finish()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 
@@ -118,7 +123,10 @@ pub fn now_ms() -> i64 {
 
 impl Store {
     /// Connects lazily-checked: the pool is created at once, and the first query reports reachability.
-    pub async fn connect(url: &SecretString, acquire_timeout: Duration) -> Result<Store, StoreError> {
+    pub async fn connect(
+        url: &SecretString,
+        acquire_timeout: Duration,
+    ) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let raw = url.expose_secret();
         let backend = Backend::from_url(raw)
@@ -130,7 +138,8 @@ impl Store {
             }
             _ => raw.to_string(),
         };
-        let opts = AnyConnectOptions::from_str(&url).map_err(|e| StoreError::Unavailable(redact(&e.to_string())))?;
+        let opts = AnyConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::Unavailable(redact(&e.to_string())))?;
         let pool_opts = AnyPoolOptions::new().acquire_timeout(acquire_timeout);
         let pool = match backend {
             // SQLite allows one writer; a single connection serialises writers without SQLITE_BUSY
@@ -184,7 +193,10 @@ impl Store {
     pub async fn migrate(&self) -> Result<SchemaStatus, StoreError> {
         let status = self.schema_status().await?;
         if status.applied > status.known {
-            return Err(StoreError::SchemaTooNew { db: status.applied, binary: status.known });
+            return Err(StoreError::SchemaTooNew {
+                db: status.applied,
+                binary: status.known,
+            });
         }
         self.backend
             .migrator()
@@ -230,14 +242,21 @@ impl Store {
             .iter()
             .filter(|m| !applied_versions.contains(&m.version))
             .count();
-        Ok(SchemaStatus { applied, known, pending })
+        Ok(SchemaStatus {
+            applied,
+            known,
+            pending,
+        })
     }
 
     /// Fails unless the schema is exactly what this binary expects.
     pub async fn verify_schema(&self) -> Result<SchemaStatus, StoreError> {
         let s = self.schema_status().await?;
         if s.applied > s.known {
-            return Err(StoreError::SchemaTooNew { db: s.applied, binary: s.known });
+            return Err(StoreError::SchemaTooNew {
+                db: s.applied,
+                binary: s.known,
+            });
         }
         if s.pending > 0 {
             return Err(StoreError::SchemaPending { pending: s.pending });
@@ -248,7 +267,9 @@ impl Store {
     /// SQLite's own integrity check; PostgreSQL guarantees this itself, so it answers ok.
     pub async fn integrity_check(&self) -> Result<(), StoreError> {
         if self.backend == Backend::Sqlite {
-            let row = sqlx::query("PRAGMA integrity_check").fetch_one(&self.pool).await?;
+            let row = sqlx::query("PRAGMA integrity_check")
+                .fetch_one(&self.pool)
+                .await?;
             let verdict: String = row.try_get(0)?;
             if verdict != "ok" {
                 return Err(StoreError::Corrupt(verdict));
@@ -263,7 +284,10 @@ impl Store {
 
     /// Records a deployment's end. Returns false when it was already counted (by this or another
     /// replica), so the caller increments counters exactly once.
-    pub async fn record_deployment_outcome(&self, o: &DeploymentOutcomeRecord) -> Result<bool, StoreError> {
+    pub async fn record_deployment_outcome(
+        &self,
+        o: &DeploymentOutcomeRecord,
+    ) -> Result<bool, StoreError> {
         let res = sqlx::query(
             "INSERT INTO deployment_outcomes (deployment_id, app, outcome, duration_seconds, lead_time_seconds, \
              recovery_seconds, excluded_from_dora, rollback, ended_at, counted_at) \
@@ -333,7 +357,12 @@ impl Store {
     // Leases: one replica polls DigitalOcean; another takes over once the lease lapses.
     // ---------------------------------------------------------------------------------------------
 
-    pub async fn try_acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+    pub async fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         let now = now_ms();
         let res = sqlx::query(
             "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
@@ -393,7 +422,12 @@ impl Store {
         Ok(())
     }
 
-    pub async fn outbox_mark_failed(&self, id: &str, next_attempt_at: i64, error: &str) -> Result<(), StoreError> {
+    pub async fn outbox_mark_failed(
+        &self,
+        id: &str,
+        next_attempt_at: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id = $3")
             .bind(next_attempt_at)
             .bind(error)
@@ -404,10 +438,12 @@ impl Store {
     }
 
     pub async fn outbox_pending(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?)
+        Ok(
+            sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?,
+        )
     }
 }
 
@@ -449,8 +485,14 @@ mod tests {
     fn backends_from_urls() {
         assert_eq!(Backend::from_url("sqlite://x.db"), Some(Backend::Sqlite));
         assert_eq!(Backend::from_url("sqlite::memory:"), Some(Backend::Sqlite));
-        assert_eq!(Backend::from_url("postgres://h/db"), Some(Backend::Postgres));
-        assert_eq!(Backend::from_url("postgresql://h/db"), Some(Backend::Postgres));
+        assert_eq!(
+            Backend::from_url("postgres://h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(
+            Backend::from_url("postgresql://h/db"),
+            Some(Backend::Postgres)
+        );
         assert_eq!(Backend::from_url("mysql://h/db"), None);
     }
 }

@@ -70,7 +70,9 @@ pub enum ClaimError {
 pub enum TaskUpdateError {
     #[error("no task with id {0}")]
     NotFound(String),
-    #[error("task {id} is not leased to worker {worker} (its lease expired or another worker holds it)")]
+    #[error(
+        "task {id} is not leased to worker {worker} (its lease expired or another worker holds it)"
+    )]
     NotLeaseHolder { id: String, worker: String },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -90,7 +92,8 @@ fn ts(ms: i64) -> chrono::DateTime<chrono::Utc> {
 }
 
 fn task_from_row(r: &AnyRow) -> Result<Task, StoreError> {
-    let corrupt = |what: &str, v: &str| StoreError::Corrupt(format!("task has unknown {what} {v:?}"));
+    let corrupt =
+        |what: &str, v: &str| StoreError::Corrupt(format!("task has unknown {what} {v:?}"));
     let queue: String = r.try_get("queue")?;
     let kind: String = r.try_get("kind")?;
     let state: String = r.try_get("state")?;
@@ -127,14 +130,16 @@ async fn add_event(
     worker: Option<&str>,
     detail: Option<&serde_json::Value>,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO task_events (task_id, at, event, worker, detail) VALUES ($1, $2, $3, $4, $5)")
-        .bind(task_id)
-        .bind(now)
-        .bind(event)
-        .bind(worker)
-        .bind(detail.map(|d| d.to_string()))
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO task_events (task_id, at, event, worker, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(task_id)
+    .bind(now)
+    .bind(event)
+    .bind(worker)
+    .bind(detail.map(|d| d.to_string()))
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -154,21 +159,25 @@ async fn place_task(
     reopen_window: Duration,
     now: i64,
 ) -> Result<Placed, StoreError> {
-    let touched = sqlx::query("UPDATE tasks SET last_seen_at = $1, seen_count = seen_count + 1 WHERE open_key = $2")
-        .bind(now)
-        .bind(&t.dedup_key)
-        .execute(&mut **tx)
-        .await?;
+    let touched = sqlx::query(
+        "UPDATE tasks SET last_seen_at = $1, seen_count = seen_count + 1 WHERE open_key = $2",
+    )
+    .bind(now)
+    .bind(&t.dedup_key)
+    .execute(&mut **tx)
+    .await?;
     if touched.rows_affected() > 0 {
         return Ok(Placed::Absorbed);
     }
     if t.kind == Kind::Announce {
         // An announcement is made once per event, whether or not an agent already handled it.
-        let seen = sqlx::query("UPDATE tasks SET last_seen_at = $1, seen_count = seen_count + 1 WHERE dedup_key = $2")
-            .bind(now)
-            .bind(&t.dedup_key)
-            .execute(&mut **tx)
-            .await?;
+        let seen = sqlx::query(
+            "UPDATE tasks SET last_seen_at = $1, seen_count = seen_count + 1 WHERE dedup_key = $2",
+        )
+        .bind(now)
+        .bind(&t.dedup_key)
+        .execute(&mut **tx)
+        .await?;
         if seen.rows_affected() > 0 {
             return Ok(Placed::Absorbed);
         }
@@ -194,7 +203,15 @@ async fn place_task(
             .bind(&id)
             .execute(&mut **tx)
             .await?;
-            add_event(tx, &id, now, "reopened", None, Some(&serde_json::json!({"reason": "alert fired again"}))).await?;
+            add_event(
+                tx,
+                &id,
+                now,
+                "reopened",
+                None,
+                Some(&serde_json::json!({"reason": "alert fired again"})),
+            )
+            .await?;
             return Ok(Placed::Reopened);
         }
     }
@@ -279,13 +296,22 @@ impl Store {
         .execute(&mut *tx)
         .await?;
 
-        let mut report = IngestReport { alerts: alerts.len(), ..Default::default() };
+        let mut report = IngestReport {
+            alerts: alerts.len(),
+            ..Default::default()
+        };
         for a in alerts {
-            let prior = sqlx::query("SELECT resolved_at, starts_at, status FROM alerts WHERE fingerprint = $1")
-                .bind(&a.fingerprint)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let resolved_at: Option<i64> = prior.as_ref().map(|r| r.try_get("resolved_at")).transpose()?.flatten();
+            let prior = sqlx::query(
+                "SELECT resolved_at, starts_at, status FROM alerts WHERE fingerprint = $1",
+            )
+            .bind(&a.fingerprint)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let resolved_at: Option<i64> = prior
+                .as_ref()
+                .map(|r| r.try_get("resolved_at"))
+                .transpose()?
+                .flatten();
             if a.firing {
                 // Alertmanager can deliver a firing after the resolve of the same episode.
                 if resolved_at.is_some_and(|r| a.starts_at_ms <= r) {
@@ -361,7 +387,11 @@ impl Store {
     }
 
     /// Creates tasks outside an alert (deployment lifecycle events, rollbacks), idempotently.
-    pub async fn create_tasks(&self, tasks: &[NewTask], opts: &PlaceOptions<'_>) -> Result<IngestReport, StoreError> {
+    pub async fn create_tasks(
+        &self,
+        tasks: &[NewTask],
+        opts: &PlaceOptions<'_>,
+    ) -> Result<IngestReport, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let mut report = IngestReport::default();
@@ -407,10 +437,12 @@ impl Store {
     }
 
     pub async fn task_events(&self, id: &str) -> Result<Vec<TaskEvent>, StoreError> {
-        let rows = sqlx::query("SELECT at, event, worker, detail FROM task_events WHERE task_id = $1 ORDER BY id")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT at, event, worker, detail FROM task_events WHERE task_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 let detail: Option<String> = r.try_get("detail")?;
@@ -426,7 +458,12 @@ impl Store {
     }
 
     /// Adds a history entry to a task (rollback progress, notes).
-    pub async fn add_task_event(&self, id: &str, event: &str, detail: &serde_json::Value) -> Result<(), StoreError> {
+    pub async fn add_task_event(
+        &self,
+        id: &str,
+        event: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         add_event(&mut tx, id, now_ms(), event, None, Some(detail)).await?;
         tx.commit().await?;
@@ -474,7 +511,12 @@ impl Store {
     }
 
     /// Atomically hands the most urgent queued task of `queue` to `worker`.
-    pub async fn claim(&self, queue: Queue, worker: &str, lease: Duration) -> Result<Option<Task>, ClaimError> {
+    pub async fn claim(
+        &self,
+        queue: Queue,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<Task>, ClaimError> {
         self.expire_leases().await?;
         let now = now_ms();
         let lock = match self.backend {
@@ -505,7 +547,12 @@ impl Store {
     }
 
     /// Claims one specific queued task (the rollback executor picks its own).
-    pub async fn claim_by_id(&self, id: &str, worker: &str, lease: Duration) -> Result<Option<Task>, StoreError> {
+    pub async fn claim_by_id(
+        &self,
+        id: &str,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<Task>, StoreError> {
         let now = now_ms();
         let sql = format!(
             "UPDATE tasks SET state = 'claimed', worker = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
@@ -556,7 +603,10 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
             return Err(match exists {
-                Some(_) => TaskUpdateError::NotLeaseHolder { id: id.into(), worker: worker.into() },
+                Some(_) => TaskUpdateError::NotLeaseHolder {
+                    id: id.into(),
+                    worker: worker.into(),
+                },
                 None => TaskUpdateError::NotFound(id.into()),
             });
         };
@@ -566,7 +616,12 @@ impl Store {
         Ok(task)
     }
 
-    pub async fn heartbeat(&self, id: &str, worker: &str, lease: Duration) -> Result<Task, TaskUpdateError> {
+    pub async fn heartbeat(
+        &self,
+        id: &str,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Task, TaskUpdateError> {
         let until = now_ms() + lease.as_millis() as i64;
         self.holder_update(
             id,
@@ -579,7 +634,12 @@ impl Store {
         .await
     }
 
-    pub async fn complete(&self, id: &str, worker: &str, result: &serde_json::Value) -> Result<Task, TaskUpdateError> {
+    pub async fn complete(
+        &self,
+        id: &str,
+        worker: &str,
+        result: &serde_json::Value,
+    ) -> Result<Task, TaskUpdateError> {
         self.holder_update(
             id,
             worker,
@@ -593,7 +653,13 @@ impl Store {
     }
 
     /// Fails the attempt; the task goes back to its queue while attempts remain (and `retry` is set).
-    pub async fn fail(&self, id: &str, worker: &str, reason: &str, retry: bool) -> Result<Task, TaskUpdateError> {
+    pub async fn fail(
+        &self,
+        id: &str,
+        worker: &str,
+        reason: &str,
+        retry: bool,
+    ) -> Result<Task, TaskUpdateError> {
         let detail = serde_json::json!({"reason": reason, "retry": retry});
         self.holder_update(
             id,
@@ -613,9 +679,10 @@ impl Store {
 
     /// Counts for the `deploywatch_tasks{queue,state}` gauge.
     pub async fn task_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT queue, state, COUNT(*) AS n FROM tasks GROUP BY queue, state")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT queue, state, COUNT(*) AS n FROM tasks GROUP BY queue, state")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("queue")?, r.try_get("state")?, r.try_get("n")?)))
             .collect::<Result<_, sqlx::Error>>()
@@ -623,7 +690,10 @@ impl Store {
     }
 
     /// Alerts currently firing, for `status`.
-    pub async fn firing_alerts(&self, app: Option<&str>) -> Result<Vec<(String, Option<String>, i64)>, StoreError> {
+    pub async fn firing_alerts(
+        &self,
+        app: Option<&str>,
+    ) -> Result<Vec<(String, Option<String>, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT alertname, app, starts_at FROM alerts WHERE status = 'firing' AND ($1 IS NULL OR app = $1) ORDER BY starts_at",
         )
@@ -631,14 +701,23 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("alertname")?, r.try_get("app")?, r.try_get("starts_at")?)))
+            .map(|r| {
+                Ok((
+                    r.try_get("alertname")?,
+                    r.try_get("app")?,
+                    r.try_get("starts_at")?,
+                ))
+            })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }
 
     /// Sanity numbers for the fault tests: no duplicate open tasks, no task claimed past its lease.
     pub async fn count_alerts(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM alerts").fetch_one(&self.pool).await?.try_get("n")?)
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM alerts")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
     }
 }
 
@@ -665,7 +744,15 @@ async fn close_on_resolve(
         .bind(&id)
         .execute(&mut **tx)
         .await?;
-        add_event(tx, &id, now, "cancelled", None, Some(&serde_json::json!({"reason": "alert resolved"}))).await?;
+        add_event(
+            tx,
+            &id,
+            now,
+            "cancelled",
+            None,
+            Some(&serde_json::json!({"reason": "alert resolved"})),
+        )
+        .await?;
         Ok((1, 0))
     } else {
         // An agent is already working on it: tell it, don't pull the rug.
@@ -675,8 +762,15 @@ async fn close_on_resolve(
             .bind(&id)
             .execute(&mut **tx)
             .await?;
-        add_event(tx, &id, now, "note", None, Some(&serde_json::json!({"note": "the alert resolved while this task was claimed"})))
-            .await?;
+        add_event(
+            tx,
+            &id,
+            now,
+            "note",
+            None,
+            Some(&serde_json::json!({"note": "the alert resolved while this task was claimed"})),
+        )
+        .await?;
         Ok((0, 1))
     }
 }

@@ -25,7 +25,9 @@ impl FromStr for Action {
             "fix" => Ok(Action::Fix),
             "rollback" => Ok(Action::Rollback),
             "announce" => Ok(Action::Announce),
-            other => Err(format!("unknown action {other:?}; use \"fix\", \"rollback\" or \"announce\"")),
+            other => Err(format!(
+                "unknown action {other:?}; use \"fix\", \"rollback\" or \"announce\""
+            )),
         }
     }
 }
@@ -41,16 +43,20 @@ pub struct Rule {
 impl Rule {
     fn matches(&self, a: &AlertInput) -> bool {
         (self.alertname == "*" || self.alertname == a.alertname)
-            && self.match_labels.iter().all(|(k, v)| a.labels.get(k) == Some(v))
+            && self
+                .match_labels
+                .iter()
+                .all(|(k, v)| a.labels.get(k) == Some(v))
     }
 }
 
 /// The built-in answer for each shipped alert.
 pub fn default_actions(alertname: &str) -> &'static [Action] {
     match alertname {
-        "DeploymentFailed" | "DeploymentStuck" | "DeploySuccessRateLow" | "MigrationCheckFailed" => {
-            &[Action::Fix, Action::Announce]
-        }
+        "DeploymentFailed"
+        | "DeploymentStuck"
+        | "DeploySuccessRateLow"
+        | "MigrationCheckFailed" => &[Action::Fix, Action::Announce],
         "HealthCheckFailing" => &[Action::Fix, Action::Rollback, Action::Announce],
         _ => &[Action::Announce],
     }
@@ -71,7 +77,10 @@ pub struct AlertInput {
 
 impl AlertInput {
     pub fn app(&self) -> Option<&str> {
-        self.labels.get("app").map(String::as_str).filter(|s| !s.is_empty())
+        self.labels
+            .get("app")
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     fn subject(&self) -> String {
@@ -124,7 +133,10 @@ fn priority(a: &AlertInput) -> i64 {
 
 fn fix_title(a: &AlertInput, app: &str, class: Option<FailureClass>) -> String {
     let what = match a.alertname.as_str() {
-        "DeploymentFailed" => class.unwrap_or(FailureClass::DeploymentError).title().to_string(),
+        "DeploymentFailed" => class
+            .unwrap_or(FailureClass::DeploymentError)
+            .title()
+            .to_string(),
         "HealthCheckFailing" => "Health check failure".to_string(),
         "MigrationCheckFailed" => "Database migration issue".to_string(),
         "DeploymentStuck" => "Deployment stuck".to_string(),
@@ -177,20 +189,21 @@ fn context(a: &AlertInput, cx: &PlanContext<'_>, class: Option<FailureClass>) ->
             c["active_deployment"] = json!({"id": d.id, "commit": d.commit});
         }
         if let Some(f) = v.last_failure.as_ref()
-            && a.alertname == "DeploymentFailed" {
-                c["failure"] = json!({
-                    "deployment_id": f.deployment_id,
-                    "step": f.failed_step.as_ref().map(|s| &s.top_step),
-                    "component_step": f.failed_step.as_ref().map(|s| &s.step),
-                    "reason_code": f.failed_step.as_ref().and_then(|s| s.reason_code.clone()),
-                    "reason_message": f.failed_step.as_ref().and_then(|s| s.reason_message.clone()),
-                    "class": f.class,
-                    "log_tail": f.log_tail,
-                    "commit": f.commit,
-                    "cause": f.cause,
-                });
-                c["trace_id"] = json!(f.trace_id);
-            }
+            && a.alertname == "DeploymentFailed"
+        {
+            c["failure"] = json!({
+                "deployment_id": f.deployment_id,
+                "step": f.failed_step.as_ref().map(|s| &s.top_step),
+                "component_step": f.failed_step.as_ref().map(|s| &s.step),
+                "reason_code": f.failed_step.as_ref().and_then(|s| s.reason_code.clone()),
+                "reason_message": f.failed_step.as_ref().and_then(|s| s.reason_message.clone()),
+                "class": f.class,
+                "log_tail": f.log_tail,
+                "commit": f.commit,
+                "cause": f.cause,
+            });
+            c["trace_id"] = json!(f.trace_id);
+        }
         if v.pinned_deployment_id.is_some() {
             c["pinned_deployment_id"] = json!(v.pinned_deployment_id);
         }
@@ -246,7 +259,10 @@ pub fn plan(a: &AlertInput, cx: &PlanContext<'_>) -> Plan {
                 // The active deployment is the suspect when health fails; otherwise it still serves.
                 let target = cx.app.and_then(|v| match a.alertname.as_str() {
                     "HealthCheckFailing" => v.previous_good_deployment_id.clone(),
-                    _ => v.previous_good_deployment_id.clone().or(v.last_good_deployment_id.clone()),
+                    _ => v
+                        .previous_good_deployment_id
+                        .clone()
+                        .or(v.last_good_deployment_id.clone()),
                 });
                 if let Some(target) = target {
                     let mut rc = ctx.clone();
@@ -270,14 +286,21 @@ pub fn plan(a: &AlertInput, cx: &PlanContext<'_>) -> Plan {
                     kind: Kind::Announce,
                     title: format!("ANNOUNCE: {} {status} in {subject}", a.alertname),
                     priority: prio + 1,
-                    dedup_key: format!("announce:{status}:{}:{}", a.fingerprint, a.starts_at.timestamp_millis()),
+                    dedup_key: format!(
+                        "announce:{status}:{}:{}",
+                        a.fingerprint,
+                        a.starts_at.timestamp_millis()
+                    ),
                     app: a.app().map(str::to_string),
                     context: ctx.clone(),
                 });
             }
         }
     }
-    Plan { create, cancel_keys }
+    Plan {
+        create,
+        cancel_keys,
+    }
 }
 
 #[cfg(test)]
@@ -288,7 +311,10 @@ mod tests {
         AlertInput {
             alertname: name.into(),
             firing,
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             annotations: BTreeMap::new(),
             starts_at: DateTime::from_timestamp(1_700_000_000, 0).expect("valid"),
             ends_at: None,
@@ -298,7 +324,11 @@ mod tests {
     }
 
     fn cx(app: Option<&AppView>) -> PlanContext<'_> {
-        PlanContext { rules: &[], app, dashboard_url: None }
+        PlanContext {
+            rules: &[],
+            app,
+            dashboard_url: None,
+        }
     }
 
     #[test]
@@ -310,14 +340,40 @@ mod tests {
             ..Default::default()
         };
         let cases: &[(&str, &[(&str, &str)], &[&str])] = &[
-            ("DeploymentFailed", &[("app", "api"), ("severity", "critical")], &["FIX: Deployment error in api", "ANNOUNCE: DeploymentFailed firing in api"]),
+            (
+                "DeploymentFailed",
+                &[("app", "api"), ("severity", "critical")],
+                &[
+                    "FIX: Deployment error in api",
+                    "ANNOUNCE: DeploymentFailed firing in api",
+                ],
+            ),
             (
                 "HealthCheckFailing",
-                &[("app", "api"), ("severity", "critical"), ("target", "api-live")],
-                &["FIX: Health check failure in api", "ROLLBACK: api to deployment good-0", "ANNOUNCE: HealthCheckFailing firing in api"],
+                &[
+                    ("app", "api"),
+                    ("severity", "critical"),
+                    ("target", "api-live"),
+                ],
+                &[
+                    "FIX: Health check failure in api",
+                    "ROLLBACK: api to deployment good-0",
+                    "ANNOUNCE: HealthCheckFailing firing in api",
+                ],
             ),
-            ("MigrationCheckFailed", &[("app", "api"), ("check", "app-db")], &["FIX: Database migration issue in api", "ANNOUNCE: MigrationCheckFailed firing in api"]),
-            ("SomethingElse", &[("app", "api")], &["ANNOUNCE: SomethingElse firing in api"]),
+            (
+                "MigrationCheckFailed",
+                &[("app", "api"), ("check", "app-db")],
+                &[
+                    "FIX: Database migration issue in api",
+                    "ANNOUNCE: MigrationCheckFailed firing in api",
+                ],
+            ),
+            (
+                "SomethingElse",
+                &[("app", "api")],
+                &["ANNOUNCE: SomethingElse firing in api"],
+            ),
         ];
         for (name, labels, titles) in cases {
             let p = plan(&alert(name, true, labels), &cx(Some(&view)));
@@ -329,11 +385,23 @@ mod tests {
 
     #[test]
     fn resolve_cancels_what_firing_opened() {
-        let a = alert("HealthCheckFailing", true, &[("app", "api"), ("target", "t1")]);
-        let view = AppView { previous_good_deployment_id: Some("d0".into()), ..Default::default() };
+        let a = alert(
+            "HealthCheckFailing",
+            true,
+            &[("app", "api"), ("target", "t1")],
+        );
+        let view = AppView {
+            previous_good_deployment_id: Some("d0".into()),
+            ..Default::default()
+        };
         let fired = plan(&a, &cx(Some(&view)));
         let resolved = plan(&AlertInput { firing: false, ..a }, &cx(Some(&view)));
-        let opened: Vec<_> = fired.create.iter().filter(|t| t.kind != Kind::Announce).map(|t| t.dedup_key.clone()).collect();
+        let opened: Vec<_> = fired
+            .create
+            .iter()
+            .filter(|t| t.kind != Kind::Announce)
+            .map(|t| t.dedup_key.clone())
+            .collect();
         assert_eq!(opened, resolved.cancel_keys);
         assert_eq!(resolved.create.len(), 1, "a resolve is announced");
         assert_eq!(resolved.create[0].kind, Kind::Announce);
@@ -341,7 +409,10 @@ mod tests {
 
     #[test]
     fn no_rollback_without_a_known_good_target() {
-        let p = plan(&alert("HealthCheckFailing", true, &[("app", "api")]), &cx(None));
+        let p = plan(
+            &alert("HealthCheckFailing", true, &[("app", "api")]),
+            &cx(None),
+        );
         assert!(p.create.iter().all(|t| t.kind != Kind::Rollback));
     }
 
@@ -349,7 +420,10 @@ mod tests {
     fn priorities_follow_severity_and_environment() {
         for (labels, want) in [
             (vec![("severity", "critical")], 1),
-            (vec![("severity", "critical"), ("environment", "staging")], 2),
+            (
+                vec![("severity", "critical"), ("environment", "staging")],
+                2,
+            ),
             (vec![("severity", "warning")], 2),
             (vec![("severity", "info"), ("environment", "production")], 3),
             (vec![], 3),
@@ -365,9 +439,21 @@ mod tests {
             match_labels: [("environment".to_string(), "staging".to_string())].into(),
             actions: vec![Action::Announce],
         }];
-        let staging = alert("DeploymentFailed", true, &[("app", "api"), ("environment", "staging")]);
-        let prod = alert("DeploymentFailed", true, &[("app", "api"), ("environment", "production")]);
-        let c = PlanContext { rules: &rules, app: None, dashboard_url: None };
+        let staging = alert(
+            "DeploymentFailed",
+            true,
+            &[("app", "api"), ("environment", "staging")],
+        );
+        let prod = alert(
+            "DeploymentFailed",
+            true,
+            &[("app", "api"), ("environment", "production")],
+        );
+        let c = PlanContext {
+            rules: &rules,
+            app: None,
+            dashboard_url: None,
+        };
         assert_eq!(plan(&staging, &c).create.len(), 1);
         assert_eq!(plan(&prod, &c).create.len(), 2);
     }
@@ -387,7 +473,10 @@ mod tests {
             }),
             ..Default::default()
         };
-        let p = plan(&alert("DeploymentFailed", true, &[("app", "api")]), &cx(Some(&view)));
+        let p = plan(
+            &alert("DeploymentFailed", true, &[("app", "api")]),
+            &cx(Some(&view)),
+        );
         assert_eq!(p.create[0].title, "FIX: Dependency issue in api");
         assert_eq!(p.create[0].context["failure"]["log_tail"], "npm ERR!");
         assert_eq!(p.create[0].context["trace_id"], "t");

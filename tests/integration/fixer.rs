@@ -9,7 +9,12 @@ use crate::helpers::*;
 const BACKENDS: [Kind; 2] = [Kind::Sqlite, Kind::Postgres];
 
 async fn tasks(app: &TestApp, query: &str) -> Vec<Value> {
-    let v: Value = app.get(&format!("/api/v1/tasks?{query}")).await.json().await.expect("json");
+    let v: Value = app
+        .get(&format!("/api/v1/tasks?{query}"))
+        .await
+        .json()
+        .await
+        .expect("json");
     v["tasks"].as_array().cloned().unwrap_or_default()
 }
 
@@ -28,14 +33,30 @@ async fn count_rows(app: &TestApp, table: &str) -> i64 {
 async fn duplicates_and_ha_peers_make_one_task() {
     for kind in BACKENDS {
         let app = spawn_app(kind, "", &[]).await;
-        let n = notification(&[("DeploymentFailed", "firing", &[("app", "api"), ("severity", "critical")], "2026-11-22T10:00:00Z")]);
+        let n = notification(&[(
+            "DeploymentFailed",
+            "firing",
+            &[("app", "api"), ("severity", "critical")],
+            "2026-11-22T10:00:00Z",
+        )]);
         // Same payload three times (repeat interval), then as a second HA peer would send it.
         for _ in 0..3 {
-            assert_eq!(app.post_json("/webhook/alertmanager", &n, None).await.status(), 200, "{kind:?}");
+            assert_eq!(
+                app.post_json("/webhook/alertmanager", &n, None)
+                    .await
+                    .status(),
+                200,
+                "{kind:?}"
+            );
         }
         let mut peer = n.clone();
         peer["externalURL"] = json!("http://alertmanager-2:9093");
-        assert_eq!(app.post_json("/webhook/alertmanager", &peer, None).await.status(), 200);
+        assert_eq!(
+            app.post_json("/webhook/alertmanager", &peer, None)
+                .await
+                .status(),
+            200
+        );
         let fix = tasks(&app, "queue=execution").await;
         assert_eq!(fix.len(), 1, "{kind:?}: one fix task, got {fix:?}");
         assert_eq!(fix[0]["title"], "FIX: Deployment error in api");
@@ -45,8 +66,14 @@ async fn duplicates_and_ha_peers_make_one_task() {
         let ann = tasks(&app, "queue=announce").await;
         assert_eq!(ann.len(), 1, "{kind:?}: announced once");
         let m = app.metrics().await;
-        assert_eq!(metric(&m, "deploywatch_webhook_alerts_total{status=\"firing\"}"), Some(4.0));
-        assert_eq!(metric(&m, "deploywatch_webhook_duplicates_absorbed_total"), Some(6.0));
+        assert_eq!(
+            metric(&m, "deploywatch_webhook_alerts_total{status=\"firing\"}"),
+            Some(4.0)
+        );
+        assert_eq!(
+            metric(&m, "deploywatch_webhook_duplicates_absorbed_total"),
+            Some(6.0)
+        );
         app.stop().await;
     }
 }
@@ -56,19 +83,69 @@ async fn resolve_cancels_queued_and_notes_claimed_tasks() {
     for kind in BACKENDS {
         let app = spawn_app(kind, "", &[]).await;
         let fire = notification(&[
-            ("DeploymentFailed", "firing", &[("app", "api")], "2026-11-22T10:00:00Z"),
-            ("MigrationCheckFailed", "firing", &[("app", "web"), ("check", "app-db"), ("severity", "critical")], "2026-11-22T10:00:00Z"),
+            (
+                "DeploymentFailed",
+                "firing",
+                &[("app", "api")],
+                "2026-11-22T10:00:00Z",
+            ),
+            (
+                "MigrationCheckFailed",
+                "firing",
+                &[
+                    ("app", "web"),
+                    ("check", "app-db"),
+                    ("severity", "critical"),
+                ],
+                "2026-11-22T10:00:00Z",
+            ),
         ]);
-        assert_eq!(app.post_json("/webhook/alertmanager", &fire, None).await.status(), 200);
+        assert_eq!(
+            app.post_json("/webhook/alertmanager", &fire, None)
+                .await
+                .status(),
+            200
+        );
         // An agent takes the migration task (critical, so it is first in the queue).
-        let c: Value = app.post_json("/api/v1/tasks/claim", &json!({"queue": "execution", "worker": "agent-1", "lease_seconds": 60}), None).await.json().await.expect("claim");
+        let c: Value = app
+            .post_json(
+                "/api/v1/tasks/claim",
+                &json!({"queue": "execution", "worker": "agent-1", "lease_seconds": 60}),
+                None,
+            )
+            .await
+            .json()
+            .await
+            .expect("claim");
         let claimed_title = c["title"].as_str().unwrap_or("").to_string();
-        assert_eq!(claimed_title, "FIX: Database migration issue in web", "{kind:?}");
+        assert_eq!(
+            claimed_title, "FIX: Database migration issue in web",
+            "{kind:?}"
+        );
         let resolve = notification(&[
-            ("DeploymentFailed", "resolved", &[("app", "api")], "2026-11-22T10:00:00Z"),
-            ("MigrationCheckFailed", "resolved", &[("app", "web"), ("check", "app-db"), ("severity", "critical")], "2026-11-22T10:00:00Z"),
+            (
+                "DeploymentFailed",
+                "resolved",
+                &[("app", "api")],
+                "2026-11-22T10:00:00Z",
+            ),
+            (
+                "MigrationCheckFailed",
+                "resolved",
+                &[
+                    ("app", "web"),
+                    ("check", "app-db"),
+                    ("severity", "critical"),
+                ],
+                "2026-11-22T10:00:00Z",
+            ),
         ]);
-        let r: Value = app.post_json("/webhook/alertmanager", &resolve, None).await.json().await.expect("json");
+        let r: Value = app
+            .post_json("/webhook/alertmanager", &resolve, None)
+            .await
+            .json()
+            .await
+            .expect("json");
         assert_eq!(r["report"]["tasks_cancelled"], 1, "{kind:?}: {r}");
         assert_eq!(r["report"]["tasks_noted"], 1);
         let all = tasks(&app, "queue=execution").await;
@@ -77,7 +154,10 @@ async fn resolve_cancels_queued_and_notes_claimed_tasks() {
         assert_eq!(api["closed_reason"], "alert resolved");
         let web = all.iter().find(|t| t["app"] == "web").expect("web task");
         assert_eq!(web["state"], "claimed", "claimed work is not pulled away");
-        assert!(web["alert_resolved_at"].is_string(), "the worker can see the alert resolved");
+        assert!(
+            web["alert_resolved_at"].is_string(),
+            "the worker can see the alert resolved"
+        );
         app.stop().await;
     }
 }
@@ -87,24 +167,59 @@ async fn late_firing_is_ignored_and_a_new_episode_reopens() {
     for kind in BACKENDS {
         let app = spawn_app(kind, "", &[]).await;
         let labels: &[(&str, &str)] = &[("app", "api")];
-        let fire = notification(&[("HealthCheckFailing", "firing", labels, "2026-11-22T10:00:00Z")]);
-        let resolve = notification(&[("HealthCheckFailing", "resolved", labels, "2026-11-22T10:00:00Z")]);
+        let fire = notification(&[(
+            "HealthCheckFailing",
+            "firing",
+            labels,
+            "2026-11-22T10:00:00Z",
+        )]);
+        let resolve = notification(&[(
+            "HealthCheckFailing",
+            "resolved",
+            labels,
+            "2026-11-22T10:00:00Z",
+        )]);
         app.post_json("/webhook/alertmanager", &fire, None).await;
         app.post_json("/webhook/alertmanager", &resolve, None).await;
         // Alertmanager delivers the old firing after its resolve: nothing reopens.
-        let r: Value = app.post_json("/webhook/alertmanager", &fire, None).await.json().await.expect("json");
+        let r: Value = app
+            .post_json("/webhook/alertmanager", &fire, None)
+            .await
+            .json()
+            .await
+            .expect("json");
         assert_eq!(r["report"]["stale_ignored"], 1, "{kind:?}: {r}");
         assert!(tasks(&app, "queue=execution&state=queued").await.is_empty());
         // A new episode (later startsAt) within the reopen window reopens the cancelled task.
-        let again = notification(&[("HealthCheckFailing", "firing", labels, "2026-11-22T13:00:00Z")]);
-        let r: Value = app.post_json("/webhook/alertmanager", &again, None).await.json().await.expect("json");
+        let again = notification(&[(
+            "HealthCheckFailing",
+            "firing",
+            labels,
+            "2026-11-22T13:00:00Z",
+        )]);
+        let r: Value = app
+            .post_json("/webhook/alertmanager", &again, None)
+            .await
+            .json()
+            .await
+            .expect("json");
         assert_eq!(r["report"]["tasks_reopened"], 1, "{kind:?}: {r}");
         let fixes = tasks(&app, "queue=execution").await;
         assert_eq!(fixes.len(), 1, "reopened, not duplicated");
         assert_eq!(fixes[0]["state"], "queued");
         let id = fixes[0]["id"].as_str().expect("id");
-        let h: Value = app.get(&format!("/api/v1/tasks/{id}")).await.json().await.expect("json");
-        let events: Vec<&str> = h["history"].as_array().expect("history").iter().map(|e| e["event"].as_str().unwrap_or("")).collect();
+        let h: Value = app
+            .get(&format!("/api/v1/tasks/{id}"))
+            .await
+            .json()
+            .await
+            .expect("json");
+        let events: Vec<&str> = h["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .map(|e| e["event"].as_str().unwrap_or(""))
+            .collect();
         assert_eq!(events, vec!["created", "cancelled", "reopened"]);
         app.stop().await;
     }
@@ -114,36 +229,87 @@ async fn late_firing_is_ignored_and_a_new_episode_reopens() {
 async fn leases_expire_and_stale_workers_get_409() {
     for kind in BACKENDS {
         let app = spawn_app(kind, "", &[]).await;
-        let n = notification(&[("DeploymentStuck", "firing", &[("app", "api")], "2026-11-22T10:00:00Z")]);
+        let n = notification(&[(
+            "DeploymentStuck",
+            "firing",
+            &[("app", "api")],
+            "2026-11-22T10:00:00Z",
+        )]);
         app.post_json("/webhook/alertmanager", &n, None).await;
         let claim = |w: &'static str, lease: u64| {
             let app = &app;
-            async move { app.post_json("/api/v1/tasks/claim", &json!({"queue": "execution", "worker": w, "lease_seconds": lease}), None).await }
+            async move {
+                app.post_json(
+                    "/api/v1/tasks/claim",
+                    &json!({"queue": "execution", "worker": w, "lease_seconds": lease}),
+                    None,
+                )
+                .await
+            }
         };
-        let first: Value = claim("vanishing-agent", 1).await.json().await.expect("task");
+        let first: Value = claim("vanishing-agent", 1)
+            .await
+            .json()
+            .await
+            .expect("task");
         let id = first["id"].as_str().expect("id").to_string();
         assert_eq!(first["state"], "claimed");
         assert_eq!(first["attempts"], 1);
-        assert_eq!(claim("agent-2", 60).await.status(), 204, "nothing else queued while leased");
+        assert_eq!(
+            claim("agent-2", 60).await.status(),
+            204,
+            "nothing else queued while leased"
+        );
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let second: Value = claim("agent-2", 60).await.json().await.expect("task");
-        assert_eq!(second["id"], id.as_str(), "{kind:?}: the task returned to the queue after the lease");
+        assert_eq!(
+            second["id"],
+            id.as_str(),
+            "{kind:?}: the task returned to the queue after the lease"
+        );
         assert_eq!(second["worker"], "agent-2");
         // The vanished agent comes back: every update is refused.
         for action in ["heartbeat", "complete", "fail"] {
-            let r = app.post_json(&format!("/api/v1/tasks/{id}/{action}"), &json!({"worker": "vanishing-agent", "reason": "x"}), None).await;
+            let r = app
+                .post_json(
+                    &format!("/api/v1/tasks/{id}/{action}"),
+                    &json!({"worker": "vanishing-agent", "reason": "x"}),
+                    None,
+                )
+                .await;
             assert_eq!(r.status(), 409, "{kind:?} {action}");
             let e: Value = r.json().await.expect("json");
             assert_eq!(e["error"], "lease_lost");
         }
-        let hb = app.post_json(&format!("/api/v1/tasks/{id}/heartbeat"), &json!({"worker": "agent-2", "lease_seconds": 120}), None).await;
+        let hb = app
+            .post_json(
+                &format!("/api/v1/tasks/{id}/heartbeat"),
+                &json!({"worker": "agent-2", "lease_seconds": 120}),
+                None,
+            )
+            .await;
         assert_eq!(hb.status(), 200);
-        let done = app.post_json(&format!("/api/v1/tasks/{id}/complete"), &json!({"worker": "agent-2", "result": {"pr": 42}}), None).await;
+        let done = app
+            .post_json(
+                &format!("/api/v1/tasks/{id}/complete"),
+                &json!({"worker": "agent-2", "result": {"pr": 42}}),
+                None,
+            )
+            .await;
         assert_eq!(done.status(), 200);
         let t: Value = done.json().await.expect("json");
         assert_eq!(t["state"], "done");
         assert_eq!(t["result"]["pr"], 42);
-        assert_eq!(app.post_json("/api/v1/tasks/nope/complete", &json!({"worker": "agent-2"}), None).await.status(), 404);
+        assert_eq!(
+            app.post_json(
+                "/api/v1/tasks/nope/complete",
+                &json!({"worker": "agent-2"}),
+                None
+            )
+            .await
+            .status(),
+            404
+        );
         app.stop().await;
     }
 }
@@ -151,12 +317,40 @@ async fn leases_expire_and_stale_workers_get_409() {
 #[tokio::test]
 async fn failing_attempts_respect_the_budget() {
     let app = spawn_app(Kind::Sqlite, "[tasks]\nmax_attempts = 2\n", &[]).await;
-    app.post_json("/webhook/alertmanager", &notification(&[("DeploymentFailed", "firing", &[("app", "api")], "2026-11-22T10:00:00Z")]), None).await;
+    app.post_json(
+        "/webhook/alertmanager",
+        &notification(&[(
+            "DeploymentFailed",
+            "firing",
+            &[("app", "api")],
+            "2026-11-22T10:00:00Z",
+        )]),
+        None,
+    )
+    .await;
     for (attempt, want) in [(1, "queued"), (2, "failed")] {
-        let t: Value = app.post_json("/api/v1/tasks/claim", &json!({"queue": "execution", "worker": "w"}), None).await.json().await.expect("task");
+        let t: Value = app
+            .post_json(
+                "/api/v1/tasks/claim",
+                &json!({"queue": "execution", "worker": "w"}),
+                None,
+            )
+            .await
+            .json()
+            .await
+            .expect("task");
         assert_eq!(t["attempts"], attempt);
         let id = t["id"].as_str().expect("id");
-        let f: Value = app.post_json(&format!("/api/v1/tasks/{id}/fail"), &json!({"worker": "w", "reason": "build still red"}), None).await.json().await.expect("json");
+        let f: Value = app
+            .post_json(
+                &format!("/api/v1/tasks/{id}/fail"),
+                &json!({"worker": "w", "reason": "build still red"}),
+                None,
+            )
+            .await
+            .json()
+            .await
+            .expect("json");
         assert_eq!(f["state"], want);
     }
     app.stop().await;
@@ -164,27 +358,106 @@ async fn failing_attempts_respect_the_budget() {
 
 #[tokio::test]
 async fn bad_input_is_refused_and_writes_nothing() {
-    let app = spawn_app(Kind::Sqlite, "", &[("DEPLOYWATCH_WEBHOOK_TOKEN", "canary-webhook-token-123")]).await;
-    let good = serde_json::to_vec(&notification(&[("DeploymentFailed", "firing", &[("app", "api")], "2026-11-22T10:00:00Z")])).expect("json");
+    let app = spawn_app(
+        Kind::Sqlite,
+        "",
+        &[("DEPLOYWATCH_WEBHOOK_TOKEN", "canary-webhook-token-123")],
+    )
+    .await;
+    let good = serde_json::to_vec(&notification(&[(
+        "DeploymentFailed",
+        "firing",
+        &[("app", "api")],
+        "2026-11-22T10:00:00Z",
+    )]))
+    .expect("json");
     let huge = {
-        let mut n = notification(&[("DeploymentFailed", "firing", &[("app", "api")], "2026-11-22T10:00:00Z")]);
+        let mut n = notification(&[(
+            "DeploymentFailed",
+            "firing",
+            &[("app", "api")],
+            "2026-11-22T10:00:00Z",
+        )]);
         n["commonAnnotations"]["padding"] = json!("x".repeat(1_100_000));
         serde_json::to_vec(&n).expect("json")
     };
     let cases: Vec<(&str, Option<&str>, Option<&str>, Vec<u8>, u16)> = vec![
-        ("no token", None, Some("application/json"), good.clone(), 401),
-        ("wrong token", Some("nope"), Some("application/json"), good.clone(), 401),
-        ("wrong content type", Some("canary-webhook-token-123"), Some("text/plain"), good.clone(), 415),
-        ("no content type", Some("canary-webhook-token-123"), None, good.clone(), 415),
-        ("empty", Some("canary-webhook-token-123"), Some("application/json"), vec![], 400),
-        ("truncated", Some("canary-webhook-token-123"), Some("application/json"), good[..good.len() / 2].to_vec(), 400),
-        ("not utf-8", Some("canary-webhook-token-123"), Some("application/json"), vec![0xff, 0xfe, 0x00, 0x7b], 400),
-        ("wrong types", Some("canary-webhook-token-123"), Some("application/json"), br#"{"version":4,"alerts":"many"}"#.to_vec(), 422),
-        ("deep nesting", Some("canary-webhook-token-123"), Some("application/json"), format!("{}{}", "[".repeat(50_000), "]".repeat(50_000)).into_bytes(), 422),
-        ("oversized", Some("canary-webhook-token-123"), Some("application/json"), huge, 413),
+        (
+            "no token",
+            None,
+            Some("application/json"),
+            good.clone(),
+            401,
+        ),
+        (
+            "wrong token",
+            Some("nope"),
+            Some("application/json"),
+            good.clone(),
+            401,
+        ),
+        (
+            "wrong content type",
+            Some("canary-webhook-token-123"),
+            Some("text/plain"),
+            good.clone(),
+            415,
+        ),
+        (
+            "no content type",
+            Some("canary-webhook-token-123"),
+            None,
+            good.clone(),
+            415,
+        ),
+        (
+            "empty",
+            Some("canary-webhook-token-123"),
+            Some("application/json"),
+            vec![],
+            400,
+        ),
+        (
+            "truncated",
+            Some("canary-webhook-token-123"),
+            Some("application/json"),
+            good[..good.len() / 2].to_vec(),
+            400,
+        ),
+        (
+            "not utf-8",
+            Some("canary-webhook-token-123"),
+            Some("application/json"),
+            vec![0xff, 0xfe, 0x00, 0x7b],
+            400,
+        ),
+        (
+            "wrong types",
+            Some("canary-webhook-token-123"),
+            Some("application/json"),
+            br#"{"version":4,"alerts":"many"}"#.to_vec(),
+            422,
+        ),
+        (
+            "deep nesting",
+            Some("canary-webhook-token-123"),
+            Some("application/json"),
+            format!("{}{}", "[".repeat(50_000), "]".repeat(50_000)).into_bytes(),
+            422,
+        ),
+        (
+            "oversized",
+            Some("canary-webhook-token-123"),
+            Some("application/json"),
+            huge,
+            413,
+        ),
     ];
     for (name, token, ct, body, want) in cases {
-        let mut r = app.http.post(format!("{}/webhook/alertmanager", app.url)).body(body);
+        let mut r = app
+            .http
+            .post(format!("{}/webhook/alertmanager", app.url))
+            .body(body);
         if let Some(t) = token {
             r = r.bearer_auth(t);
         }
@@ -194,32 +467,93 @@ async fn bad_input_is_refused_and_writes_nothing() {
         let resp = r.send().await.expect("request");
         assert_eq!(resp.status().as_u16(), want, "{name}");
         let text = resp.text().await.expect("text");
-        let e: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{name}: error is JSON: {text}"));
-        assert!(e["error"].is_string() && e["message"].is_string(), "{name}: {e}");
-        assert!(!text.contains("canary-webhook-token-123"), "{name}: the token never appears in answers");
+        let e: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{name}: error is JSON: {text}"));
+        assert!(
+            e["error"].is_string() && e["message"].is_string(),
+            "{name}: {e}"
+        );
+        assert!(
+            !text.contains("canary-webhook-token-123"),
+            "{name}: the token never appears in answers"
+        );
     }
-    assert_eq!(count_rows(&app, "notifications").await, 0, "nothing was written");
+    assert_eq!(
+        count_rows(&app, "notifications").await,
+        0,
+        "nothing was written"
+    );
     assert_eq!(count_rows(&app, "tasks").await, 0);
     // The task API is protected too, and the server is alive.
     assert_eq!(app.get("/api/v1/tasks").await.status(), 401);
-    let r = app.http.post(format!("{}/api/v1/tasks/claim", app.url)).bearer_auth("canary-webhook-token-123").header("content-type", "application/json").body("{\"queue\": 7}").send().await.expect("req");
+    let r = app
+        .http
+        .post(format!("{}/api/v1/tasks/claim", app.url))
+        .bearer_auth("canary-webhook-token-123")
+        .header("content-type", "application/json")
+        .body("{\"queue\": 7}")
+        .send()
+        .await
+        .expect("req");
     assert_eq!(r.status(), 422);
-    let r = app.http.post(format!("{}/api/v1/tasks/claim", app.url)).bearer_auth("canary-webhook-token-123").json(&json!({"queue": "nope", "worker": "w"})).send().await.expect("req");
+    let r = app
+        .http
+        .post(format!("{}/api/v1/tasks/claim", app.url))
+        .bearer_auth("canary-webhook-token-123")
+        .json(&json!({"queue": "nope", "worker": "w"}))
+        .send()
+        .await
+        .expect("req");
     assert_eq!(r.status(), 422);
-    let ok = app.http.post(format!("{}/webhook/alertmanager", app.url)).bearer_auth("canary-webhook-token-123").header("content-type", "application/json").body(good).send().await.expect("req");
+    let ok = app
+        .http
+        .post(format!("{}/webhook/alertmanager", app.url))
+        .bearer_auth("canary-webhook-token-123")
+        .header("content-type", "application/json")
+        .body(good)
+        .send()
+        .await
+        .expect("req");
     assert_eq!(ok.status(), 200);
     let m = app.metrics().await;
     assert!(!m.contains("canary-webhook-token-123"));
-    assert_eq!(metric(&m, "deploywatch_webhook_requests_total{code=\"401\"}"), Some(2.0));
+    assert_eq!(
+        metric(&m, "deploywatch_webhook_requests_total{code=\"401\"}"),
+        Some(2.0)
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn rotated_tokens_are_both_accepted() {
-    let app = spawn_app(Kind::Sqlite, "", &[("DEPLOYWATCH_WEBHOOK_TOKEN", "new-token"), ("DEPLOYWATCH_WEBHOOK_PREVIOUS_TOKEN", "old-token")]).await;
-    let n = notification(&[("DeploymentFailed", "firing", &[("app", "api")], "2026-11-22T10:00:00Z")]);
-    for (t, want) in [("new-token", 200), ("old-token", 200), ("new-tokenx", 401), ("", 401)] {
-        assert_eq!(app.post_json("/webhook/alertmanager", &n, Some(t)).await.status(), want, "{t:?}");
+    let app = spawn_app(
+        Kind::Sqlite,
+        "",
+        &[
+            ("DEPLOYWATCH_WEBHOOK_TOKEN", "new-token"),
+            ("DEPLOYWATCH_WEBHOOK_PREVIOUS_TOKEN", "old-token"),
+        ],
+    )
+    .await;
+    let n = notification(&[(
+        "DeploymentFailed",
+        "firing",
+        &[("app", "api")],
+        "2026-11-22T10:00:00Z",
+    )]);
+    for (t, want) in [
+        ("new-token", 200),
+        ("old-token", 200),
+        ("new-tokenx", 401),
+        ("", 401),
+    ] {
+        assert_eq!(
+            app.post_json("/webhook/alertmanager", &n, Some(t))
+                .await
+                .status(),
+            want,
+            "{t:?}"
+        );
     }
     app.stop().await;
 }
@@ -230,41 +564,70 @@ async fn rotated_tokens_are_both_accepted() {
 async fn store_outage_gives_503_and_retries_store_everything_once() {
     let db = pg_db().await;
     let name = db.url.rsplit('/').next().expect("name").to_string();
-    let app = spawn_app_on(db, "[webhook]\nstore_timeout = \"2s\"\n", &[], Default::default()).await;
+    let app = spawn_app_on(
+        db,
+        "[webhook]\nstore_timeout = \"2s\"\n",
+        &[],
+        Default::default(),
+    )
+    .await;
     let admin = sqlx::PgPool::connect(PG_ADMIN).await.expect("admin");
     let block = |allow: bool| {
         let admin = admin.clone();
         let name = name.clone();
         async move {
-            sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}"))).execute(&admin).await.expect("alter");
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}"
+            )))
+            .execute(&admin)
+            .await
+            .expect("alter");
             if !allow {
-                sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-                    .bind(&name)
-                    .execute(&admin)
-                    .await
-                    .expect("terminate");
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                )
+                .bind(&name)
+                .execute(&admin)
+                .await
+                .expect("terminate");
             }
         }
     };
     block(false).await;
     let mut pending = Vec::new();
     for i in 0..20 {
-        let n = notification(&[("DeploymentFailed", "firing", &[("app", &*format!("app{i}"))], "2026-11-22T10:00:00Z")]);
+        let n = notification(&[(
+            "DeploymentFailed",
+            "firing",
+            &[("app", &*format!("app{i}"))],
+            "2026-11-22T10:00:00Z",
+        )]);
         let start = std::time::Instant::now();
         let r = app.post_json("/webhook/alertmanager", &n, None).await;
         assert_eq!(r.status(), 503, "only 503 while the database is down");
-        assert!(start.elapsed() < Duration::from_secs(8), "answered within the store timeout");
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "answered within the store timeout"
+        );
         let e: Value = r.json().await.expect("json");
         assert_eq!(e["error"], "store_unavailable");
         pending.push(n);
     }
-    assert_eq!(app.get("/health/ready").await.status(), 503, "not ready without the store");
+    assert_eq!(
+        app.get("/health/ready").await.status(),
+        503,
+        "not ready without the store"
+    );
     block(true).await;
     // Alertmanager retries every 503 (and some succeed twice from its point of view).
     for n in pending.iter().chain(pending.iter().take(5)) {
         let mut status = 0;
         for _ in 0..50 {
-            status = app.post_json("/webhook/alertmanager", n, None).await.status().as_u16();
+            status = app
+                .post_json("/webhook/alertmanager", n, None)
+                .await
+                .status()
+                .as_u16();
             if status == 200 {
                 break;
             }
@@ -273,6 +636,10 @@ async fn store_outage_gives_503_and_retries_store_everything_once() {
         assert_eq!(status, 200);
     }
     assert_eq!(count_rows(&app, "alerts").await, 20);
-    assert_eq!(tasks(&app, "queue=execution&limit=1000").await.len(), 20, "each alert's task exactly once");
+    assert_eq!(
+        tasks(&app, "queue=execution&limit=1000").await.len(),
+        20,
+        "each alert's task exactly once"
+    );
     app.stop().await;
 }

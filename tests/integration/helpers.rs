@@ -32,22 +32,47 @@ fn unique(prefix: &str) -> String {
 
 pub async fn pg_db() -> TestDb {
     let name = unique("dw");
-    let mut c = sqlx::PgConnection::connect(PG_ADMIN).await.expect("PostgreSQL on 127.0.0.1:5432 (run scripts/services.sh)");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut c).await.expect("create database");
-    TestDb { url: format!("postgres://postgres@127.0.0.1:5432/{name}"), name, kind: Kind::Postgres, _dir: None }
+    let mut c = sqlx::PgConnection::connect(PG_ADMIN)
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432 (run scripts/services.sh)");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut c)
+        .await
+        .expect("create database");
+    TestDb {
+        url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+        name,
+        kind: Kind::Postgres,
+        _dir: None,
+    }
 }
 
 pub async fn mysql_db() -> TestDb {
     let name = unique("dw");
-    let mut c = sqlx::MySqlConnection::connect(MYSQL_ADMIN).await.expect("MariaDB on 127.0.0.1:3306 (run scripts/services.sh)");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut c).await.expect("create database");
-    TestDb { url: format!("mysql://root@127.0.0.1:3306/{name}"), name, kind: Kind::MySql, _dir: None }
+    let mut c = sqlx::MySqlConnection::connect(MYSQL_ADMIN)
+        .await
+        .expect("MariaDB on 127.0.0.1:3306 (run scripts/services.sh)");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut c)
+        .await
+        .expect("create database");
+    TestDb {
+        url: format!("mysql://root@127.0.0.1:3306/{name}"),
+        name,
+        kind: Kind::MySql,
+        _dir: None,
+    }
 }
 
 pub fn sqlite_db() -> TestDb {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("deploywatch.db");
-    TestDb { url: format!("sqlite://{}", path.display()), name: String::new(), kind: Kind::Sqlite, _dir: Some(dir) }
+    TestDb {
+        url: format!("sqlite://{}", path.display()),
+        name: String::new(),
+        kind: Kind::Sqlite,
+        _dir: Some(dir),
+    }
 }
 
 pub async fn db(kind: Kind) -> TestDb {
@@ -55,6 +80,18 @@ pub async fn db(kind: Kind) -> TestDb {
         Kind::Sqlite => sqlite_db(),
         Kind::Postgres => pg_db().await,
         Kind::MySql => mysql_db().await,
+    }
+}
+
+impl TestDb {
+    /// Another handle on a database some other `TestDb` owns; dropping it drops nothing.
+    pub fn borrowed(url: &str) -> TestDb {
+        TestDb {
+            url: url.to_string(),
+            name: String::new(),
+            kind: Kind::Sqlite,
+            _dir: None,
+        }
     }
 }
 
@@ -66,17 +103,30 @@ impl Drop for TestDb {
         let (kind, name) = (self.kind, self.name.clone());
         // Drop runs outside async; do the cleanup on a thread with its own small runtime.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             rt.block_on(async move {
                 match kind {
                     Kind::Postgres => {
                         if let Ok(mut c) = sqlx::PgConnection::connect(PG_ADMIN).await {
-                            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut c).await;
+                            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            )))
+                            .execute(&mut c)
+                            .await;
                         }
                     }
                     Kind::MySql => {
                         if let Ok(mut c) = sqlx::MySqlConnection::connect(MYSQL_ADMIN).await {
-                            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&mut c).await;
+                            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                                "DROP DATABASE IF EXISTS {name}"
+                            )))
+                            .execute(&mut c)
+                            .await;
                         }
                     }
                     Kind::Sqlite => {}
@@ -107,10 +157,19 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(format!("{}{path}", self.url)).send().await.expect("request")
+        self.http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("request")
     }
 
-    pub async fn post_json(&self, path: &str, body: &serde_json::Value, token: Option<&str>) -> reqwest::Response {
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        token: Option<&str>,
+    ) -> reqwest::Response {
         let mut r = self.http.post(format!("{}{path}", self.url)).json(body);
         if let Some(t) = token {
             r = r.bearer_auth(t);
@@ -125,25 +184,49 @@ impl TestApp {
 
 /// Value of one series in a text exposition, e.g. `deploywatch_deployments_total{app="api",outcome="success"}`.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().split(' ').next()?.parse().ok()))
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.trim().split(' ').next()?.parse().ok())
+    })
 }
 
 pub fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Starts a server on 127.0.0.1:0 with `toml` (plus the test database) and waits for startup.
-pub async fn spawn_app_on(db: TestDb, toml: &str, vars: &[(&str, &str)], opts: ServeOptions) -> TestApp {
+pub async fn spawn_app_on(
+    db: TestDb,
+    toml: &str,
+    vars: &[(&str, &str)],
+    opts: ServeOptions,
+) -> TestApp {
     let mut e = env(vars);
     e.insert("DEPLOYWATCH_DATABASE_URL".into(), db.url.clone());
     let mut cfg = Config::from_toml(toml, &e).expect("test config is valid");
     cfg.listen = "127.0.0.1:0".parse().expect("addr");
-    cfg.git.mirror_dir = std::env::temp_dir().join(format!("dw-mirrors-{}", uuid::Uuid::new_v4().simple()));
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.expect("bind");
-    let running = deploywatch::server::start(cfg, listener, opts).await.expect("server starts");
+    cfg.git.mirror_dir =
+        std::env::temp_dir().join(format!("dw-mirrors-{}", uuid::Uuid::new_v4().simple()));
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .expect("bind");
+    let running = deploywatch::server::start(cfg, listener, opts)
+        .await
+        .expect("server starts");
     let url = running.url();
-    let app = TestApp { url, running: Some(running), http: reqwest::Client::new(), db };
-    wait_for(Duration::from_secs(30), || async { app.get("/health/startup").await.status() == 200 || app.app().checks.passed("schema") }).await;
+    let app = TestApp {
+        url,
+        running: Some(running),
+        http: reqwest::Client::new(),
+        db,
+    };
+    wait_for(Duration::from_secs(30), || async {
+        app.get("/health/startup").await.status() == 200 || app.app().checks.passed("schema")
+    })
+    .await;
     app
 }
 
@@ -183,7 +266,11 @@ pub fn notification(alerts: &[(&str, &str, &[(&str, &str)], &str)]) -> serde_jso
             })
         })
         .collect();
-    let status = if alerts.iter().any(|a| a["status"] == "firing") { "firing" } else { "resolved" };
+    let status = if alerts.iter().any(|a| a["status"] == "firing") {
+        "firing"
+    } else {
+        "resolved"
+    };
     serde_json::json!({
         "version": "4", "groupKey": "{}:{alertname=\"x\"}", "truncatedAlerts": 0, "status": status,
         "receiver": "deploywatch", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
@@ -200,7 +287,11 @@ fn md5_like(s: &str) -> u64 {
 
 /// A free TCP port on loopback (bound and released; good enough for child processes).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// The built binary, for tests that need a separate process (kill -9, OTLP env, CLI).

@@ -1,5 +1,6 @@
 //! The integration suite: one binary, real PostgreSQL and MariaDB, real HTTP on loopback, the
 //! DigitalOcean simulator, real git repositories, real Prometheus and Alertmanager.
 
+mod digitalocean;
 mod fixer;
 mod helpers;

@@ -18,7 +18,9 @@ use crate::metrics::Metrics;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DoError {
-    #[error("DigitalOcean rejected the token (HTTP {0}); check DIGITALOCEAN_TOKEN and its scopes (app:read, app:update for rollbacks)")]
+    #[error(
+        "DigitalOcean rejected the token (HTTP {0}); check DIGITALOCEAN_TOKEN and its scopes (app:read, app:update for rollbacks)"
+    )]
     Unauthorized(u16),
     #[error("not found on DigitalOcean: {0}")]
     NotFound(String),
@@ -77,7 +79,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("base", &self.base.as_str()).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
     }
 }
 
@@ -86,7 +90,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Client {
-    pub fn new(base: Url, token: SecretString, timeout: Duration, metrics: Option<Arc<Metrics>>) -> Client {
+    pub fn new(
+        base: Url,
+        token: SecretString,
+        timeout: Duration,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Client {
         let build = || {
             reqwest::Client::builder()
                 .timeout(timeout)
@@ -114,12 +123,20 @@ impl Client {
     pub fn budget(&self) -> BudgetView {
         let mut s = lock(&self.state);
         let now = Instant::now();
-        while s.sent.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(3600)) {
+        while s
+            .sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(3600))
+        {
             s.sent.pop_front();
         }
         BudgetView {
             requests_last_hour: s.sent.len(),
-            requests_last_minute: s.sent.iter().filter(|t| now.duration_since(**t) <= Duration::from_secs(60)).count(),
+            requests_last_minute: s
+                .sent
+                .iter()
+                .filter(|t| now.duration_since(**t) <= Duration::from_secs(60))
+                .count(),
             limit: s.limit,
             remaining: s.remaining,
             blocked_for: s.not_before.and_then(|nb| nb.checked_duration_since(now)),
@@ -127,12 +144,16 @@ impl Client {
     }
 
     fn url(&self, path: &str) -> Result<Url, DoError> {
-        self.base.join(path).map_err(|e| DoError::Transport(format!("bad URL {path}: {e}")))
+        self.base
+            .join(path)
+            .map_err(|e| DoError::Transport(format!("bad URL {path}: {e}")))
     }
 
     fn count(&self, endpoint: &str, code: &str) {
         if let Some(m) = &self.metrics {
-            m.do_requests_total.with_label_values(&[endpoint, code]).inc();
+            m.do_requests_total
+                .with_label_values(&[endpoint, code])
+                .inc();
         }
     }
 
@@ -146,7 +167,10 @@ impl Client {
     ) -> Result<(StatusCode, bytes::Bytes), DoError> {
         {
             let s = lock(&self.state);
-            if let Some(left) = s.not_before.and_then(|nb| nb.checked_duration_since(Instant::now())) {
+            if let Some(left) = s
+                .not_before
+                .and_then(|nb| nb.checked_duration_since(Instant::now()))
+            {
                 return Err(DoError::RateLimited(left));
             }
         }
@@ -162,7 +186,11 @@ impl Client {
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
-                let code = if e.is_timeout() { "timeout" } else { "transport" };
+                let code = if e.is_timeout() {
+                    "timeout"
+                } else {
+                    "transport"
+                };
                 self.count(endpoint, code);
                 return Err(if e.is_timeout() {
                     DoError::Timeout(self.timeout)
@@ -175,19 +203,32 @@ impl Client {
         self.count(endpoint, status.as_str());
         self.note_rate_headers(resp.headers(), status);
         let bytes = resp.bytes().await.map_err(|e| {
-            if e.is_timeout() { DoError::Timeout(self.timeout) } else { DoError::Transport(without_url(&e)) }
+            if e.is_timeout() {
+                DoError::Timeout(self.timeout)
+            } else {
+                DoError::Transport(without_url(&e))
+            }
         })?;
         match status.as_u16() {
             200..=299 => Ok((status, bytes)),
             401 | 403 => Err(DoError::Unauthorized(status.as_u16())),
             404 => Err(DoError::NotFound(endpoint.to_string())),
-            429 => Err(DoError::RateLimited(self.budget().blocked_for.unwrap_or_default())),
-            s => Err(DoError::Http { status: s, message: error_message(&bytes) }),
+            429 => Err(DoError::RateLimited(
+                self.budget().blocked_for.unwrap_or_default(),
+            )),
+            s => Err(DoError::Http {
+                status: s,
+                message: error_message(&bytes),
+            }),
         }
     }
 
     fn note_rate_headers(&self, h: &reqwest::header::HeaderMap, status: StatusCode) {
-        let num = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+        let num = |k: &str| {
+            h.get(k)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
         let mut s = lock(&self.state);
         if let Some(l) = num("ratelimit-limit") {
             s.limit = Some(l);
@@ -200,12 +241,14 @@ impl Client {
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
             // retry-after in seconds; without it, wait until the reported reset (a Unix time), else a minute.
-            let wait = num("retry-after").map(Duration::from_secs).unwrap_or_else(|| {
-                num("ratelimit-reset")
-                    .and_then(|reset| reset.checked_sub(chrono::Utc::now().timestamp() as u64))
-                    .map(Duration::from_secs)
-                    .unwrap_or(Duration::from_secs(60))
-            });
+            let wait = num("retry-after")
+                .map(Duration::from_secs)
+                .unwrap_or_else(|| {
+                    num("ratelimit-reset")
+                        .and_then(|reset| reset.checked_sub(chrono::Utc::now().timestamp() as u64))
+                        .map(Duration::from_secs)
+                        .unwrap_or(Duration::from_secs(60))
+                });
             s.not_before = Some(Instant::now() + wait);
         }
     }
@@ -221,7 +264,11 @@ impl Client {
         let url = self.url(path)?;
         let attempt = || {
             let (m, u, b) = (method.clone(), url.clone(), body.clone());
-            async move { self.send_once(m, u, endpoint, b.as_ref()).await.map(|(_, b)| b) }
+            async move {
+                self.send_once(m, u, endpoint, b.as_ref())
+                    .await
+                    .map(|(_, b)| b)
+            }
         };
         attempt
             .retry(
@@ -241,16 +288,26 @@ impl Client {
         let mut all = Vec::new();
         let mut skipped = 0;
         for _ in 0..100 {
-            let body = self.send(reqwest::Method::GET, &path, "/v2/apps", None).await?;
-            let (apps, s, next) = types::parse_apps_page(&body).map_err(|e| DoError::Decode(e.to_string()))?;
+            let body = self
+                .send(reqwest::Method::GET, &path, "/v2/apps", None)
+                .await?;
+            let (apps, s, next) =
+                types::parse_apps_page(&body).map_err(|e| DoError::Decode(e.to_string()))?;
             all.extend(apps);
             skipped += s;
             match next {
                 Some(n) => {
                     // Only follow links to the same API host; keep path and query.
-                    let u = Url::parse(&n).or_else(|_| self.base.join(&n)).map_err(|e| DoError::Decode(e.to_string()))?;
-                    if u.host_str() != self.base.host_str() && u.host_str() != Some("api.digitalocean.com") {
-                        return Err(DoError::Decode(format!("pagination link points to another host: {}", u.host_str().unwrap_or(""))));
+                    let u = Url::parse(&n)
+                        .or_else(|_| self.base.join(&n))
+                        .map_err(|e| DoError::Decode(e.to_string()))?;
+                    if u.host_str() != self.base.host_str()
+                        && u.host_str() != Some("api.digitalocean.com")
+                    {
+                        return Err(DoError::Decode(format!(
+                            "pagination link points to another host: {}",
+                            u.host_str().unwrap_or("")
+                        )));
                     }
                     path = match u.query() {
                         Some(q) => format!("{}?{q}", u.path()),
@@ -263,15 +320,41 @@ impl Client {
         Ok((all, skipped))
     }
 
-    pub async fn list_deployments(&self, app_id: &str, per_page: u32) -> Result<(Vec<Deployment>, usize), DoError> {
+    pub async fn list_deployments(
+        &self,
+        app_id: &str,
+        per_page: u32,
+    ) -> Result<(Vec<Deployment>, usize), DoError> {
         let path = format!("/v2/apps/{}/deployments?per_page={per_page}", seg(app_id));
-        let body = self.send(reqwest::Method::GET, &path, "/v2/apps/{id}/deployments", None).await?;
+        let body = self
+            .send(
+                reqwest::Method::GET,
+                &path,
+                "/v2/apps/{id}/deployments",
+                None,
+            )
+            .await?;
         types::parse_deployments_page(&body).map_err(|e| DoError::Decode(e.to_string()))
     }
 
-    pub async fn get_deployment(&self, app_id: &str, deployment_id: &str) -> Result<Deployment, DoError> {
-        let path = format!("/v2/apps/{}/deployments/{}", seg(app_id), seg(deployment_id));
-        let body = self.send(reqwest::Method::GET, &path, "/v2/apps/{id}/deployments/{id}", None).await?;
+    pub async fn get_deployment(
+        &self,
+        app_id: &str,
+        deployment_id: &str,
+    ) -> Result<Deployment, DoError> {
+        let path = format!(
+            "/v2/apps/{}/deployments/{}",
+            seg(app_id),
+            seg(deployment_id)
+        );
+        let body = self
+            .send(
+                reqwest::Method::GET,
+                &path,
+                "/v2/apps/{id}/deployments/{id}",
+                None,
+            )
+            .await?;
         parse_deployment_envelope(&body)
     }
 
@@ -280,8 +363,17 @@ impl Client {
         struct Env {
             app: App,
         }
-        let body = self.send(reqwest::Method::GET, &format!("/v2/apps/{}", seg(app_id)), "/v2/apps/{id}", None).await?;
-        serde_json::from_slice::<Env>(&body).map(|e| e.app).map_err(|e| DoError::Decode(e.to_string()))
+        let body = self
+            .send(
+                reqwest::Method::GET,
+                &format!("/v2/apps/{}", seg(app_id)),
+                "/v2/apps/{id}",
+                None,
+            )
+            .await?;
+        serde_json::from_slice::<Env>(&body)
+            .map(|e| e.app.normalize())
+            .map_err(|e| DoError::Decode(e.to_string()))
     }
 
     /// The last `lines` lines of a deployment's aggregate BUILD or DEPLOY log. The endpoint answers
@@ -299,8 +391,16 @@ impl Client {
             seg(deployment_id),
             seg(log_type)
         );
-        let body = self.send(reqwest::Method::GET, &path, "/v2/apps/{id}/deployments/{id}/logs", None).await?;
-        let logs: LogsResponse = serde_json::from_slice(&body).map_err(|e| DoError::Decode(e.to_string()))?;
+        let body = self
+            .send(
+                reqwest::Method::GET,
+                &path,
+                "/v2/apps/{id}/deployments/{id}/logs",
+                None,
+            )
+            .await?;
+        let logs: LogsResponse =
+            serde_json::from_slice(&body).map_err(|e| DoError::Decode(e.to_string()))?;
         let mut last_err = DoError::NotFound("log URL".into());
         for u in logs.urls() {
             let Ok(url) = Url::parse(u) else { continue };
@@ -309,19 +409,31 @@ impl Client {
             }
             match self.plain_http.get(url).send().await {
                 Ok(r) if r.status().is_success() => {
-                    let text = r.bytes().await.map_err(|e| DoError::Transport(without_url(&e)))?;
+                    let text = r
+                        .bytes()
+                        .await
+                        .map_err(|e| DoError::Transport(without_url(&e)))?;
                     // Bound memory: only the end of a large log matters.
                     let start = text.len().saturating_sub(256 * 1024);
                     return Ok(tail_lines(&String::from_utf8_lossy(&text[start..]), lines));
                 }
-                Ok(r) => last_err = DoError::Http { status: r.status().as_u16(), message: "log download failed".into() },
+                Ok(r) => {
+                    last_err = DoError::Http {
+                        status: r.status().as_u16(),
+                        message: "log download failed".into(),
+                    }
+                }
                 Err(e) => last_err = DoError::Transport(without_url(&e)),
             }
         }
         Err(last_err)
     }
 
-    pub async fn validate_rollback(&self, app_id: &str, deployment_id: &str) -> Result<RollbackValidation, DoError> {
+    pub async fn validate_rollback(
+        &self,
+        app_id: &str,
+        deployment_id: &str,
+    ) -> Result<RollbackValidation, DoError> {
         let body = self
             .send(
                 reqwest::Method::POST,
@@ -405,8 +517,13 @@ fn error_message(body: &[u8]) -> String {
     match parsed.and_then(|p| p.message) {
         Some(m) => m.chars().take(200).collect(),
         None => {
-            let text = String::from_utf8_lossy(&body[..body.len().min(120)]).replace(['\n', '\r'], " ");
-            if text.trim_start().starts_with('<') { "an HTML error page".to_string() } else { text }
+            let text =
+                String::from_utf8_lossy(&body[..body.len().min(120)]).replace(['\n', '\r'], " ");
+            if text.trim_start().starts_with('<') {
+                "an HTML error page".to_string()
+            } else {
+                text
+            }
         }
     }
 }
@@ -435,7 +552,13 @@ mod tests {
 
     #[test]
     fn error_messages_are_short_and_readable() {
-        assert_eq!(error_message(br#"{"id":"x","message":"API rate limit exceeded."}"#), "API rate limit exceeded.");
-        assert_eq!(error_message(b"<html><body>Bad gateway</body></html>"), "an HTML error page");
+        assert_eq!(
+            error_message(br#"{"id":"x","message":"API rate limit exceeded."}"#),
+            "API rate limit exceeded."
+        );
+        assert_eq!(
+            error_message(b"<html><body>Bad gateway</body></html>"),
+            "an HTML error page"
+        );
     }
 }

@@ -79,7 +79,11 @@ impl DeploymentView {
             cause: d.cause.clone(),
             commit: d.commit().map(str::to_string),
             created_at: d.created_at,
-            ended_at: if d.phase.outcome().is_some() { d.ended_at() } else { None },
+            ended_at: if d.phase.outcome().is_some() {
+                d.ended_at()
+            } else {
+                None
+            },
             trace_id: crate::telemetry::deployment_trace_id(&d.id).to_string(),
             steps: d
                 .progress

@@ -12,7 +12,9 @@ use tokio::sync::watch;
 use super::client::{Client, DoError};
 use super::schedule::{self, ScheduleInput};
 use super::types::{App as ApiApp, Deployment};
-use super::{AppView, DeploymentView, FailureView, LifecycleEvent, LifecycleKind, Snapshot, traces};
+use super::{
+    AppView, DeploymentView, FailureView, LifecycleEvent, LifecycleKind, Snapshot, traces,
+};
 use crate::app::App;
 use crate::domain::{LabelValue, Outcome, Phase};
 use crate::store::DeploymentOutcomeRecord;
@@ -71,12 +73,19 @@ impl Poller {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let cfg = self.app.config.digitalocean.clone();
         loop {
-            let lease_ttl = (cfg.poll_interval * 3).max(Duration::from_secs(30));
-            let leader = match self.app.store.try_acquire_lease(LEASE_NAME, &self.app.instance_id, lease_ttl).await {
+            // Longer than any one cycle can take (a few timed-out requests), so two replicas never both poll.
+            let lease_ttl = (cfg.poll_interval * 3).max(cfg.request_timeout * 4);
+            let leader = match self
+                .app
+                .store
+                .try_acquire_lease(LEASE_NAME, &self.app.instance_id, lease_ttl)
+                .await
+            {
                 Ok(l) => l,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot reach the store for the poller lease; polling anyway");
-                    true
+                    // Without the store nothing can be counted; wait for it rather than risk two pollers.
+                    tracing::warn!(error = %e, "cannot reach the store for the poller lease; not polling this cycle");
+                    false
                 }
             };
             let mut any_in_progress = false;
@@ -113,7 +122,10 @@ impl Poller {
                 // Honour retry-after exactly: the next request goes out once it has passed.
                 wait = wait.max(blocked + Duration::from_millis(10));
             }
-            self.app.metrics.do_poll_interval_seconds.set(wait.as_secs_f64());
+            self.app
+                .metrics
+                .do_poll_interval_seconds
+                .set(wait.as_secs_f64());
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {
@@ -133,9 +145,16 @@ impl Poller {
         let before = self.requests_sent();
         let (apps, skipped) = self.client.list_apps().await?;
         if skipped > 0 {
-            self.app.metrics.do_parse_errors_total.with_label_values(&["app"]).inc_by(skipped as u64);
+            self.app
+                .metrics
+                .do_parse_errors_total
+                .with_label_values(&["app"])
+                .inc_by(skipped as u64);
         }
-        let mut report = CycleReport { apps: apps.len(), ..Default::default() };
+        let mut report = CycleReport {
+            apps: apps.len(),
+            ..Default::default()
+        };
         let mut views = BTreeMap::new();
         let seen_ids: HashSet<String> = apps.iter().map(|a| a.id.clone()).collect();
         self.tracks.retain(|id, _| seen_ids.contains(id));
@@ -148,7 +167,11 @@ impl Poller {
         self.export_metrics(&apps, &views);
         {
             let mut snap = self.app.do_snapshot_mut();
-            *snap = Snapshot { apps: views, polled_at: Some(Utc::now()), last_error: None };
+            *snap = Snapshot {
+                apps: views,
+                polled_at: Some(Utc::now()),
+                last_error: None,
+            };
         }
         report.requests = self.requests_sent().saturating_sub(before).max(1);
         Ok(report)
@@ -164,33 +187,50 @@ impl Poller {
         let track = self.tracks.entry(a.id.clone()).or_default();
         let had_in_progress = track.fingerprint.as_ref().is_some_and(|f| f.1.is_some());
         let changed = track.fingerprint.as_ref() != Some(&fp);
-        let needs_detail = self.first_cycle || changed || had_in_progress || a.in_progress_deployment.is_some();
+        let needs_detail =
+            self.first_cycle || changed || had_in_progress || a.in_progress_deployment.is_some();
         track.fingerprint = Some(fp);
         if needs_detail {
             match self.client.list_deployments(&a.id, 20).await {
                 Ok((deps, skipped)) => {
                     if skipped > 0 {
-                        self.app.metrics.do_parse_errors_total.with_label_values(&["deployment"]).inc_by(skipped as u64);
+                        self.app
+                            .metrics
+                            .do_parse_errors_total
+                            .with_label_values(&["deployment"])
+                            .inc_by(skipped as u64);
                     }
                     track.deployments = deps;
                 }
-                Err(e) => tracing::warn!(app = %name, error = %e, "cannot list deployments; keeping the last known ones"),
+                Err(e) => {
+                    tracing::warn!(app = %name, error = %e, "cannot list deployments; keeping the last known ones")
+                }
             }
         }
         // The list answer carries the freshest state of the in-progress and active deployments.
-        for d in [&a.in_progress_deployment, &a.active_deployment].into_iter().flatten() {
+        for d in [&a.in_progress_deployment, &a.active_deployment]
+            .into_iter()
+            .flatten()
+        {
             match track.deployments.iter_mut().find(|x| x.id == d.id) {
                 Some(x) => *x = d.clone(),
                 None => track.deployments.insert(0, d.clone()),
             }
         }
-        track.deployments.sort_by_key(|d| std::cmp::Reverse(d.created_at));
+        track
+            .deployments
+            .sort_by_key(|d| std::cmp::Reverse(d.created_at));
 
         let deployments = track.deployments.clone();
         let env = self.app.config.environment.clone();
         // Oldest first, so DORA recovery sees a failure before the success that ends it.
         for d in deployments.iter().rev() {
-            if d.phase.in_progress() && self.tracks.get_mut(&a.id).is_some_and(|t| t.started.insert(d.id.clone())) {
+            if d.phase.in_progress()
+                && self
+                    .tracks
+                    .get_mut(&a.id)
+                    .is_some_and(|t| t.started.insert(d.id.clone()))
+            {
                 self.app.publish(LifecycleEvent {
                     kind: LifecycleKind::Started,
                     app: name.clone(),
@@ -199,7 +239,9 @@ impl Poller {
                     duration_seconds: None,
                 });
             }
-            let Some(outcome) = d.phase.outcome() else { continue };
+            let Some(outcome) = d.phase.outcome() else {
+                continue;
+            };
             let track = self.tracks.get_mut(&a.id).expect("track exists");
             if !track.counted.insert(d.id.clone()) {
                 continue;
@@ -210,14 +252,19 @@ impl Poller {
                 Err(e) => {
                     // Not counted yet: try again next cycle.
                     tracing::warn!(app = %name, deployment = %d.id, error = %e, "cannot record the deployment outcome");
-                    self.tracks.get_mut(&a.id).expect("track").counted.remove(&d.id);
+                    self.tracks
+                        .get_mut(&a.id)
+                        .expect("track")
+                        .counted
+                        .remove(&d.id);
                 }
             }
         }
 
         let track = self.tracks.get_mut(&a.id).expect("track exists");
         let now = Utc::now();
-        let stuck_after = chrono::Duration::from_std(self.app.config.digitalocean.stuck_after).unwrap_or_default();
+        let stuck_after = chrono::Duration::from_std(self.app.config.digitalocean.stuck_after)
+            .unwrap_or_default();
         let in_progress = a
             .in_progress_deployment
             .clone()
@@ -233,7 +280,8 @@ impl Poller {
                         app: name.clone(),
                         deployment: DeploymentView::from_api(d),
                         failure: None,
-                        duration_seconds: since.map(|s| (now - s).num_milliseconds() as f64 / 1000.0),
+                        duration_seconds: since
+                            .map(|s| (now - s).num_milliseconds() as f64 / 1000.0),
                     });
                 }
             }
@@ -244,13 +292,20 @@ impl Poller {
             .filter(|d| d.phase.outcome() == Some(Outcome::Success))
             .find(|d| Some(&d.id) != active.as_ref().map(|x| &x.id))
             .map(|d| d.id.clone());
-        let latest = in_progress.clone().or_else(|| deployments.first().cloned()).or_else(|| active.clone());
+        let latest = in_progress
+            .clone()
+            .or_else(|| deployments.first().cloned())
+            .or_else(|| active.clone());
         let mut health_paths = Vec::new();
         for c in a.spec.components() {
             if let Some(p) = c.health_check.as_ref().and_then(|h| h.http_path.clone()) {
                 health_paths.push(("readiness".to_string(), p));
             }
-            if let Some(p) = c.liveness_health_check.as_ref().and_then(|h| h.http_path.clone()) {
+            if let Some(p) = c
+                .liveness_health_check
+                .as_ref()
+                .and_then(|h| h.http_path.clone())
+            {
                 health_paths.push(("liveness".to_string(), p));
             }
         }
@@ -261,7 +316,10 @@ impl Poller {
             name,
             region: a.region_slug().to_string(),
             live_url: a.live_url.clone().or_else(|| a.default_ingress.clone()),
-            branch: a.spec.components().find_map(|c| c.branch().map(str::to_string)),
+            branch: a
+                .spec
+                .components()
+                .find_map(|c| c.branch().map(str::to_string)),
             health_paths,
             active: active.as_ref().map(DeploymentView::from_api),
             latest: latest.as_ref().map(DeploymentView::from_api),
@@ -295,9 +353,11 @@ impl Poller {
         let mut recovery = None;
         if outcome == Outcome::Success && !excluded {
             if let (Some(sha), Some(end)) = (d.commit(), ended)
-                && let Some(ct) = crate::sources::git::commit_time_for_app(&self.app, app_name, sha).await {
-                    lead_time = Some(((end - ct).num_milliseconds() as f64 / 1000.0).max(0.0));
-                }
+                && let Some(ct) =
+                    crate::sources::git::commit_time_for_app(&self.app, app_name, sha).await
+            {
+                lead_time = Some(((end - ct).num_milliseconds() as f64 / 1000.0).max(0.0));
+            }
             if let Some(fail_ms) = self.app.store.open_failure_since(app_name).await? {
                 recovery = Some(((ended_ms - fail_ms) as f64 / 1000.0).max(0.0));
             }
@@ -321,13 +381,15 @@ impl Poller {
         if let Some(p) = &d.progress {
             for s in &p.steps {
                 if let (Some(st), Some(en)) = (s.started_at, s.ended_at)
-                    && en >= st && matches!(s.name.as_str(), "build" | "deploy") {
-                        self.app
-                            .metrics
-                            .step_duration
-                            .with_label_values(&[label.as_str(), s.name.as_str()])
-                            .observe((en - st).num_milliseconds() as f64 / 1000.0);
-                    }
+                    && en >= st
+                    && matches!(s.name.as_str(), "build" | "deploy")
+                {
+                    self.app
+                        .metrics
+                        .step_duration
+                        .with_label_values(&[label.as_str(), s.name.as_str()])
+                        .observe((en - st).num_milliseconds() as f64 / 1000.0);
+                }
             }
         }
         traces::emit_deployment_trace(app_name, d, env);
@@ -341,7 +403,12 @@ impl Poller {
             };
             let tail = match self
                 .client
-                .deployment_log_tail(app_id, &d.id, log_type, self.app.config.digitalocean.log_tail_lines)
+                .deployment_log_tail(
+                    app_id,
+                    &d.id,
+                    log_type,
+                    self.app.config.digitalocean.log_tail_lines,
+                )
                 .await
             {
                 Ok(t) => Some(t),
@@ -371,7 +438,9 @@ impl Poller {
             Outcome::Canceled => LifecycleKind::Canceled,
         };
         // Deployments that ended before deploywatch first saw the app are history, not news.
-        if !self.first_cycle || ended.is_some_and(|e| Utc::now() - e < chrono::Duration::minutes(10)) {
+        if !self.first_cycle
+            || ended.is_some_and(|e| Utc::now() - e < chrono::Duration::minutes(10))
+        {
             self.app.publish(LifecycleEvent {
                 kind,
                 app: app_name.to_string(),
@@ -387,55 +456,99 @@ impl Poller {
         let m = &self.app.metrics;
         let mut next: BTreeMap<String, ExportedLabels> = BTreeMap::new();
         for a in apps {
-            let Some(v) = views.get(a.name()) else { continue };
+            let Some(v) = views.get(a.name()) else {
+                continue;
+            };
             let app = LabelValue::sanitize(&v.name).as_str().to_string();
             let mut ex = ExportedLabels::default();
             let info = [app.clone(), v.id.clone(), v.region.clone()];
-            m.app_info.with_label_values(&info.each_ref().map(String::as_str)).set(1);
+            m.app_info
+                .with_label_values(&info.each_ref().map(String::as_str))
+                .set(1);
             ex.info = Some(info);
             let latest_phase = v.latest.as_ref().map(|d| d.phase).unwrap_or(Phase::Unknown);
             for p in Phase::ALL {
-                m.deployment_phase.with_label_values(&[&app, p.as_str()]).set((p == latest_phase) as i64);
+                m.deployment_phase
+                    .with_label_values(&[&app, p.as_str()])
+                    .set((p == latest_phase) as i64);
             }
-            m.deployment_in_progress.with_label_values(&[&app]).set(v.in_progress.is_some() as i64);
-            m.pinned_deployment.with_label_values(&[&app]).set(v.pinned_deployment_id.is_some() as i64);
-            m.deployment_stuck.with_label_values(&[&app]).set(v.stuck as i64);
+            m.deployment_in_progress
+                .with_label_values(&[&app])
+                .set(v.in_progress.is_some() as i64);
+            m.pinned_deployment
+                .with_label_values(&[&app])
+                .set(v.pinned_deployment_id.is_some() as i64);
+            m.deployment_stuck
+                .with_label_values(&[&app])
+                .set(v.stuck as i64);
             let di = [
                 app.clone(),
                 v.latest.as_ref().map(|d| d.id.clone()).unwrap_or_default(),
                 v.active.as_ref().map(|d| d.id.clone()).unwrap_or_default(),
-                v.active.as_ref().and_then(|d| d.commit.clone()).unwrap_or_default(),
-                v.latest.as_ref().and_then(|d| d.cause.clone()).unwrap_or_default().chars().take(120).collect(),
+                v.active
+                    .as_ref()
+                    .and_then(|d| d.commit.clone())
+                    .unwrap_or_default(),
+                v.latest
+                    .as_ref()
+                    .and_then(|d| d.cause.clone())
+                    .unwrap_or_default()
+                    .chars()
+                    .take(120)
+                    .collect(),
             ];
-            m.deployment_info.with_label_values(&di.each_ref().map(String::as_str)).set(1);
+            m.deployment_info
+                .with_label_values(&di.each_ref().map(String::as_str))
+                .set(1);
             ex.deployment_info = Some(di);
             // The latest deployment failed: say which step and why (both from bounded sets).
             if let (Some(f), Some(latest)) = (&v.last_failure, &v.latest)
-                && latest.id == f.deployment_id {
-                    let step = f.failed_step.as_ref().map(|s| s.top_step.clone()).unwrap_or_else(|| "unknown".into());
-                    let reason = f
-                        .failed_step
-                        .as_ref()
-                        .and_then(|s| s.reason_code.clone())
-                        .map(|r| LabelValue::sanitize(&r).as_str().to_string())
-                        .unwrap_or_else(|| "unknown".into());
-                    let fl = [app.clone(), step, reason];
-                    m.deployment_failed_step.with_label_values(&fl.each_ref().map(String::as_str)).set(1);
-                    ex.failed_step = Some(fl);
-                }
+                && latest.id == f.deployment_id
+            {
+                let step = f
+                    .failed_step
+                    .as_ref()
+                    .map(|s| s.top_step.clone())
+                    .unwrap_or_else(|| "unknown".into());
+                let reason = f
+                    .failed_step
+                    .as_ref()
+                    .and_then(|s| s.reason_code.clone())
+                    .map(|r| LabelValue::sanitize(&r).as_str().to_string())
+                    .unwrap_or_else(|| "unknown".into());
+                let fl = [app.clone(), step, reason];
+                m.deployment_failed_step
+                    .with_label_values(&fl.each_ref().map(String::as_str))
+                    .set(1);
+                ex.failed_step = Some(fl);
+            }
             next.insert(app, ex);
         }
         // Remove series whose label values changed or whose app is gone.
         for (app, old) in std::mem::take(&mut self.exported) {
             let new = next.get(&app).cloned().unwrap_or_default();
             if let Some(l) = old.info.as_ref().filter(|l| Some(*l) != new.info.as_ref()) {
-                let _ = m.app_info.remove_label_values(&l.each_ref().map(String::as_str));
+                let _ = m
+                    .app_info
+                    .remove_label_values(&l.each_ref().map(String::as_str));
             }
-            if let Some(l) = old.deployment_info.as_ref().filter(|l| Some(*l) != new.deployment_info.as_ref()) {
-                let _ = m.deployment_info.remove_label_values(&l.each_ref().map(String::as_str));
+            if let Some(l) = old
+                .deployment_info
+                .as_ref()
+                .filter(|l| Some(*l) != new.deployment_info.as_ref())
+            {
+                let _ = m
+                    .deployment_info
+                    .remove_label_values(&l.each_ref().map(String::as_str));
             }
-            if let Some(l) = old.failed_step.as_ref().filter(|l| Some(*l) != new.failed_step.as_ref()) {
-                let _ = m.deployment_failed_step.remove_label_values(&l.each_ref().map(String::as_str));
+            if let Some(l) = old
+                .failed_step
+                .as_ref()
+                .filter(|l| Some(*l) != new.failed_step.as_ref())
+            {
+                let _ = m
+                    .deployment_failed_step
+                    .remove_label_values(&l.each_ref().map(String::as_str));
             }
             if !next.contains_key(&app) {
                 for p in Phase::ALL {

@@ -39,15 +39,21 @@ pub fn next_interval(i: ScheduleInput) -> Duration {
     }
     // The token may be shared with other tools; DigitalOcean's own figure is the truth.
     if let (Some(rem), Some(limit)) = (i.remaining, i.limit)
-        && limit > 0 && (rem as f64) < 0.1 * limit as f64 {
-            interval = interval.max(i.base * 4);
-        }
+        && limit > 0
+        && (rem as f64) < 0.1 * limit as f64
+    {
+        interval = interval.max(i.base * 4);
+    }
     interval.min(Duration::from_secs(900))
 }
 
 /// Exponential moving average of requests per cycle.
 pub fn smooth(previous: f64, observed: f64) -> f64 {
-    if previous <= 0.0 { observed } else { 0.7 * previous + 0.3 * observed }
+    if previous <= 0.0 {
+        observed
+    } else {
+        0.7 * previous + 0.3 * observed
+    }
 }
 
 #[cfg(test)]
@@ -71,33 +77,75 @@ mod tests {
     fn intervals_follow_activity_and_budget() {
         let cases: Vec<(&str, ScheduleInput, Duration)> = vec![
             ("idle", input(), Duration::from_secs(30)),
-            ("deploying", ScheduleInput { any_in_progress: true, ..input() }, Duration::from_secs(10)),
+            (
+                "deploying",
+                ScheduleInput {
+                    any_in_progress: true,
+                    ..input()
+                },
+                Duration::from_secs(10),
+            ),
             // 10 requests a cycle at a 2,500/h budget: at least 14.4 s apart.
             (
                 "deploying, costly cycles",
-                ScheduleInput { any_in_progress: true, requests_per_cycle: 10.0, ..input() },
+                ScheduleInput {
+                    any_in_progress: true,
+                    requests_per_cycle: 10.0,
+                    ..input()
+                },
                 Duration::from_secs_f64(14.4),
             ),
             // 200 apps listed in one page but 50 detail calls: 72 s.
-            ("idle, very costly", ScheduleInput { requests_per_cycle: 50.0, ..input() }, Duration::from_secs(72)),
-            ("hour nearly spent", ScheduleInput { requests_last_hour: 2300, ..input() }, Duration::from_secs(300)),
+            (
+                "idle, very costly",
+                ScheduleInput {
+                    requests_per_cycle: 50.0,
+                    ..input()
+                },
+                Duration::from_secs(72),
+            ),
+            (
+                "hour nearly spent",
+                ScheduleInput {
+                    requests_last_hour: 2300,
+                    ..input()
+                },
+                Duration::from_secs(300),
+            ),
             (
                 "token shared and low",
-                ScheduleInput { remaining: Some(300), limit: Some(5000), ..input() },
+                ScheduleInput {
+                    remaining: Some(300),
+                    limit: Some(5000),
+                    ..input()
+                },
                 Duration::from_secs(120),
             ),
-            ("never more than 15 minutes", ScheduleInput { requests_per_cycle: 10_000.0, ..input() }, Duration::from_secs(900)),
+            (
+                "never more than 15 minutes",
+                ScheduleInput {
+                    requests_per_cycle: 10_000.0,
+                    ..input()
+                },
+                Duration::from_secs(900),
+            ),
         ];
         for (name, i, want) in cases {
             let got = next_interval(i);
-            assert!((got.as_secs_f64() - want.as_secs_f64()).abs() < 0.01, "{name}: got {got:?}, want {want:?}");
+            assert!(
+                (got.as_secs_f64() - want.as_secs_f64()).abs() < 0.01,
+                "{name}: got {got:?}, want {want:?}"
+            );
         }
     }
 
     #[test]
     fn default_settings_stay_within_half_the_budget() {
         // One list call a cycle, polling fast all the time, is the worst case for a small account.
-        let i = ScheduleInput { any_in_progress: true, ..input() };
+        let i = ScheduleInput {
+            any_in_progress: true,
+            ..input()
+        };
         let per_hour = 3600.0 / next_interval(i).as_secs_f64();
         assert!(per_hour <= HOURLY_LIMIT * 0.5, "{per_hour}");
     }

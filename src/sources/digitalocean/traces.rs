@@ -82,7 +82,10 @@ fn emit_step(
     let _ = fallback_start;
     let mut attrs = vec![
         KeyValue::new("cicd.pipeline.task.name", s.name.clone()),
-        KeyValue::new("deploywatch.step.status", s.status.clone().unwrap_or_default()),
+        KeyValue::new(
+            "deploywatch.step.status",
+            s.status.clone().unwrap_or_default(),
+        ),
     ];
     if let Some(c) = &s.component_name {
         attrs.push(KeyValue::new("deploywatch.component", c.clone()));
@@ -96,7 +99,13 @@ fn emit_step(
         let reason = s
             .reason
             .as_ref()
-            .map(|r| format!("{}: {}", r.code.clone().unwrap_or_default(), r.message.clone().unwrap_or_default()))
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r.code.clone().unwrap_or_default(),
+                    r.message.clone().unwrap_or_default()
+                )
+            })
             .unwrap_or_else(|| "step failed".into());
         span.set_status(Status::error(reason));
     }

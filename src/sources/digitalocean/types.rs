@@ -19,14 +19,22 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     let t = DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .ok()
-        .or_else(|| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| n.and_utc()))?;
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+                .ok()
+                .map(|n| n.and_utc())
+        })?;
     // The API's way of saying "not set".
     if t.timestamp() <= 0 { None } else { Some(t) }
 }
 
 fn de_phase<'de, D: Deserializer<'de>>(d: D) -> Result<Phase, D::Error> {
     let raw: Option<serde_json::Value> = Option::deserialize(d)?;
-    Ok(raw.as_ref().and_then(|v| v.as_str()).map(Phase::parse).unwrap_or(Phase::Unknown))
+    Ok(raw
+        .as_ref()
+        .and_then(|v| v.as_str())
+        .map(Phase::parse)
+        .unwrap_or(Phase::Unknown))
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -57,8 +65,24 @@ pub struct App {
 }
 
 impl App {
+    /// The spec's list example leaves `phase` off the active deployment (and puts `cause` and
+    /// `progress` on the app). The deployment serving as `active_deployment` is ACTIVE by
+    /// definition, so an unknown phase there is read as ACTIVE.
+    pub fn normalize(mut self) -> App {
+        if let Some(d) = self.active_deployment.as_mut() {
+            if d.phase == Phase::Unknown {
+                d.phase = Phase::Active;
+            }
+        }
+        self
+    }
+
     pub fn name(&self) -> &str {
-        if self.spec.name.is_empty() { &self.id } else { &self.spec.name }
+        if self.spec.name.is_empty() {
+            &self.id
+        } else {
+            &self.spec.name
+        }
     }
 
     pub fn region_slug(&self) -> &str {
@@ -249,8 +273,10 @@ impl Deployment {
             .unwrap_or("")
             .to_ascii_uppercase();
         let cause = self.cause.as_deref().unwrap_or("").to_ascii_lowercase();
-        matches!(kind.as_str(), "AUTOSCALED" | "AUTOSCALING" | "MAINTENANCE" | "INTERNAL" | "DOCR_PUSH_INTERNAL")
-            || cause.contains("autoscal")
+        matches!(
+            kind.as_str(),
+            "AUTOSCALED" | "AUTOSCALING" | "MAINTENANCE" | "INTERNAL" | "DOCR_PUSH_INTERNAL"
+        ) || cause.contains("autoscal")
             || cause.contains("maintenance")
     }
 
@@ -261,7 +287,13 @@ impl Deployment {
             .and_then(|c| c.r#type.as_deref())
             .unwrap_or("")
             .to_ascii_uppercase();
-        kind == "ROLLBACK" || self.cause.as_deref().unwrap_or("").to_ascii_lowercase().contains("rollback")
+        kind == "ROLLBACK"
+            || self
+                .cause
+                .as_deref()
+                .unwrap_or("")
+                .to_ascii_lowercase()
+                .contains("rollback")
     }
 
     /// The first failed step, depth-first, with its reason.
@@ -284,15 +316,13 @@ impl Deployment {
             None
         }
         let p = self.progress.as_ref()?;
-        p.steps
-            .iter()
-            .find_map(|top| {
-                if top.status.as_deref() == Some("ERROR") {
-                    walk(&top.steps, &top.name).or_else(|| walk(std::slice::from_ref(top), &top.name))
-                } else {
-                    None
-                }
-            })
+        p.steps.iter().find_map(|top| {
+            if top.status.as_deref() == Some("ERROR") {
+                walk(&top.steps, &top.name).or_else(|| walk(std::slice::from_ref(top), &top.name))
+            } else {
+                None
+            }
+        })
     }
 }
 
@@ -442,7 +472,9 @@ pub struct ApiErrorBody {
 }
 
 /// Parses `{"apps": [...]}` keeping every app that parses and counting the ones that don't.
-pub fn parse_apps_page(body: &[u8]) -> Result<(Vec<App>, usize, Option<String>), serde_json::Error> {
+pub fn parse_apps_page(
+    body: &[u8],
+) -> Result<(Vec<App>, usize, Option<String>), serde_json::Error> {
     #[derive(Deserialize)]
     struct Page {
         #[serde(default)]
@@ -456,7 +488,7 @@ pub fn parse_apps_page(body: &[u8]) -> Result<(Vec<App>, usize, Option<String>),
         .apps
         .into_iter()
         .filter_map(|v| match serde_json::from_value::<App>(v) {
-            Ok(a) => Some(a),
+            Ok(a) => Some(a.normalize()),
             Err(_) => {
                 skipped += 1;
                 None
