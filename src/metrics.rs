@@ -82,6 +82,7 @@ pub struct Metrics {
 
     // App migration checks.
     pub migration_pending: IntGaugeVec,
+    pub migration_check_info: IntGaugeVec,
 }
 
 fn name(n: &str) -> String {
@@ -301,6 +302,7 @@ impl Metrics {
                 g
             },
             migration_pending: r.gauge("migration_pending", "Migrations the checked database has not applied.", &["check"]),
+            migration_check_info: r.gauge("migration_check_info", "Always 1; which app each migration check belongs to.", &["check", "app"]),
             registry,
         };
         m.build_info

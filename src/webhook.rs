@@ -197,6 +197,7 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
         )
     })?;
     let snapshot = app.do_snapshot();
+    let checks = app.checks.status();
     let cfg = &app.config.webhook;
     let mut records = Vec::with_capacity(inputs.len());
     for a in &inputs {

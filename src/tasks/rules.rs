@@ -112,6 +112,8 @@ pub struct PlanContext<'a> {
     pub rules: &'a [Rule],
     pub app: Option<&'a AppView>,
     pub dashboard_url: Option<&'a str>,
+    /// The last result of the check an alert names (`check` label), e.g. missing tables.
+    pub check_details: Option<Value>,
 }
 
 fn priority(a: &AlertInput) -> i64 {
@@ -210,10 +212,13 @@ fn context(a: &AlertInput, cx: &PlanContext<'_>, class: Option<FailureClass>) ->
     } else if let Some(app) = a.app() {
         c["app"] = json!({"name": app});
     }
-    for k in ["missing_tables", "pending_versions"] {
-        if let Some(v) = a.annotations.get(k) {
-            c[k] = json!(v);
+    if let Some(d) = &cx.check_details {
+        for k in ["missing_tables", "missing_columns", "pending", "failed", "unknown", "failed_sql_checks", "tracking_style"] {
+            if !d[k].is_null() {
+                c[k] = d[k].clone();
+            }
         }
+        c["check"] = d.clone();
     }
     c
 }
