@@ -202,12 +202,18 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
     let mut records = Vec::with_capacity(inputs.len());
     for a in &inputs {
         let view = a.app().and_then(|name| snapshot.apps.get(name));
+        let check_details = a
+            .labels
+            .get("check")
+            .and_then(|name| checks.checks.iter().find(|c| &c.name == name))
+            .map(|c| c.details.clone());
         let plan = rules::plan(
             a,
             &PlanContext {
                 rules: &cfg.rules,
                 app: view,
                 dashboard_url: cfg.dashboard_url.as_deref(),
+                check_details,
             },
         );
         records.push(AlertRecord {
