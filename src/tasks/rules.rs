@@ -333,6 +333,7 @@ mod tests {
             rules: &[],
             app,
             dashboard_url: None,
+            check_details: None,
         }
     }
 
@@ -458,6 +459,7 @@ mod tests {
             rules: &rules,
             app: None,
             dashboard_url: None,
+            check_details: None,
         };
         assert_eq!(plan(&staging, &c).create.len(), 1);
         assert_eq!(plan(&prod, &c).create.len(), 2);
