@@ -124,7 +124,10 @@ pub async fn start(
     for c in &app.config.migration_checks {
         app.checks.expect(c.name.as_str(), false);
         let owner = c.app.as_ref().unwrap_or(&c.name);
-        app.metrics.migration_check_info.with_label_values(&[c.name.as_str(), owner.as_str()]).set(1);
+        app.metrics
+            .migration_check_info
+            .with_label_values(&[c.name.as_str(), owner.as_str()])
+            .set(1);
     }
     app.checks.set_grace(app.config.startup.grace);
     {

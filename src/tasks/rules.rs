@@ -213,7 +213,15 @@ fn context(a: &AlertInput, cx: &PlanContext<'_>, class: Option<FailureClass>) ->
         c["app"] = json!({"name": app});
     }
     if let Some(d) = &cx.check_details {
-        for k in ["missing_tables", "missing_columns", "pending", "failed", "unknown", "failed_sql_checks", "tracking_style"] {
+        for k in [
+            "missing_tables",
+            "missing_columns",
+            "pending",
+            "failed",
+            "unknown",
+            "failed_sql_checks",
+            "tracking_style",
+        ] {
             if !d[k].is_null() {
                 c[k] = d[k].clone();
             }

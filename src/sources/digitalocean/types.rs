@@ -69,10 +69,10 @@ impl App {
     /// `progress` on the app). The deployment serving as `active_deployment` is ACTIVE by
     /// definition, so an unknown phase there is read as ACTIVE.
     pub fn normalize(mut self) -> App {
-        if let Some(d) = self.active_deployment.as_mut() {
-            if d.phase == Phase::Unknown {
-                d.phase = Phase::Active;
-            }
+        if let Some(d) = self.active_deployment.as_mut()
+            && d.phase == Phase::Unknown
+        {
+            d.phase = Phase::Active;
         }
         self
     }
