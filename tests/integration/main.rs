@@ -4,3 +4,4 @@
 mod digitalocean;
 mod fixer;
 mod helpers;
+mod migrations;
