@@ -3,5 +3,7 @@
 
 mod digitalocean;
 mod fixer;
+mod git;
 mod helpers;
 mod migrations;
+mod probes;

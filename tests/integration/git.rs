@@ -1,0 +1,189 @@
+//! Git refs and drift against real repositories made in the test: a bare "remote" and clones.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use deploywatch::simulator::{Script, Simulator};
+
+use crate::helpers::*;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn commit(dir: &Path, msg: &str, epoch: i64) -> String {
+    std::fs::write(dir.join("file.txt"), msg).expect("write");
+    git(dir, &["add", "file.txt"]);
+    let date = format!("{epoch} +0000");
+    let out = Command::new("git")
+        .args(["commit", "-q", "-m", msg])
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_AUTHOR_DATE", &date)
+        .env("GIT_COMMITTER_DATE", &date)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("commit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+#[tokio::test]
+async fn ahead_behind_and_commits_behind_follow_commits_and_deployments() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = tmp.path().join("remote.git");
+    let work = tmp.path().join("work");
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&remote).expect("mkdir");
+    git(&remote, &["init", "-q", "--bare", "-b", "main"]);
+    git(
+        tmp.path(),
+        &["clone", "-q", remote.to_str().expect("utf8"), "work"],
+    );
+    git(&work, &["checkout", "-q", "-b", "main"]);
+    let c1 = commit(&work, "one", 1_700_000_000);
+    git(&work, &["push", "-q", "origin", "main"]);
+
+    let sim = Simulator::new(Duration::from_millis(100));
+    let (addr, _) = sim
+        .serve("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("serve");
+    sim.add_app("api", &c1);
+    let toml = format!(
+        "[digitalocean]\napi_url = \"http://{addr}\"\npoll_interval = \"200ms\"\nfast_poll_interval = \"100ms\"\n\n[health]\ndiscover = false\n\n[git]\nfetch_interval = \"200ms\"\n\n[[git.repos]]\nname = \"api\"\nurl = \"{}\"\nbranches = [\"main\"]\napp = \"api\"\n",
+        work.display()
+    );
+    let app = spawn_app(Kind::Sqlite, &toml, &[("DIGITALOCEAN_TOKEN", "sim-token")]).await;
+    let get = |m: &str, s: &str| metric(m, s);
+    wait_for(Duration::from_secs(15), || async {
+        let m = app.metrics().await;
+        get(&m, "deploywatch_app_commits_behind{app=\"api\"}") == Some(0.0)
+            && get(&m, "deploywatch_git_ref_ahead{ref=\"main\",repo=\"api\"}") == Some(0.0)
+    })
+    .await;
+    let m = app.metrics().await;
+    assert_eq!(
+        get(
+            &m,
+            "deploywatch_git_ref_commit_timestamp_seconds{ref=\"main\",repo=\"api\"}"
+        ),
+        Some(1_700_000_000.0)
+    );
+    assert!(
+        m.contains(&format!(
+            "deploywatch_git_ref_info{{commit=\"{c1}\",ref=\"main\",repo=\"api\"}} 1"
+        )),
+        "SHA only in the info series"
+    );
+
+    // Two local commits not pushed: main is ahead of origin/main, and the app is behind main.
+    commit(&work, "two", 1_700_000_100);
+    let c3 = commit(&work, "three", 1_700_000_200);
+    wait_for(Duration::from_secs(10), || async {
+        let m = app.metrics().await;
+        get(&m, "deploywatch_git_ref_ahead{ref=\"main\",repo=\"api\"}") == Some(2.0)
+            && get(&m, "deploywatch_app_commits_behind{app=\"api\"}") == Some(2.0)
+    })
+    .await;
+    let m = app.metrics().await;
+    assert_eq!(
+        get(&m, "deploywatch_git_ref_behind{ref=\"main\",repo=\"api\"}"),
+        Some(0.0)
+    );
+    let age = get(
+        &m,
+        "deploywatch_app_oldest_undeployed_commit_age_seconds{app=\"api\"}",
+    )
+    .expect("age");
+    let expect = (chrono::Utc::now().timestamp() - 1_700_000_100) as f64;
+    assert!(
+        (age - expect).abs() < 30.0,
+        "age of the oldest undeployed commit: {age} vs {expect}"
+    );
+    assert!(
+        !m.contains(&format!("deploywatch_git_ref_info{{commit=\"{c1}\"")),
+        "the old head's info series is replaced"
+    );
+
+    // Someone else pushes; the working clone fetches: it is now also behind its upstream.
+    git(
+        tmp.path(),
+        &["clone", "-q", remote.to_str().expect("utf8"), "other"],
+    );
+    commit(&other, "four", 1_700_000_300);
+    git(&other, &["push", "-q", "origin", "main"]);
+    git(&work, &["fetch", "-q"]);
+    wait_for(Duration::from_secs(10), || async {
+        let m = app.metrics().await;
+        get(&m, "deploywatch_git_ref_ahead{ref=\"main\",repo=\"api\"}") == Some(2.0)
+            && get(&m, "deploywatch_git_ref_behind{ref=\"main\",repo=\"api\"}") == Some(1.0)
+    })
+    .await;
+
+    // The app deploys the local head: nothing left behind.
+    sim.deploy("api", &c3, Script::Success);
+    wait_for(Duration::from_secs(10), || async {
+        get(
+            &app.metrics().await,
+            "deploywatch_app_commits_behind{app=\"api\"}",
+        ) == Some(0.0)
+    })
+    .await;
+    let st: serde_json::Value = app
+        .get("/api/v1/status?app=api")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(st["apps"][0]["drift"]["deployed_commit"], c3.as_str());
+    // DORA lead time: commit time to ACTIVE, for the first deployment and for c3's.
+    wait_for(Duration::from_secs(5), || async {
+        get(
+            &app.metrics().await,
+            "deploywatch_dora_lead_time_seconds_count{app=\"api\"}",
+        ) == Some(2.0)
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_repository_is_reported_not_fatal() {
+    let toml = "[git]\nfetch_interval = \"200ms\"\n\n[[git.repos]]\nname = \"ghost\"\nurl = \"/nonexistent/repo.git\"\n";
+    let app = spawn_app(Kind::Sqlite, toml, &[]).await;
+    wait_for(Duration::from_secs(10), || async {
+        metric(
+            &app.metrics().await,
+            "deploywatch_source_up{source=\"git\"}",
+        ) == Some(0.0)
+    })
+    .await;
+    let st: serde_json::Value = app.get("/api/v1/status").await.json().await.expect("json");
+    assert_eq!(st["sources"]["git"]["state"], "failing");
+    assert_eq!(app.get("/health/live").await.status(), 200);
+    app.stop().await;
+}
