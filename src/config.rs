@@ -419,10 +419,18 @@ pub struct ProcessEnv;
 impl Env for ProcessEnv {
     /// `KEY`, or the contents of the file named by `KEY_FILE` (Docker and Kubernetes secrets).
     fn var(&self, key: &str) -> Option<String> {
-        std::env::var(key).ok().filter(|v| !v.is_empty()).or_else(|| {
-            let path = std::env::var(format!("{key}_FILE")).ok().filter(|v| !v.is_empty())?;
-            std::fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|v| !v.is_empty())
-        })
+        std::env::var(key)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| {
+                let path = std::env::var(format!("{key}_FILE"))
+                    .ok()
+                    .filter(|v| !v.is_empty())?;
+                std::fs::read_to_string(path)
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|v| !v.is_empty())
+            })
     }
 }
 

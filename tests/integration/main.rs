@@ -7,3 +7,4 @@ mod git;
 mod helpers;
 mod migrations;
 mod probes;
+mod stack;

@@ -12,14 +12,14 @@ use crate::helpers::*;
 
 /// What a path answers: status, body, extra headers, delay before answering.
 #[derive(Clone)]
-struct Answer {
+pub(crate) struct Answer {
     status: u16,
     body: String,
     headers: Vec<(String, String)>,
     delay: Duration,
 }
 
-fn answer(status: u16, body: &str) -> Answer {
+pub(crate) fn answer(status: u16, body: &str) -> Answer {
     Answer {
         status,
         body: body.into(),
@@ -31,10 +31,10 @@ fn answer(status: u16, body: &str) -> Answer {
 /// A tiny scriptable HTTP/1.1 server (optionally TLS); each path answers from a queue, the last
 /// answer repeating.
 #[derive(Clone, Default)]
-struct Script(Arc<Mutex<HashMap<String, Vec<Answer>>>>);
+pub(crate) struct Script(Arc<Mutex<HashMap<String, Vec<Answer>>>>);
 
 impl Script {
-    fn set(&self, path: &str, answers: Vec<Answer>) {
+    pub(crate) fn set(&self, path: &str, answers: Vec<Answer>) {
         self.0.lock().expect("lock").insert(path.into(), answers);
     }
     fn next(&self, path: &str) -> Answer {
@@ -87,13 +87,13 @@ async fn http_server(script: Script) -> String {
     format!("http://{addr}")
 }
 
-struct Tls {
-    url: String,
-    ca: rustls::pki_types::CertificateDer<'static>,
+pub(crate) struct Tls {
+    pub(crate) url: String,
+    pub(crate) ca: rustls::pki_types::CertificateDer<'static>,
     not_after: i64,
 }
 
-async fn https_server(script: Script) -> Tls {
+pub(crate) async fn https_server(script: Script) -> Tls {
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
     let not_after = time_from_unix(chrono::Utc::now().timestamp() + 20 * 86400);
     params.not_after = not_after;
