@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::helpers::*;
 
 /// A child process killed when dropped.
-struct Proc(Child, &'static str);
+struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -25,7 +25,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn spawn(name: &'static str, bin: &str, args: &[String], log: &Path) -> Proc {
+fn spawn(bin: &str, args: &[String], log: &Path) -> Proc {
     let out = std::fs::File::create(log).expect("log file");
     let child = Command::new(bin)
         .args(args)
@@ -33,7 +33,7 @@ fn spawn(name: &'static str, bin: &str, args: &[String], log: &Path) -> Proc {
         .stderr(Stdio::from(out))
         .spawn()
         .unwrap_or_else(|e| panic!("{bin} must be installed (scripts/test.sh installs it): {e}"));
-    Proc(child, name)
+    Proc(child)
 }
 
 async fn ready(url: &str) {
@@ -100,7 +100,6 @@ fn alertmanager(dir: &Path, cfg: &Path, port: u16, cluster: Option<(u16, Option<
         }
     }
     spawn(
-        "alertmanager",
         "prometheus-alertmanager",
         &args,
         &dir.join(format!("am-{port}.log")),
@@ -214,7 +213,6 @@ fn prometheus(dir: &Path, target: &str, am_port: u16, port: u16) -> Proc {
     let data = dir.join("prom-data");
     std::fs::create_dir_all(&data).expect("data");
     spawn(
-        "prometheus",
         "prometheus",
         &[
             format!("--config.file={}", p.display()),
@@ -528,14 +526,14 @@ fn compose_file_mounts_and_secrets_exist_and_images_are_pinned() {
         std::fs::read_to_string(root().join("deploy/secrets/README.md")).expect("secrets README");
     for (name, svc) in services {
         let name = name.as_str().expect("name");
-        if let Some(image) = svc["image"].as_str() {
-            if svc.get("build").is_none() {
-                let tag = image.rsplit(':').next().unwrap_or("");
-                assert!(
-                    image.contains(':') && tag != "latest" && !tag.is_empty(),
-                    "{name}: pinned image tag, got {image}"
-                );
-            }
+        if let Some(image) = svc["image"].as_str()
+            && svc.get("build").is_none()
+        {
+            let tag = image.rsplit(':').next().unwrap_or("");
+            assert!(
+                image.contains(':') && tag != "latest" && !tag.is_empty(),
+                "{name}: pinned image tag, got {image}"
+            );
         }
         if svc.get("build").is_some() {
             assert!(root().join("Dockerfile").exists(), "{name}: Dockerfile");
