@@ -197,16 +197,28 @@ pub async fn start(
 async fn startup_sequence(app: Arc<App>, shutdown: &mut watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        if app.config.startup.migrate {
+        // A failed migration is itself the check's answer (database unreachable, schema too new).
+        let r = if app.config.startup.migrate {
             match app.store.migrate().await {
-                Ok(s) => tracing::info!(applied = s.applied, "schema up to date"),
-                Err(e) => tracing::warn!(error = %e, "cannot migrate the schema yet"),
+                Ok(s) => {
+                    tracing::info!(applied = s.applied, "schema up to date");
+                    run_check(&SchemaCheck {
+                        store: app.store.clone(),
+                    })
+                    .await
+                }
+                Err(e) => crate::checks::CheckResult::fail(
+                    "schema",
+                    e.to_string(),
+                    serde_json::Value::Null,
+                ),
             }
-        }
-        let r = run_check(&SchemaCheck {
-            store: app.store.clone(),
-        })
-        .await;
+        } else {
+            run_check(&SchemaCheck {
+                store: app.store.clone(),
+            })
+            .await
+        };
         let ok = r.ok;
         if !ok {
             tracing::warn!(reason = ?r.reason, "startup check `schema` failing");

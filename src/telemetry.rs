@@ -9,7 +9,7 @@ use std::cell::Cell;
 
 use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
 use opentelemetry::{KeyValue, global};
-use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, IdGenerator, RandomIdGenerator, SdkTracerProvider,
@@ -85,6 +85,42 @@ pub fn deployment_trace_id(deployment_id: &str) -> TraceId {
     TraceId::from_bytes(b)
 }
 
+/// The batch span processor exports from its own thread, outside any Tokio runtime; reqwest needs
+/// one. This client hands each export to the application's runtime and awaits the result.
+#[derive(Debug)]
+struct RuntimeHttpClient {
+    client: reqwest::Client,
+    rt: tokio::runtime::Handle,
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for RuntimeHttpClient {
+    async fn send_bytes(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        let client = self.client.clone();
+        self.rt
+            .spawn(async move {
+                let (parts, body) = request.into_parts();
+                let url = parts.uri.to_string();
+                let resp = client
+                    .request(parts.method, url)
+                    .headers(parts.headers)
+                    .body(body)
+                    .send()
+                    .await?;
+                let mut out = http::Response::builder().status(resp.status());
+                for (k, v) in resp.headers() {
+                    out = out.header(k, v);
+                }
+                let bytes = resp.bytes().await?;
+                Ok::<_, opentelemetry_http::HttpError>(out.body(bytes)?)
+            })
+            .await?
+    }
+}
+
 fn otlp_configured() -> bool {
     [
         "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -105,6 +141,13 @@ fn build_provider(environment: &str) -> Result<SdkTracerProvider, String> {
             .build(),
         "http/protobuf" => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
+            .with_http_client(RuntimeHttpClient {
+                client: reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(5))
+                    .build()
+                    .map_err(|e| format!("cannot build the OTLP HTTP client: {e}"))?,
+                rt: tokio::runtime::Handle::try_current().map_err(|_| "OTLP over HTTP needs the Tokio runtime".to_string())?,
+            })
             .with_protocol(Protocol::HttpBinary)
             .with_timeout(std::time::Duration::from_secs(5))
             .build(),
@@ -152,6 +195,7 @@ pub fn init(format: LogFormat, environment: &str) -> Result<TelemetryGuard, Stri
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .boxed(),
     };

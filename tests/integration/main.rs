@@ -7,4 +7,6 @@ mod git;
 mod helpers;
 mod migrations;
 mod probes;
+mod process;
+mod rollback;
 mod stack;

@@ -49,44 +49,98 @@ fn start_server(dir: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> 
         .stderr(Stdio::from(f))
         .spawn()
         .expect("spawn deploywatch");
-    Server { child, url: format!("http://127.0.0.1:{port}"), log }
+    Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        log,
+    }
 }
 
 async fn up(s: &Server, path: &str) {
     let c = reqwest::Client::new();
-    wait_for(Duration::from_secs(30), || async { c.get(format!("{}{path}", s.url)).send().await.is_ok_and(|r| r.status() == 200) }).await;
+    wait_for(Duration::from_secs(30), || async {
+        c.get(format!("{}{path}", s.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
 }
 
 fn run(args: &[&str], envs: &[(&str, &str)], dir: &std::path::Path) -> (i32, String) {
-    let out = Command::new(bin()).args(args).envs(envs.iter().copied()).current_dir(dir).output().expect("run");
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    let out = Command::new(bin())
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(dir)
+        .output()
+        .expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 #[test]
 fn bad_configuration_exits_2_and_names_the_key() {
     let dir = tempfile::tempdir().expect("tmp");
     let cases = [
-        ("listen = \"127.0.0.1:1\"\nlisten_adress = \"x\"\n", "listen_adress"),
-        ("[digitalocean]\npoll_interval = \"soon\"\n", "poll_interval"),
-        ("[digitalocean]\nbudget_share = 3.0\n", "digitalocean.budget_share"),
-        ("[[health.targets]]\nname = \"a b\"\nurl = \"http://x/\"\n", "health.targets[0].name"),
-        ("[[health.targets]]\nname = \"a\"\nurl = \"ftp://x/\"\n", "health.targets[0].url"),
+        (
+            "listen = \"127.0.0.1:1\"\nlisten_adress = \"x\"\n",
+            "listen_adress",
+        ),
+        (
+            "[digitalocean]\npoll_interval = \"soon\"\n",
+            "poll_interval",
+        ),
+        (
+            "[digitalocean]\nbudget_share = 3.0\n",
+            "digitalocean.budget_share",
+        ),
+        (
+            "[[health.targets]]\nname = \"a b\"\nurl = \"http://x/\"\n",
+            "health.targets[0].name",
+        ),
+        (
+            "[[health.targets]]\nname = \"a\"\nurl = \"ftp://x/\"\n",
+            "health.targets[0].url",
+        ),
         ("database_url = \"mongodb://x\"\n", "database_url"),
-        ("[[migration_checks]]\nname = \"m\"\ndatabase_url = \"mysql://x/y\"\nrequired_tables = [\"a;drop\"]\n", "migration_checks[0].required_tables"),
-        ("[webhook]\n[[webhook.rules]]\nalertname = \"X\"\nactions = [\"explode\"]\n", "webhook.rules[0].actions"),
+        (
+            "[[migration_checks]]\nname = \"m\"\ndatabase_url = \"mysql://x/y\"\nrequired_tables = [\"a;drop\"]\n",
+            "migration_checks[0].required_tables",
+        ),
+        (
+            "[webhook]\n[[webhook.rules]]\nalertname = \"X\"\nactions = [\"explode\"]\n",
+            "webhook.rules[0].actions",
+        ),
         ("this is not toml", "config file"),
     ];
     for (text, key) in cases {
         let f = dir.path().join("bad.toml");
         std::fs::write(&f, text).expect("write");
         for cmd in ["serve", "check"] {
-            let (code, out) = run(&[cmd, "--config", f.to_str().expect("utf8")], &[], dir.path());
+            let (code, out) = run(
+                &[cmd, "--config", f.to_str().expect("utf8")],
+                &[],
+                dir.path(),
+            );
             assert_eq!(code, 2, "{cmd} with {text:?}: {out}");
             assert!(out.contains(key), "{cmd}: the message names {key:?}: {out}");
-            assert!(out.contains("bad.toml"), "{cmd}: the message names the file: {out}");
+            assert!(
+                out.contains("bad.toml"),
+                "{cmd}: the message names the file: {out}"
+            );
         }
     }
-    let (code, out) = run(&["serve"], &[("DEPLOYWATCH_LISTEN", "not-an-address")], dir.path());
+    let (code, out) = run(
+        &["serve"],
+        &[("DEPLOYWATCH_LISTEN", "not-an-address")],
+        dir.path(),
+    );
     assert_eq!(code, 2);
     assert!(out.contains("DEPLOYWATCH_LISTEN"), "{out}");
     let (code, out) = run(&["frobnicate"], &[], dir.path());
@@ -98,40 +152,91 @@ async fn a_bare_start_answers_at_once_and_says_which_sources_are_off() {
     let dir = tempfile::tempdir().expect("tmp");
     let s = start_server(dir.path(), &[], &[]);
     up(&s, "/health/live").await;
-    let r = reqwest::get(format!("{}/metrics", s.url)).await.expect("metrics");
-    assert_eq!(r.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let r = reqwest::get(format!("{}/metrics", s.url))
+        .await
+        .expect("metrics");
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
     let body = r.text().await.expect("text");
     assert!(body.contains("deploywatch_build_info{version=\""));
     assert!(body.contains("process_resident_memory_bytes"));
     // promtool finds nothing wrong with the exposition.
-    let mut p = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("promtool");
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
     use std::io::Write;
-    p.stdin.take().expect("stdin").write_all(body.as_bytes()).expect("write");
+    p.stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("write");
     let out = p.wait_with_output().expect("promtool");
-    assert!(out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     up(&s, "/health/ready").await;
     let log = s.log_text();
     for src in ["digitalocean", "health", "git", "migrations"] {
-        assert!(log.contains(&format!("source off")) && log.contains(src), "log says {src} is off: {log}");
+        assert!(
+            log.lines()
+                .any(|l| l.contains("source off") && l.contains(&format!("source=\"{src}\""))),
+            "log says {src} is off: {log}"
+        );
     }
-    assert!(dir.path().join("deploywatch.db").exists(), "embedded SQLite in the working directory");
-    let landing = reqwest::get(&s.url).await.expect("landing").text().await.expect("text");
+    assert!(
+        dir.path().join("deploywatch.db").exists(),
+        "embedded SQLite in the working directory"
+    );
+    let landing = reqwest::get(&s.url)
+        .await
+        .expect("landing")
+        .text()
+        .await
+        .expect("text");
     assert!(landing.contains("<h1>deploywatch") && landing.contains("no DIGITALOCEAN_TOKEN set"));
 }
 
 /// Sends webhooks from several tasks until stopped; returns the app names acknowledged with 200.
-async fn load(url: String, token: &'static str, stop: Arc<Mutex<bool>>, acked: Arc<Mutex<Vec<String>>>, worker: usize) {
-    let c = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
+async fn load(
+    url: String,
+    token: &'static str,
+    stop: Arc<Mutex<bool>>,
+    acked: Arc<Mutex<Vec<String>>>,
+    worker: usize,
+) {
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
     for i in 0.. {
         if *stop.lock().expect("lock") {
             return;
         }
         let app = format!("w{worker}-a{i}");
-        let n = notification(&[("DeploymentFailed", "firing", &[("app", app.as_str())], "2026-11-22T10:00:00Z")]);
-        if let Ok(r) = c.post(format!("{url}/webhook/alertmanager")).bearer_auth(token).json(&n).send().await {
-            if r.status() == 200 {
-                acked.lock().expect("lock").push(app);
-            }
+        let n = notification(&[(
+            "DeploymentFailed",
+            "firing",
+            &[("app", app.as_str())],
+            "2026-11-22T10:00:00Z",
+        )]);
+        if let Ok(r) = c
+            .post(format!("{url}/webhook/alertmanager"))
+            .bearer_auth(token)
+            .json(&n)
+            .send()
+            .await
+            && r.status() == 200
+        {
+            acked.lock().expect("lock").push(app);
         }
     }
 }
@@ -141,13 +246,26 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
     for kind in [Kind::Sqlite, Kind::Postgres] {
         let dir = tempfile::tempdir().expect("tmp");
         let db = db(kind).await;
-        let envs = [("DEPLOYWATCH_DATABASE_URL", db.url.as_str()), ("DEPLOYWATCH_WEBHOOK_TOKEN", "kill-token")];
+        let envs = [
+            ("DEPLOYWATCH_DATABASE_URL", db.url.as_str()),
+            ("DEPLOYWATCH_WEBHOOK_TOKEN", "kill-token"),
+        ];
         let acked = Arc::new(Mutex::new(Vec::new()));
         for round in 0..3 {
             let mut s = start_server(dir.path(), &envs, &[]);
             up(&s, "/health/ready").await;
             let stop = Arc::new(Mutex::new(false));
-            let workers: Vec<_> = (0..4).map(|w| tokio::spawn(load(s.url.clone(), "kill-token", stop.clone(), acked.clone(), round * 10 + w))).collect();
+            let workers: Vec<_> = (0..4)
+                .map(|w| {
+                    tokio::spawn(load(
+                        s.url.clone(),
+                        "kill-token",
+                        stop.clone(),
+                        acked.clone(),
+                        round * 10 + w,
+                    ))
+                })
+                .collect();
             tokio::time::sleep(Duration::from_millis(700 + 300 * round as u64)).await;
             s.kill9();
             *stop.lock().expect("lock") = true;
@@ -156,22 +274,55 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
             }
         }
         let acked: Vec<String> = acked.lock().expect("lock").clone();
-        assert!(acked.len() > 20, "{kind:?}: the load made progress ({})", acked.len());
+        assert!(
+            acked.len() > 20,
+            "{kind:?}: the load made progress ({})",
+            acked.len()
+        );
         let s = start_server(dir.path(), &envs, &[]);
         up(&s, "/health/ready").await;
-        let c = reqwest::Client::new();
-        let v: Value = c.get(format!("{}/api/v1/tasks?queue=execution&limit=1000", s.url)).bearer_auth("kill-token").send().await.expect("list").json().await.expect("json");
-        let apps: Vec<String> = v["tasks"].as_array().expect("tasks").iter().map(|t| t["app"].as_str().unwrap_or("").to_string()).collect();
+        let store = deploywatch::store::Store::connect(
+            &secrecy::SecretString::from(db.url.clone()),
+            Duration::from_secs(3),
+        )
+        .await
+        .expect("store");
+        let apps: Vec<String> = {
+            use sqlx::Row;
+            sqlx::query("SELECT app FROM tasks WHERE queue = 'execution'")
+                .fetch_all(store.pool())
+                .await
+                .expect("tasks")
+                .iter()
+                .map(|r| r.get::<String, _>("app"))
+                .collect()
+        };
         let unique: HashSet<&String> = apps.iter().collect();
         assert_eq!(unique.len(), apps.len(), "{kind:?}: no duplicate task");
         for a in &acked {
-            assert!(unique.contains(a), "{kind:?}: acknowledged alert for {a} survived kill -9");
+            assert!(
+                unique.contains(a),
+                "{kind:?}: acknowledged alert for {a} survived kill -9"
+            );
         }
-        if kind == Kind::Sqlite {
-            let store = deploywatch::store::Store::connect(&secrecy::SecretString::from(db.url.clone()), Duration::from_secs(3)).await.expect("store");
-            store.integrity_check().await.expect("SQLite integrity check passes");
-            store.close().await;
-        }
+        store
+            .integrity_check()
+            .await
+            .expect("the store's integrity check passes");
+        // No task stays claimed past its lease: none was claimed here, and none is.
+        let claimed_past = {
+            use sqlx::Row;
+            sqlx::query(
+                "SELECT COUNT(*) AS n FROM tasks WHERE state = 'claimed' AND lease_expires_at < $1",
+            )
+            .bind(chrono::Utc::now().timestamp_millis())
+            .fetch_one(store.pool())
+            .await
+            .expect("count")
+            .get::<i64, _>("n")
+        };
+        assert_eq!(claimed_past, 0);
+        store.close().await;
     }
 }
 
@@ -182,7 +333,12 @@ async fn a_schema_newer_than_the_binary_or_an_unreachable_database_is_refused_wi
     let envs = [("DEPLOYWATCH_DATABASE_URL", db.url.as_str())];
     let (code, out) = run(&["migrate"], &envs, dir.path());
     assert_eq!(code, 0, "{out}");
-    let store = deploywatch::store::Store::connect(&secrecy::SecretString::from(db.url.clone()), Duration::from_secs(3)).await.expect("store");
+    let store = deploywatch::store::Store::connect(
+        &secrecy::SecretString::from(db.url.clone()),
+        Duration::from_secs(3),
+    )
+    .await
+    .expect("store");
     sqlx::query("INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) VALUES (9999, 'from the future', CURRENT_TIMESTAMP, TRUE, x'00', 1)")
         .execute(store.pool())
         .await
@@ -193,23 +349,59 @@ async fn a_schema_newer_than_the_binary_or_an_unreachable_database_is_refused_wi
     assert!(out.contains("schema is at version 9999"), "{out}");
     let s = start_server(dir.path(), &envs, &[]);
     up(&s, "/health/live").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let r = reqwest::get(format!("{}/health/startup", s.url)).await.expect("startup");
+    let c = reqwest::Client::new();
+    wait_for(Duration::from_secs(15), || async {
+        let v: Value = c
+            .get(format!("{}/health/startup", s.url))
+            .send()
+            .await
+            .expect("startup")
+            .json()
+            .await
+            .expect("json");
+        v["checks"][0]["checked_at"].is_string()
+    })
+    .await;
+    let r = reqwest::get(format!("{}/health/startup", s.url))
+        .await
+        .expect("startup");
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.expect("json");
     assert!(body["reasons"].to_string().contains("9999"), "{body}");
 
-    let unreachable = [("DEPLOYWATCH_DATABASE_URL", "postgres://dw:pw-canary@127.0.0.1:1/nope")];
+    let unreachable = [(
+        "DEPLOYWATCH_DATABASE_URL",
+        "postgres://dw:pw-canary@127.0.0.1:1/nope",
+    )];
     let (code, out) = run(&["check"], &unreachable, dir.path());
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("unreachable") && !out.contains("pw-canary"), "{out}");
+    assert!(
+        out.contains("unreachable") && !out.contains("pw-canary"),
+        "{out}"
+    );
     let s2 = start_server(dir.path(), &unreachable, &[]);
     up(&s2, "/health/live").await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let r = reqwest::get(format!("{}/health/startup", s2.url)).await.expect("startup");
+    wait_for(Duration::from_secs(15), || async {
+        let v: Value = c
+            .get(format!("{}/health/startup", s2.url))
+            .send()
+            .await
+            .expect("startup")
+            .json()
+            .await
+            .expect("json");
+        v["checks"][0]["checked_at"].is_string()
+    })
+    .await;
+    let r = reqwest::get(format!("{}/health/startup", s2.url))
+        .await
+        .expect("startup");
     assert_eq!(r.status(), 503);
     let text = r.text().await.expect("text");
-    assert!(text.contains("unreachable") && !text.contains("pw-canary"), "{text}");
+    assert!(
+        text.contains("unreachable") && !text.contains("pw-canary"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -231,12 +423,24 @@ async fn two_processes_on_one_postgresql_never_double_claim() {
             .map(|(app, _)| json!({"status": "firing", "labels": {"alertname": "DeploymentFailed", "app": app}, "annotations": {}, "startsAt": "2026-11-22T10:00:00Z", "fingerprint": app}))
             .collect();
         let n = json!({"version": "4", "groupKey": "g", "status": "firing", "receiver": "r", "alerts": alerts});
-        assert_eq!(c.post(format!("{}/webhook/alertmanager", a.url)).json(&n).send().await.expect("post").status(), 200);
+        assert_eq!(
+            c.post(format!("{}/webhook/alertmanager", a.url))
+                .json(&n)
+                .send()
+                .await
+                .expect("post")
+                .status(),
+            200
+        );
     }
     let claimed = Arc::new(Mutex::new(Vec::new()));
     let mut workers = Vec::new();
     for w in 0..16 {
-        let url = if w % 2 == 0 { a.url.clone() } else { b.url.clone() };
+        let url = if w % 2 == 0 {
+            a.url.clone()
+        } else {
+            b.url.clone()
+        };
         let claimed = claimed.clone();
         workers.push(tokio::spawn(async move {
             let c = reqwest::Client::new();
@@ -264,17 +468,26 @@ async fn two_processes_on_one_postgresql_never_double_claim() {
 // OTLP: an in-process receiver (opentelemetry-proto) for gRPC and HTTP/protobuf.
 // ---------------------------------------------------------------------------------------------
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 
 #[derive(Clone, Default)]
 struct Receiver(Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
 
 #[tonic::async_trait]
 impl TraceService for Receiver {
-    async fn export(&self, req: tonic::Request<ExportTraceServiceRequest>) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         self.0.lock().expect("lock").push(req.into_inner());
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -300,7 +513,19 @@ fn spans(r: &Receiver) -> Vec<SpanSeen> {
                 .unwrap_or_default();
             for ss in &rs.scope_spans {
                 for s in &ss.spans {
-                    let attrs = s.attributes.iter().map(|a| (a.key.clone(), a.value.as_ref().map(|v| format!("{:?}", v.value)).unwrap_or_default())).collect();
+                    let attrs = s
+                        .attributes
+                        .iter()
+                        .map(|a| {
+                            (
+                                a.key.clone(),
+                                a.value
+                                    .as_ref()
+                                    .map(|v| format!("{:?}", v.value))
+                                    .unwrap_or_default(),
+                            )
+                        })
+                        .collect();
                     out.push(SpanSeen {
                         name: s.name.clone(),
                         trace_id: s.trace_id.clone(),
@@ -318,7 +543,9 @@ fn spans(r: &Receiver) -> Vec<SpanSeen> {
 
 async fn grpc_receiver() -> (Receiver, u16) {
     let r = Receiver::default();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = l.local_addr().expect("addr").port();
     let svc = TraceServiceServer::new(r.clone());
     tokio::spawn(async move {
@@ -330,8 +557,13 @@ async fn grpc_receiver() -> (Receiver, u16) {
     (r, port)
 }
 
-fn tokio_stream_from(l: tokio::net::TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    futures::stream::unfold(l, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) })
+fn tokio_stream_from(
+    l: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures::stream::unfold(
+        l,
+        |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) },
+    )
 }
 
 async fn http_receiver() -> (Receiver, u16) {
@@ -353,7 +585,9 @@ async fn http_receiver() -> (Receiver, u16) {
             }
         }),
     );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = l.local_addr().expect("addr").port();
     tokio::spawn(async move {
         let _ = axum::serve(l, app).await;
@@ -366,11 +600,24 @@ async fn deployment_traces_reach_an_otlp_receiver_and_the_canary_never_leaks() {
     const CANARY_DO: &str = "dop_v1_canary_do_token_7f3a9c";
     const CANARY_HOOK: &str = "canary-webhook-token-5e1b2d";
     for protocol in ["grpc", "http/protobuf"] {
-        let (receiver, port) = if protocol == "grpc" { grpc_receiver().await } else { http_receiver().await };
+        let (receiver, port) = if protocol == "grpc" {
+            grpc_receiver().await
+        } else {
+            http_receiver().await
+        };
         let sim = Simulator::new(Duration::from_millis(100));
-        let (addr, _) = sim.serve("127.0.0.1:0".parse().expect("addr")).await.expect("sim");
+        let (addr, _) = sim
+            .serve("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("sim");
         sim.add_app("api", "1111111111111111111111111111111111111111");
-        let dep = sim.deploy("api", "2222222222222222222222222222222222222222", Script::BuildFailure).expect("deploy");
+        let dep = sim
+            .deploy(
+                "api",
+                "2222222222222222222222222222222222222222",
+                Script::BuildFailure,
+            )
+            .expect("deploy");
         let dir = tempfile::tempdir().expect("tmp");
         let endpoint = format!("http://127.0.0.1:{port}");
         let api = format!("http://{addr}");
@@ -387,40 +634,106 @@ async fn deployment_traces_reach_an_otlp_receiver_and_the_canary_never_leaks() {
             &[],
         );
         up(&s, "/health/ready").await;
-        let want_trace = deploywatch::telemetry::deployment_trace_id(&dep).to_bytes().to_vec();
-        wait_for(Duration::from_secs(30), || async { spans(&receiver).iter().any(|sp| sp.trace_id == want_trace && sp.parent.is_empty()) }).await;
+        let want_trace = deploywatch::telemetry::deployment_trace_id(&dep)
+            .to_bytes()
+            .to_vec();
+        wait_for(Duration::from_secs(30), || async {
+            spans(&receiver)
+                .iter()
+                .any(|sp| sp.trace_id == want_trace && sp.parent.is_empty())
+        })
+        .await;
         // Let the child spans' batch arrive too.
-        wait_for(Duration::from_secs(10), || async { spans(&receiver).iter().filter(|sp| sp.trace_id == want_trace).count() >= 5 }).await;
+        // Root, build, and build's started sub-steps (initialize, components); deploy never started.
+        wait_for(Duration::from_secs(10), || async {
+            spans(&receiver)
+                .iter()
+                .filter(|sp| sp.trace_id == want_trace)
+                .count()
+                >= 4
+        })
+        .await;
         let all = spans(&receiver);
         let trace: Vec<&SpanSeen> = all.iter().filter(|sp| sp.trace_id == want_trace).collect();
-        let root = trace.iter().find(|sp| sp.parent.is_empty()).expect("root span");
+        let root = trace
+            .iter()
+            .find(|sp| sp.parent.is_empty())
+            .expect("root span");
         assert_eq!(root.name, "deploy api", "{protocol}");
-        let attr = |k: &str| root.attrs.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone()).unwrap_or_default();
-        assert!(attr("cicd.pipeline.result").contains("failure"), "{protocol}: {:?}", root.attrs);
+        let attr = |k: &str| {
+            root.attrs
+                .iter()
+                .find(|(a, _)| a == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        assert!(
+            attr("cicd.pipeline.result").contains("failure"),
+            "{protocol}: {:?}",
+            root.attrs
+        );
         assert!(attr("cicd.pipeline.run.id").contains(&dep));
         assert!(attr("deployment.status").contains("ERROR"));
         assert!(attr("vcs.ref.head.revision").contains("2222222"));
-        assert!(root.error, "a failed deployment's root span has error status");
-        assert!(root.service.contains("deploywatch-test"), "{}", root.service);
-        let build = trace.iter().find(|sp| sp.name == "build").expect("build step span");
+        assert!(
+            root.error,
+            "a failed deployment's root span has error status"
+        );
+        assert!(
+            root.service.contains("deploywatch-test"),
+            "{}",
+            root.service
+        );
+        let build = trace
+            .iter()
+            .find(|sp| sp.name == "build")
+            .expect("build step span");
         assert!(build.error, "the failed step is an error");
-        assert!(trace.iter().any(|sp| sp.name == "initialize"), "nested steps are spans too");
+        assert!(
+            trace.iter().any(|sp| sp.name == "initialize"),
+            "nested steps are spans too"
+        );
 
         // Requests go through while traces are exported; error bodies never echo the token.
         let c = reqwest::Client::new();
-        let bad = c.post(format!("{}/webhook/alertmanager", s.url)).bearer_auth("wrong").json(&json!({})).send().await.expect("post");
+        let bad = c
+            .post(format!("{}/webhook/alertmanager", s.url))
+            .bearer_auth("wrong")
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("post");
         assert_eq!(bad.status(), 401);
         let bad_body = bad.text().await.expect("text");
-        let metrics_text = reqwest::get(format!("{}/metrics", s.url)).await.expect("m").text().await.expect("t");
-        let status_text = reqwest::get(format!("{}/api/v1/status", s.url)).await.expect("s").text().await.expect("t");
+        let metrics_text = reqwest::get(format!("{}/metrics", s.url))
+            .await
+            .expect("m")
+            .text()
+            .await
+            .expect("t");
+        let status_text = reqwest::get(format!("{}/api/v1/status", s.url))
+            .await
+            .expect("s")
+            .text()
+            .await
+            .expect("t");
         let traces_text: String = all.iter().map(|sp| format!("{:?}", sp.attrs)).collect();
         let mut log = s.log_text();
         let mut f = std::fs::File::open(&s.log).expect("log");
         let mut raw = String::new();
         let _ = f.read_to_string(&mut raw);
         log.push_str(&raw);
-        for (what, text) in [("error body", &bad_body), ("/metrics", &metrics_text), ("status", &status_text), ("traces", &traces_text), ("logs", &log)] {
-            assert!(!text.contains(CANARY_DO) && !text.contains(CANARY_HOOK), "{protocol}: a canary token leaked into {what}");
+        for (what, text) in [
+            ("error body", &bad_body),
+            ("/metrics", &metrics_text),
+            ("status", &status_text),
+            ("traces", &traces_text),
+            ("logs", &log),
+        ] {
+            assert!(
+                !text.contains(CANARY_DO) && !text.contains(CANARY_HOOK),
+                "{protocol}: a canary token leaked into {what}"
+            );
         }
     }
 }
@@ -429,12 +742,32 @@ async fn deployment_traces_reach_an_otlp_receiver_and_the_canary_never_leaks() {
 async fn a_collector_that_is_down_does_not_slow_requests() {
     let dir = tempfile::tempdir().expect("tmp");
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let s = start_server(dir.path(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", dead.as_str()), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")], &[]);
+    let s = start_server(
+        dir.path(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", dead.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ],
+        &[],
+    );
     up(&s, "/health/ready").await;
-    let c = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().expect("client");
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .expect("client");
     for i in 0..50 {
-        let n = notification(&[("DeploymentFailed", "firing", &[("app", &*format!("a{i}"))], "2026-11-22T10:00:00Z")]);
-        let r = c.post(format!("{}/webhook/alertmanager", s.url)).json(&n).send().await.expect("answered while the collector is down");
+        let n = notification(&[(
+            "DeploymentFailed",
+            "firing",
+            &[("app", &*format!("a{i}"))],
+            "2026-11-22T10:00:00Z",
+        )]);
+        let r = c
+            .post(format!("{}/webhook/alertmanager", s.url))
+            .json(&n)
+            .send()
+            .await
+            .expect("answered while the collector is down");
         assert_eq!(r.status(), 200);
     }
     assert!(s.log_text().contains("listening"));

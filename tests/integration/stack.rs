@@ -573,3 +573,72 @@ fn compose_file_mounts_and_secrets_exist_and_images_are_pinned() {
         );
     }
 }
+
+#[test]
+fn every_shipped_alert_has_labels_annotations_and_a_runbook() {
+    let text = std::fs::read_to_string(root().join("alerts/deploywatch.rules.yml")).expect("rules");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("YAML");
+    let mut names = Vec::new();
+    for g in doc["groups"].as_sequence().expect("groups") {
+        for r in g["rules"].as_sequence().expect("rules") {
+            let Some(name) = r["alert"].as_str() else {
+                continue;
+            };
+            names.push(name.to_string());
+            assert!(
+                name.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && !name.contains('_'),
+                "{name} is CamelCase"
+            );
+            assert!(
+                matches!(
+                    r["labels"]["severity"].as_str(),
+                    Some("critical" | "warning" | "info")
+                ),
+                "{name}: severity"
+            );
+            for a in ["summary", "description", "runbook_url"] {
+                assert!(
+                    r["annotations"][a].as_str().is_some_and(|s| !s.is_empty()),
+                    "{name}: {a}"
+                );
+            }
+            let url = r["annotations"]["runbook_url"].as_str().expect("url");
+            assert!(
+                url.ends_with(&format!("docs/runbooks/{name}.md")),
+                "{name}: {url}"
+            );
+            let page = std::fs::read_to_string(root().join(format!("docs/runbooks/{name}.md")))
+                .unwrap_or_else(|_| panic!("runbook for {name}"));
+            for section in [
+                "## What it means",
+                "## How to confirm",
+                "## How to fix",
+                "## How to roll back",
+            ] {
+                assert!(page.contains(section), "{name}: {section}");
+            }
+        }
+    }
+    for contract in [
+        "DeploymentFailed",
+        "DeploymentStuck",
+        "DeploySuccessRateLow",
+        "HealthCheckFailing",
+        "MigrationCheckFailed",
+        "DeploywatchSourceDown",
+    ] {
+        assert!(
+            names.iter().any(|n| n == contract),
+            "contract alert {contract} is shipped"
+        );
+    }
+    // Every alert has a promtool unit test.
+    let tests =
+        std::fs::read_to_string(root().join("alerts/tests/deploywatch_test.yml")).expect("tests");
+    for n in &names {
+        assert!(
+            tests.contains(&format!("alertname: {n}")),
+            "{n} has a promtool test"
+        );
+    }
+}
