@@ -35,4 +35,4 @@ promtool test rules alerts/tests/*.yml
 amtool check-config alerts/alertmanager.yml
 
 log "cargo test (unit and integration, real PostgreSQL, MariaDB, Prometheus, Alertmanager)"
-cargo test --all-targets -- --test-threads="${DEPLOYWATCH_TEST_THREADS:-4}"
+cargo test -- --test-threads="${DEPLOYWATCH_TEST_THREADS:-4}"

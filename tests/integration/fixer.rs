@@ -643,3 +643,64 @@ async fn store_outage_gives_503_and_retries_store_everything_once() {
     );
     app.stop().await;
 }
+
+/// A notifier that is down loses nothing: the outbox retries until it answers.
+#[tokio::test]
+async fn announcements_reach_a_notifier_that_was_down() {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let healthy = Arc::new(Mutex::new(false));
+    let (r2, h2) = (received.clone(), healthy.clone());
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::Json<Value>| {
+            let (r, h) = (r2.clone(), h2.clone());
+            async move {
+                if !*h.lock().expect("lock") {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                r.lock().expect("lock").push(body.0);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(l, hook).await;
+    });
+    let toml =
+        format!("[[notifiers]]\nname = \"chat\"\nkind = \"slack\"\nurl = \"http://{addr}/hook\"\n");
+    let app = spawn_app(Kind::Sqlite, &toml, &[]).await;
+    let n = notification(&[(
+        "DeploymentFailed",
+        "firing",
+        &[("app", "api")],
+        "2026-11-22T10:00:00Z",
+    )]);
+    assert_eq!(
+        app.post_json("/webhook/alertmanager", &n, None)
+            .await
+            .status(),
+        200
+    );
+    wait_for(Duration::from_secs(10), || async {
+        metric(&app.metrics().await, "deploywatch_announcements_pending") == Some(1.0)
+    })
+    .await;
+    assert!(received.lock().expect("lock").is_empty());
+    *healthy.lock().expect("lock") = true;
+    wait_for(Duration::from_secs(30), || async {
+        received.lock().expect("lock").len() == 1
+    })
+    .await;
+    let got = received.lock().expect("lock")[0].clone();
+    assert_eq!(got["text"], "DeploymentFailed firing in api");
+    wait_for(Duration::from_secs(10), || async {
+        metric(&app.metrics().await, "deploywatch_announcements_pending") == Some(0.0)
+    })
+    .await;
+    app.stop().await;
+}

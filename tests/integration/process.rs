@@ -251,7 +251,12 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
             ("DEPLOYWATCH_WEBHOOK_TOKEN", "kill-token"),
         ];
         let acked = Arc::new(Mutex::new(Vec::new()));
-        for round in 0..3 {
+        // scripts/faults.sh runs many more rounds.
+        let rounds: usize = std::env::var("DEPLOYWATCH_FAULT_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
+        for round in 0..rounds {
             let mut s = start_server(dir.path(), &envs, &[]);
             up(&s, "/health/ready").await;
             let stop = Arc::new(Mutex::new(false));
@@ -771,4 +776,50 @@ async fn a_collector_that_is_down_does_not_slow_requests() {
         assert_eq!(r.status(), 200);
     }
     assert!(s.log_text().contains("listening"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut s = start_server(dir.path(), &[], &[]);
+    up(&s, "/health/ready").await;
+    // A request in flight when the signal arrives still gets its answer.
+    let url = s.url.clone();
+    let inflight = tokio::spawn(async move {
+        let n = notification(&[(
+            "DeploymentFailed",
+            "firing",
+            &[("app", "api")],
+            "2026-11-22T10:00:00Z",
+        )]);
+        reqwest::Client::new()
+            .post(format!("{url}/webhook/alertmanager"))
+            .json(&n)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    let pid = s.child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let status = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok(Some(st)) = s.child.try_wait() {
+                return Some(st);
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .expect("join");
+    let status = status.expect("exits within the shutdown bound");
+    assert_eq!(status.code(), Some(0), "clean exit on SIGTERM");
+    match inflight.await.expect("join") {
+        Ok(code) => assert_eq!(code, 200),
+        // Sent after the listener closed: refused, never half-answered.
+        Err(e) => assert!(e.is_connect() || e.is_request(), "{e}"),
+    }
 }

@@ -1,0 +1,714 @@
+//! Load benchmark of the built binary over HTTP on loopback (no timed assertions: it prints
+//! figures for docs/BENCHMARKS.md). Every loop is bounded in count and time.
+//!
+//! Run: `cargo bench --bench load` (needs PostgreSQL on 127.0.0.1:5432 and, for the probe
+//! comparison, Debian's `prometheus-blackbox-exporter`; `scripts/bench.sh` sets both up).
+//! Sections can be picked: `cargo bench --bench load -- startup ingest claims metrics budget probes`.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use deploywatch::simulator::Simulator;
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor};
+
+const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn spawn(dir: &std::path::Path, envs: &[(&str, &str)], config: Option<&std::path::Path>) -> Server {
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deploywatch"));
+    cmd.arg("serve")
+        .args(["--listen", &format!("127.0.0.1:{port}")]);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let child = cmd
+        .current_dir(dir)
+        .envs(envs.iter().copied())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn wait_ready(c: &reqwest::Client, url: &str) -> Duration {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) {
+        if c.get(format!("{url}/health/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return t.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("not ready within 60s");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn pct(v: &mut [f64], p: usize) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        0.0
+    } else {
+        v[(v.len() * p / 100).min(v.len() - 1)]
+    }
+}
+
+async fn pg_db() -> (String, String) {
+    let name = format!("dwbench_{}", uuid::Uuid::new_v4().simple());
+    let mut c = sqlx::PgConnection::connect(PG_ADMIN)
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432");
+    c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("create");
+    (format!("postgres://postgres@127.0.0.1:5432/{name}"), name)
+}
+
+async fn drop_pg(name: &str) {
+    if let Ok(mut c) = sqlx::PgConnection::connect(PG_ADMIN).await {
+        let _ = c
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .await;
+    }
+}
+
+async fn startup(c: &reqwest::Client) {
+    println!("\n## Start to ready (process start until /health/ready is 200; 5 runs, median)\n");
+    println!("| store | median | min | max |\n|---|---|---|---|");
+    for kind in ["sqlite", "postgres"] {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("tmp");
+            let (url, name) = if kind == "sqlite" {
+                (
+                    format!("sqlite://{}/dw.db", dir.path().display()),
+                    String::new(),
+                )
+            } else {
+                pg_db().await
+            };
+            let s = spawn(dir.path(), &[("DEPLOYWATCH_DATABASE_URL", &url)], None);
+            times.push(wait_ready(c, &s.url).await.as_secs_f64() * 1000.0);
+            drop(s);
+            if !name.is_empty() {
+                drop_pg(&name).await;
+            }
+        }
+        let (min, max) = (
+            times.iter().cloned().fold(f64::MAX, f64::min),
+            times.iter().cloned().fold(0.0, f64::max),
+        );
+        println!(
+            "| {kind} (fresh database, migrations applied) | {:.0} ms | {min:.0} ms | {max:.0} ms |",
+            pct(&mut times, 50)
+        );
+    }
+}
+
+fn notification(i: u64, alerts: usize) -> Value {
+    let alerts: Vec<Value> = (0..alerts)
+        .map(|k| json!({"status": "firing", "labels": {"alertname": "DeploymentFailed", "app": format!("app{i}-{k}"), "severity": "critical"}, "annotations": {"summary": "s"}, "startsAt": "2026-11-22T10:00:00Z", "fingerprint": format!("{i:x}{k:x}")}))
+        .collect();
+    json!({"version": "4", "groupKey": format!("g{i}"), "status": "firing", "receiver": "deploywatch", "alerts": alerts})
+}
+
+/// Sustained ingest for `secs` with `conc` concurrent senders.
+async fn ingest_run(url: &str, secs: u64, conc: usize, alerts: usize) -> (f64, f64, f64, f64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    let t = Instant::now();
+    for _ in 0..conc {
+        let (stop, next, url) = (stop.clone(), next.clone(), url.to_string());
+        handles.push(tokio::spawn(async move {
+            let c = reqwest::Client::new();
+            let mut lat = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let body = notification(i, alerts);
+                let s = Instant::now();
+                let r = c
+                    .post(format!("{url}/webhook/alertmanager"))
+                    .json(&body)
+                    .send()
+                    .await;
+                if r.is_ok_and(|r| r.status() == 200) {
+                    lat.push(s.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    for h in handles {
+        lat.extend(h.await.expect("join"));
+    }
+    let el = t.elapsed().as_secs_f64();
+    let n = lat.len() as f64;
+    (
+        n / el,
+        n * alerts as f64 / el,
+        pct(&mut lat, 50),
+        pct(&mut lat, 99),
+    )
+}
+
+/// The database's own durable single-row insert rate, one transaction per row, same settings.
+async fn db_insert_rate(url: &str, secs: u64) -> f64 {
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(url).await.expect("connect");
+    if url.starts_with("sqlite") {
+        c.execute("PRAGMA journal_mode=WAL").await.expect("wal");
+        c.execute("PRAGMA synchronous=FULL").await.expect("sync");
+    }
+    c.execute("CREATE TABLE bench_rows (id BIGINT PRIMARY KEY, body TEXT NOT NULL)")
+        .await
+        .expect("table");
+    let t = Instant::now();
+    let mut n: i64 = 0;
+    while t.elapsed() < Duration::from_secs(secs) {
+        let mut tx = c.begin().await.expect("begin");
+        sqlx::query("INSERT INTO bench_rows (id, body) VALUES ($1, $2)")
+            .bind(n)
+            .bind("x".repeat(200))
+            .execute(&mut *tx)
+            .await
+            .expect("insert");
+        tx.commit().await.expect("commit");
+        n += 1;
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+async fn ingest(c: &reqwest::Client) {
+    println!(
+        "\n## Webhook ingest (20 s sustained, 8 concurrent senders, notifications of 10 alerts)\n"
+    );
+    println!(
+        "| store | notifications/s | alerts/s | p50 | p99 | database's own durable single-row inserts/s |\n|---|---|---|---|---|---|"
+    );
+    for kind in ["sqlite", "postgres"] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (url, name) = if kind == "sqlite" {
+            (
+                format!("sqlite://{}/dw.db", dir.path().display()),
+                String::new(),
+            )
+        } else {
+            pg_db().await
+        };
+        let s = spawn(dir.path(), &[("DEPLOYWATCH_DATABASE_URL", &url)], None);
+        wait_ready(c, &s.url).await;
+        let (nps, aps, p50, p99) = ingest_run(&s.url, 20, 8, 10).await;
+        drop(s);
+        let (ref_url, ref_name) = if kind == "sqlite" {
+            (
+                format!("sqlite://{}/ref.db?mode=rwc", dir.path().display()),
+                String::new(),
+            )
+        } else {
+            pg_db().await
+        };
+        let rate = db_insert_rate(&ref_url, 10).await;
+        println!("| {kind} | {nps:.0} | {aps:.0} | {p50:.1} ms | {p99:.1} ms | {rate:.0} |");
+        for n in [name, ref_name] {
+            if !n.is_empty() {
+                drop_pg(&n).await;
+            }
+        }
+    }
+}
+
+async fn claims(c: &reqwest::Client) {
+    println!("\n## Claim + complete with 16 concurrent workers (PostgreSQL, 2,000 queued tasks)\n");
+    let dir = tempfile::tempdir().expect("tmp");
+    let (url, name) = pg_db().await;
+    let s = spawn(dir.path(), &[("DEPLOYWATCH_DATABASE_URL", &url)], None);
+    wait_ready(c, &s.url).await;
+    for i in 0..200 {
+        let r = c
+            .post(format!("{}/webhook/alertmanager", s.url))
+            .json(&notification(i, 10))
+            .send()
+            .await
+            .expect("seed");
+        assert_eq!(r.status(), 200);
+    }
+    let t = Instant::now();
+    let mut hs = Vec::new();
+    for w in 0..16 {
+        let url = s.url.clone();
+        hs.push(tokio::spawn(async move {
+            let c = reqwest::Client::new();
+            let mut lat = Vec::new();
+            loop {
+                let st = Instant::now();
+                let r = c
+                    .post(format!("{url}/api/v1/tasks/claim"))
+                    .json(&json!({"queue": "execution", "worker": format!("w{w}")}))
+                    .send()
+                    .await
+                    .expect("claim");
+                if r.status() == 204 {
+                    return lat;
+                }
+                let task: Value = r.json().await.expect("task");
+                let id = task["id"].as_str().expect("id");
+                let done = c
+                    .post(format!("{url}/api/v1/tasks/{id}/complete"))
+                    .json(&json!({"worker": format!("w{w}")}))
+                    .send()
+                    .await
+                    .expect("complete");
+                assert_eq!(done.status(), 200);
+                lat.push(st.elapsed().as_secs_f64() * 1000.0);
+            }
+        }));
+    }
+    let mut lat = Vec::new();
+    for h in hs {
+        lat.extend(h.await.expect("join"));
+    }
+    let el = t.elapsed().as_secs_f64();
+    println!("| tasks | seconds | claim+complete/s | p50 | p99 |\n|---|---|---|---|---|");
+    println!(
+        "| {} | {el:.1} | {:.0} | {:.1} ms | {:.1} ms |",
+        lat.len(),
+        lat.len() as f64 / el,
+        pct(&mut lat, 50),
+        pct(&mut lat, 99)
+    );
+    drop(s);
+    drop_pg(&name).await;
+}
+
+/// A tiny HTTP endpoint the probes hit.
+async fn health_endpoint() -> String {
+    let app = axum::Router::new().route(
+        "/health/live",
+        axum::routing::get(|| async { axum::Json(json!({"status": "ok"})) }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    format!("http://{addr}/health/live")
+}
+
+async fn metrics(c: &reqwest::Client) {
+    println!(
+        "\n## /metrics with 1,000 apps, 1,000 probes and 100 refs over HTTP (500 scrapes, 4 concurrent)\n"
+    );
+    let sim = Simulator::new(Duration::from_secs(5));
+    for i in 0..1000 {
+        sim.add_app(&format!("app{i:04}"), &format!("{:040x}", i + 1));
+    }
+    let (sim_addr, _) = sim
+        .serve("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("sim");
+    let target = health_endpoint().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    // One repository with 100 branches: 100 refs.
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).expect("repo");
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "b")
+            .env("GIT_AUTHOR_EMAIL", "b@b")
+            .env("GIT_COMMITTER_NAME", "b")
+            .env("GIT_COMMITTER_EMAIL", "b@b")
+            .output()
+            .expect("git");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("f"), "x").expect("w");
+    git(&["add", "f"]);
+    git(&["commit", "-qm", "x"]);
+    let branches: Vec<String> = (0..100).map(|i| format!("b{i:03}")).collect();
+    for b in &branches {
+        git(&["branch", b]);
+    }
+    let mut toml = format!(
+        "[digitalocean]\napi_url = \"http://{sim_addr}\"\npoll_interval = \"60s\"\nbudget_share = 1.0\n\n[health]\ndiscover = false\nconcurrency = 64\n\n[git]\nfetch_interval = \"60s\"\n\n[[git.repos]]\nname = \"repo\"\nurl = \"{}\"\nbranches = [{}]\n",
+        repo.display(),
+        branches
+            .iter()
+            .map(|b| format!("\"{b}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for i in 0..1000 {
+        toml.push_str(&format!("\n[[health.targets]]\nname = \"t{i:04}\"\napp = \"app{:04}\"\nurl = \"{target}\"\ninterval = \"15s\"\ntimeout = \"5s\"\n", i % 1000));
+    }
+    let cfg = dir.path().join("bench.toml");
+    std::fs::write(&cfg, toml).expect("config");
+    let db = format!("sqlite://{}/dw.db", dir.path().display());
+    let s = spawn(
+        dir.path(),
+        &[
+            ("DEPLOYWATCH_DATABASE_URL", &db),
+            ("DIGITALOCEAN_TOKEN", "bench"),
+        ],
+        Some(&cfg),
+    );
+    wait_ready(c, &s.url).await;
+    let pid = s.child.id();
+    // Wait until every family is populated.
+    let t = Instant::now();
+    loop {
+        let body = c
+            .get(format!("{}/metrics", s.url))
+            .send()
+            .await
+            .expect("m")
+            .text()
+            .await
+            .expect("t");
+        let apps = body
+            .lines()
+            .filter(|l| l.starts_with("deploywatch_app_info{"))
+            .count();
+        let probes = body
+            .lines()
+            .filter(|l| l.starts_with("deploywatch_health_probe_success{"))
+            .count();
+        let refs = body
+            .lines()
+            .filter(|l| l.starts_with("deploywatch_git_ref_commit_timestamp_seconds{"))
+            .count();
+        if (apps, probes, refs) == (1000, 1000, 100) || t.elapsed() > Duration::from_secs(120) {
+            println!(
+                "populated: {apps} apps, {probes} probes, {refs} refs after {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = rss_kib(pid);
+    let mut hs = Vec::new();
+    let t = Instant::now();
+    for _ in 0..4 {
+        let url = s.url.clone();
+        hs.push(tokio::spawn(async move {
+            let c = reqwest::Client::new();
+            let mut lat = Vec::new();
+            let mut bytes = 0;
+            for _ in 0..125 {
+                let st = Instant::now();
+                let b = c
+                    .get(format!("{url}/metrics"))
+                    .send()
+                    .await
+                    .expect("m")
+                    .bytes()
+                    .await
+                    .expect("b");
+                lat.push(st.elapsed().as_secs_f64() * 1000.0);
+                bytes = b.len();
+            }
+            (lat, bytes)
+        }));
+    }
+    let mut peak = 0;
+    let mut lat = Vec::new();
+    let mut bytes = 0;
+    while !hs.iter().all(|h| h.is_finished()) {
+        peak = peak.max(rss_kib(pid));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for h in hs {
+        let (l, b) = h.await.expect("join");
+        lat.extend(l);
+        bytes = b;
+    }
+    let el = t.elapsed().as_secs_f64();
+    println!(
+        "| scrapes | scrapes/s | p50 | p99 | body bytes | RSS idle (populated) | RSS peak under scrape load |\n|---|---|---|---|---|---|---|"
+    );
+    println!(
+        "| {} | {:.0} | {:.1} ms | {:.1} ms | {bytes} | {:.1} MiB | {:.1} MiB |",
+        lat.len(),
+        lat.len() as f64 / el,
+        pct(&mut lat, 50),
+        pct(&mut lat, 99),
+        idle as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    let bare = spawn(
+        dir.path(),
+        &[(
+            "DEPLOYWATCH_DATABASE_URL",
+            &format!("sqlite://{}/bare.db", dir.path().display()),
+        )],
+        None,
+    );
+    wait_ready(c, &bare.url).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    println!(
+        "\nRSS of an idle `serve` with no sources: {:.1} MiB",
+        rss_kib(bare.child.id()) as f64 / 1024.0
+    );
+}
+
+async fn budget() {
+    println!(
+        "\n## DigitalOcean requests per hour at default settings (idle apps, counted by the simulator)\n"
+    );
+    println!(
+        "| apps | requests in the window | window | extrapolated requests/hour | of the 5,000/h budget |\n|---|---|---|---|---|"
+    );
+    for apps in [10usize, 50, 200] {
+        let sim = Simulator::new(Duration::from_secs(5));
+        for i in 0..apps {
+            sim.add_app(&format!("app{i:03}"), &format!("{:040x}", i + 1));
+        }
+        let (addr, _) = sim
+            .serve("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("sim");
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = format!("sqlite://{}/dw.db", dir.path().display());
+        let api = format!("http://{addr}");
+        let s = spawn(
+            dir.path(),
+            &[
+                ("DEPLOYWATCH_DATABASE_URL", &db),
+                ("DIGITALOCEAN_TOKEN", "bench"),
+                ("DEPLOYWATCH_DO_API_URL", &api),
+            ],
+            None,
+        );
+        // The first cycle reads every app's deployments once; measure the steady state after it.
+        let c = reqwest::Client::new();
+        wait_ready(&c, &s.url).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let start = sim.requests();
+        let window = Duration::from_secs(150);
+        tokio::time::sleep(window).await;
+        let n = sim.requests() - start;
+        let per_hour = n as f64 * 3600.0 / window.as_secs_f64();
+        println!(
+            "| {apps} | {n} | {} s | {per_hour:.0} | {:.1}% |",
+            window.as_secs(),
+            per_hour / 50.0
+        );
+        drop(s);
+    }
+}
+
+async fn probes(c: &reqwest::Client) {
+    println!("\n## CPU time and memory per 1,000 probes of one local endpoint\n");
+    let target = health_endpoint().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut toml = String::from("[health]\nconcurrency = 16\n");
+    for i in 0..100 {
+        toml.push_str(&format!("\n[[health.targets]]\nname = \"t{i:03}\"\napp = \"bench\"\nurl = \"{target}\"\ninterval = \"1s\"\ntimeout = \"1s\"\n"));
+    }
+    let cfg = dir.path().join("probes.toml");
+    std::fs::write(&cfg, toml).expect("config");
+    let s = spawn(
+        dir.path(),
+        &[(
+            "DEPLOYWATCH_DATABASE_URL",
+            &format!("sqlite://{}/dw.db", dir.path().display()),
+        )],
+        Some(&cfg),
+    );
+    wait_ready(c, &s.url).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = s.child.id();
+    let count = |body: &str| -> f64 {
+        body.lines()
+            .filter(|l| l.starts_with("deploywatch_health_probes_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let m0 = count(
+        &c.get(format!("{}/metrics", s.url))
+            .send()
+            .await
+            .expect("m")
+            .text()
+            .await
+            .expect("t"),
+    );
+    let cpu0 = cpu_seconds(pid);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let m1 = count(
+        &c.get(format!("{}/metrics", s.url))
+            .send()
+            .await
+            .expect("m")
+            .text()
+            .await
+            .expect("t"),
+    );
+    let cpu1 = cpu_seconds(pid);
+    let n = m1 - m0;
+    println!(
+        "| prober | probes | CPU seconds | CPU ms per 1,000 probes | RSS |\n|---|---|---|---|---|"
+    );
+    println!(
+        "| deploywatch (100 targets × 1 s, 20 s) | {n:.0} | {:.2} | {:.0} | {:.1} MiB |",
+        cpu1 - cpu0,
+        (cpu1 - cpu0) * 1e6 / n.max(1.0),
+        rss_kib(pid) as f64 / 1024.0
+    );
+    drop(s);
+
+    let bb_port = free_port();
+    let bb_cfg = dir.path().join("blackbox.yml");
+    std::fs::write(
+        &bb_cfg,
+        "modules:\n  http_2xx:\n    prober: http\n    timeout: 1s\n",
+    )
+    .expect("bb config");
+    let bb = Command::new("prometheus-blackbox-exporter")
+        .args([
+            format!("--config.file={}", bb_cfg.display()),
+            format!("--web.listen-address=127.0.0.1:{bb_port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut bb) = bb else {
+        println!(
+            "| prometheus-blackbox-exporter | not installed (apt-get install prometheus-blackbox-exporter) | | | |"
+        );
+        return;
+    };
+    let bb_url = format!("http://127.0.0.1:{bb_port}");
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(20)
+        && c.get(format!("{bb_url}/-/healthy")).send().await.is_err()
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = bb.id();
+    let cpu0 = cpu_seconds(pid);
+    let done = Arc::new(AtomicU64::new(0));
+    let mut hs = Vec::new();
+    for _ in 0..16 {
+        let (done, url, target) = (done.clone(), bb_url.clone(), target.clone());
+        hs.push(tokio::spawn(async move {
+            let c = reqwest::Client::new();
+            while done.fetch_add(1, Ordering::Relaxed) < 2000 {
+                let mut u = url::Url::parse(&format!("{url}/probe")).expect("url");
+                u.query_pairs_mut()
+                    .append_pair("target", &target)
+                    .append_pair("module", "http_2xx");
+                let _ = c.get(u).send().await.map(|r| r.bytes());
+            }
+        }));
+    }
+    for h in hs {
+        let _ = h.await;
+    }
+    let cpu1 = cpu_seconds(pid);
+    println!(
+        "| prometheus-blackbox-exporter (2,000 /probe requests, 16 concurrent) | 2000 | {:.2} | {:.0} | {:.1} MiB |",
+        cpu1 - cpu0,
+        (cpu1 - cpu0) * 1e6 / 2000.0,
+        rss_kib(pid) as f64 / 1024.0
+    );
+    let _ = bb.kill();
+    let _ = bb.wait();
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let want = |s: &str| args.is_empty() || args.iter().any(|a| a == s);
+    let c = reqwest::Client::new();
+    println!(
+        "# deploywatch load benchmark ({} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    if want("startup") {
+        startup(&c).await;
+    }
+    if want("ingest") {
+        ingest(&c).await;
+    }
+    if want("claims") {
+        claims(&c).await;
+    }
+    if want("metrics") {
+        metrics(&c).await;
+    }
+    if want("probes") {
+        probes(&c).await;
+    }
+    if want("budget") {
+        budget().await;
+    }
+}
