@@ -91,7 +91,7 @@ fn populate(m: &Metrics, s: &Snapshot) {
             .zip(phases)
         {
             m.probe_phase_duration
-                .with_label_values(&[app, target, p])
+                .with_label_values(&[app.as_str(), target.as_str(), p])
                 .set(*v);
         }
     }
@@ -166,7 +166,8 @@ fn render_afresh(s: &Snapshot) -> Vec<u8> {
             .iter()
             .zip(phases)
         {
-            pp.with_label_values(&[app, target, p]).set(*v);
+            pp.with_label_values(&[app.as_str(), target.as_str(), p])
+                .set(*v);
         }
     }
     for (repo, r, t) in &s.refs {
