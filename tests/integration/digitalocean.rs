@@ -710,3 +710,31 @@ async fn status_cli_reads_the_server() {
     assert!(err.contains("cannot reach"), "{err}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn pagination_follows_links_past_200_apps() {
+    let (sim, base) = simulator().await;
+    for i in 0..450 {
+        sim.add_app(&format!("app{i:03}"), SHA[i % 6]);
+    }
+    let app = spawn_app(
+        Kind::Sqlite,
+        &do_toml(&base),
+        &[("DIGITALOCEAN_TOKEN", "sim-token")],
+    )
+    .await;
+    wait_for(Duration::from_secs(30), || async {
+        app.metrics()
+            .await
+            .lines()
+            .filter(|l| l.starts_with("deploywatch_app_info{"))
+            .count()
+            == 450
+    })
+    .await;
+    assert!(
+        sim.requests_to("/v2/apps") - sim.requests_to("/v2/apps/") >= 3,
+        "three pages of 200"
+    );
+    app.stop().await;
+}

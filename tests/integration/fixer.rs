@@ -704,3 +704,205 @@ async fn announcements_reach_a_notifier_that_was_down() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tasks_cli_claims_heartbeats_and_completes() {
+    let app = spawn_app(
+        Kind::Sqlite,
+        "",
+        &[("DEPLOYWATCH_WEBHOOK_TOKEN", "cli-token")],
+    )
+    .await;
+    let n = notification(&[(
+        "DeploymentFailed",
+        "firing",
+        &[("app", "api")],
+        "2026-11-22T10:00:00Z",
+    )]);
+    assert_eq!(
+        app.post_json("/webhook/alertmanager", &n, Some("cli-token"))
+            .await
+            .status(),
+        200
+    );
+    let url = app.url.clone();
+    let run = move |args: Vec<String>| {
+        let url = url.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let out = std::process::Command::new(bin())
+                    .arg("tasks")
+                    .args(&args)
+                    .args(["--server", &url])
+                    .env("DEPLOYWATCH_WEBHOOK_TOKEN", "cli-token")
+                    .output()
+                    .expect("run");
+                (
+                    out.status.code().unwrap_or(-1),
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            })
+            .await
+            .expect("join")
+        }
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let (code, out, err) = run(s(&[
+        "claim",
+        "--queue",
+        "execution",
+        "--worker",
+        "cli-agent",
+        "--lease-seconds",
+        "60",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let t: Value = serde_json::from_str(&out).expect("claim prints the task");
+    let id = t["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        run(s(&["heartbeat", &id, "--worker", "cli-agent"])).await.0,
+        0
+    );
+    let (code, _, err) = run(s(&["complete", &id, "--worker", "someone-else"])).await;
+    assert_eq!(code, 1, "a stale or foreign worker gets 409 → exit 1");
+    assert!(err.contains("409"), "{err}");
+    assert_eq!(
+        run(s(&[
+            "complete",
+            &id,
+            "--worker",
+            "cli-agent",
+            "--result",
+            "{\"pr\": 7}"
+        ]))
+        .await
+        .0,
+        0
+    );
+    let (code, out, _) = run(s(&["list", "--queue", "execution", "--state", "done"])).await;
+    assert_eq!(code, 0);
+    assert!(out.contains(&id));
+    let (code, _, err) = run(s(&[
+        "claim",
+        "--queue",
+        "execution",
+        "--worker",
+        "cli-agent",
+    ]))
+    .await;
+    assert_eq!(code, 1, "nothing left to claim");
+    assert!(err.contains("no task"), "{err}");
+    let (code, _, err) = run(s(&[
+        "complete",
+        &id,
+        "--worker",
+        "w",
+        "--result",
+        "{not json",
+    ]))
+    .await;
+    assert_eq!(code, 2, "bad --result is a usage error: {err}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_task_route_refuses_bad_bodies_without_writing() {
+    let app = spawn_app(Kind::Sqlite, "", &[]).await;
+    app.post_json(
+        "/webhook/alertmanager",
+        &notification(&[(
+            "DeploymentFailed",
+            "firing",
+            &[("app", "api")],
+            "2026-11-22T10:00:00Z",
+        )]),
+        None,
+    )
+    .await;
+    let t: Value = app
+        .post_json(
+            "/api/v1/tasks/claim",
+            &json!({"queue": "execution", "worker": "w"}),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("task");
+    let id = t["id"].as_str().expect("id");
+    let routes = [
+        "/api/v1/tasks/claim".to_string(),
+        format!("/api/v1/tasks/{id}/heartbeat"),
+        format!("/api/v1/tasks/{id}/complete"),
+        format!("/api/v1/tasks/{id}/fail"),
+    ];
+    let bodies: Vec<(&str, Vec<u8>, &str, u16)> = vec![
+        ("empty", vec![], "application/json", 400),
+        (
+            "truncated",
+            b"{\"worker\": \"w".to_vec(),
+            "application/json",
+            400,
+        ),
+        ("not utf-8", vec![0xff, 0xfe], "application/json", 400),
+        (
+            "wrong type",
+            b"{\"worker\": 42}".to_vec(),
+            "application/json",
+            422,
+        ),
+        (
+            "unknown field",
+            b"{\"worker\": \"w\", \"queue\": \"execution\", \"evil\": 1}".to_vec(),
+            "application/json",
+            422,
+        ),
+        (
+            "wrong content type",
+            b"{\"worker\": \"w\"}".to_vec(),
+            "text/plain",
+            415,
+        ),
+        (
+            "oversized",
+            format!("{{\"worker\": \"{}\"}}", "w".repeat(1_200_000)).into_bytes(),
+            "application/json",
+            413,
+        ),
+    ];
+    for r in &routes {
+        for (name, body, ct, want) in &bodies {
+            let resp = app
+                .http
+                .post(format!("{}{r}", app.url))
+                .header("content-type", *ct)
+                .body(body.clone())
+                .send()
+                .await
+                .expect("req");
+            assert_eq!(resp.status().as_u16(), *want, "{r} {name}");
+            let e: Value = resp.json().await.expect("JSON error");
+            assert!(e["message"].is_string(), "{r} {name}");
+        }
+    }
+    let after: Value = app
+        .get(&format!("/api/v1/tasks/{id}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        after["task"]["state"], "claimed",
+        "nothing changed the task"
+    );
+    assert_eq!(
+        after["history"].as_array().map(Vec::len),
+        Some(2),
+        "created + claimed only"
+    );
+    assert_eq!(app.get("/api/v1/tasks?queue=bogus").await.status(), 400);
+    assert_eq!(app.get("/no/such/route").await.status(), 404);
+    app.stop().await;
+}

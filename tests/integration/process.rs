@@ -626,6 +626,10 @@ async fn deployment_traces_reach_an_otlp_receiver_and_the_canary_never_leaks() {
         let dir = tempfile::tempdir().expect("tmp");
         let endpoint = format!("http://127.0.0.1:{port}");
         let api = format!("http://{addr}");
+        // A probe that fails leaves a client span.
+        let cfg = dir.path().join("dw.toml");
+        std::fs::write(&cfg, format!("[[health.targets]]\nname = \"dead\"\napp = \"api\"\nurl = \"http://127.0.0.1:{}/health/live\"\ninterval = \"500ms\"\ntimeout = \"400ms\"\n", free_port())).expect("cfg");
+        let cfg_arg = cfg.to_str().expect("utf8").to_string();
         let s = start_server(
             dir.path(),
             &[
@@ -636,7 +640,7 @@ async fn deployment_traces_reach_an_otlp_receiver_and_the_canary_never_leaks() {
                 ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
                 ("OTEL_SERVICE_NAME", "deploywatch-test"),
             ],
-            &[],
+            &["--config", &cfg_arg],
         );
         up(&s, "/health/ready").await;
         let want_trace = deploywatch::telemetry::deployment_trace_id(&dep)
