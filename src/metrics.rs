@@ -33,6 +33,7 @@ pub struct Metrics {
     pub deployment_duration: HistogramVec,
     pub deployment_last_success: GaugeVec,
     pub deployment_in_progress: IntGaugeVec,
+    pub deployment_last_outcome: IntGaugeVec,
     pub deployment_info: IntGaugeVec,
     pub pinned_deployment: IntGaugeVec,
     pub step_duration: HistogramVec,
@@ -163,6 +164,11 @@ impl Metrics {
                 "deployment_in_progress",
                 &format!("1 while the app has a deployment building or deploying{CACHED}."),
                 &["app"],
+            ),
+            deployment_last_outcome: r.gauge(
+                "deployment_last_outcome",
+                &format!("1 for the outcome of the app's newest ended deployment; stays through a later in-progress deployment{CACHED}."),
+                &["app", "outcome"],
             ),
             deployment_info: r.gauge(
                 "deployment_info",

@@ -237,6 +237,21 @@ async fn lifecycles_give_exact_phases_outcomes_and_durations() {
     assert_eq!(
         metric(
             &m,
+            "deploywatch_deployment_last_outcome{app=\"build\",outcome=\"failure\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "deploywatch_deployment_last_outcome{app=\"stuck\",outcome=\"success\"}"
+        ),
+        Some(1.0),
+        "while one is in progress, the last ended deployment counts"
+    );
+    assert_eq!(
+        metric(
+            &m,
             "deploywatch_deployment_phase{app=\"stuck\",phase=\"DEPLOYING\"}"
         ),
         Some(1.0)

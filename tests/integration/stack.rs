@@ -389,7 +389,8 @@ async fn full_loop_prometheus_alertmanager_webhook_and_dashboards() {
         v["task"]["alert_resolved_at"].is_string()
     })
     .await;
-    // A health alert for the new version: a rollback task to the previous good deployment, run
+    // Once the new version is ACTIVE, a health alert for it: a rollback task to the previous good
+    // deployment, run
     // as a dry run (the opt-in for this app says so).
     let hc = notification(&[(
         "HealthCheckFailing",

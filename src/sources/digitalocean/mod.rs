@@ -30,6 +30,8 @@ pub struct AppView {
     pub active: Option<DeploymentView>,
     pub latest: Option<DeploymentView>,
     pub in_progress: Option<DeploymentView>,
+    /// The newest deployment that reached a terminal phase.
+    pub last_ended: Option<DeploymentView>,
     pub pinned_deployment_id: Option<String>,
     /// The deployment serving traffic (ACTIVE).
     pub last_good_deployment_id: Option<String>,

@@ -324,6 +324,10 @@ impl Poller {
             active: active.as_ref().map(DeploymentView::from_api),
             latest: latest.as_ref().map(DeploymentView::from_api),
             in_progress: in_progress.as_ref().map(DeploymentView::from_api),
+            last_ended: deployments
+                .iter()
+                .find(|d| d.phase.outcome().is_some())
+                .map(DeploymentView::from_api),
             pinned_deployment_id: a.pinned_deployment.as_ref().map(|d| d.id.clone()),
             last_good_deployment_id: active.as_ref().map(|d| d.id.clone()),
             previous_good_deployment_id: previous_good,
@@ -475,6 +479,13 @@ impl Poller {
             m.deployment_in_progress
                 .with_label_values(&[&app])
                 .set(v.in_progress.is_some() as i64);
+            if let Some(outcome) = v.last_ended.as_ref().and_then(|d| d.phase.outcome()) {
+                for o in Outcome::ALL {
+                    m.deployment_last_outcome
+                        .with_label_values(&[&app, o.as_str()])
+                        .set((o == outcome) as i64);
+                }
+            }
             m.pinned_deployment
                 .with_label_values(&[&app])
                 .set(v.pinned_deployment_id.is_some() as i64);
@@ -555,6 +566,11 @@ impl Poller {
                     let _ = m.deployment_phase.remove_label_values(&[&app, p.as_str()]);
                 }
                 let _ = m.deployment_in_progress.remove_label_values(&[&app]);
+                for o in Outcome::ALL {
+                    let _ = m
+                        .deployment_last_outcome
+                        .remove_label_values(&[&app, o.as_str()]);
+                }
                 let _ = m.pinned_deployment.remove_label_values(&[&app]);
                 let _ = m.deployment_stuck.remove_label_values(&[&app]);
             }
