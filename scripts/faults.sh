@@ -10,4 +10,4 @@ cargo test --test integration -- --test-threads=1 \
   process::kill_9_under_load_loses_nothing_acknowledged \
   fixer::store_outage_gives_503_and_retries_store_everything_once \
   digitalocean::retry_after_is_honoured_and_faults_keep_last_known_values \
-  process::a_collector_that_is_down_does_not_slow_requests
+  process::a_collector_that_is_down_or_black_holes_does_not_slow_requests

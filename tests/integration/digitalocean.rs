@@ -753,3 +753,42 @@ async fn pagination_follows_links_past_200_apps() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_large_account_is_read_within_the_per_minute_share() {
+    let (sim, base) = simulator().await;
+    for i in 0..300 {
+        sim.add_app(&format!("app{i:03}"), SHA[i % 6]);
+    }
+    // A share of 0.2 allows 50 requests a minute.
+    let toml = do_toml(&base).replace("budget_share = 1.0", "budget_share = 0.2");
+    let app = spawn_app(Kind::Sqlite, &toml, &[("DIGITALOCEAN_TOKEN", "sim-token")]).await;
+    wait_for(Duration::from_secs(10), || async {
+        metric(
+            &app.metrics().await,
+            "deploywatch_source_up{source=\"digitalocean\"}",
+        ) == Some(1.0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let n = sim.requests();
+    assert!(
+        n <= 50,
+        "{n} requests in the first minute, over the 50 a 0.2 share allows"
+    );
+    let read = sim.requests_to("/v2/apps/{id}/deployments");
+    assert!(
+        read >= 20 && read < 300,
+        "reads are paced, not skipped: {read}"
+    );
+    // Every app is still exported from the list call.
+    assert_eq!(
+        app.metrics()
+            .await
+            .lines()
+            .filter(|l| l.starts_with("deploywatch_app_info{"))
+            .count(),
+        300
+    );
+    app.stop().await;
+}

@@ -747,39 +747,92 @@ async fn deployment_traces_reach_an_otlp_receiver_and_the_canary_never_leaks() {
     }
 }
 
+/// A collector that accepts connections and never answers.
+async fn black_hole() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    port
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_collector_that_is_down_does_not_slow_requests() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let dead = format!("http://127.0.0.1:{}", free_port());
-    let s = start_server(
-        dir.path(),
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", dead.as_str()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-        ],
-        &[],
-    );
-    up(&s, "/health/ready").await;
-    let c = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .expect("client");
-    for i in 0..50 {
-        let n = notification(&[(
-            "DeploymentFailed",
-            "firing",
-            &[("app", &*format!("a{i}"))],
-            "2026-11-22T10:00:00Z",
-        )]);
-        let r = c
-            .post(format!("{}/webhook/alertmanager", s.url))
-            .json(&n)
-            .send()
-            .await
-            .expect("answered while the collector is down");
-        assert_eq!(r.status(), 200);
+async fn a_collector_that_is_down_or_black_holes_does_not_slow_requests() {
+    let hole = black_hole().await;
+    for (what, endpoint, protocol) in [
+        ("down", format!("http://127.0.0.1:{}", free_port()), "grpc"),
+        (
+            "black hole (gRPC)",
+            format!("http://127.0.0.1:{hole}"),
+            "grpc",
+        ),
+        (
+            "black hole (HTTP)",
+            format!("http://127.0.0.1:{hole}"),
+            "http/protobuf",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tmp");
+        // Spans come from every request (the tracing layer) and every failed probe.
+        let cfg = dir.path().join("dw.toml");
+        std::fs::write(&cfg, format!("[[health.targets]]\nname = \"dead\"\napp = \"x\"\nurl = \"http://127.0.0.1:{}/\"\ninterval = \"100ms\"\ntimeout = \"50ms\"\n", free_port())).expect("cfg");
+        let s = start_server(
+            dir.path(),
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            ],
+            &["--config", cfg.to_str().expect("utf8")],
+        );
+        up(&s, "/health/ready").await;
+        // The client timeout is below the exporter's: a request that waited on the collector fails.
+        let c = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .expect("client");
+        for i in 0..100 {
+            let n = notification(&[(
+                "DeploymentFailed",
+                "firing",
+                &[("app", &*format!("a{i}"))],
+                "2026-11-22T10:00:00Z",
+            )]);
+            let r = c
+                .post(format!("{}/webhook/alertmanager", s.url))
+                .json(&n)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{what}: answered while the collector misbehaves: {e}"));
+            assert_eq!(r.status(), 200, "{what}");
+        }
+        // The span queue is bounded (2,048 spans): memory stays put while spans pile up.
+        let rss = || {
+            std::fs::read_to_string(format!("/proc/{}/status", s.child.id()))
+                .ok()
+                .and_then(|t| {
+                    t.lines()
+                        .find(|l| l.starts_with("VmRSS:"))
+                        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                })
+                .unwrap_or(0)
+        };
+        let before = rss();
+        for i in 0..300 {
+            let _ = c.get(format!("{}/health/live?{i}", s.url)).send().await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = rss();
+        assert!(
+            after < before + 64 * 1024,
+            "{what}: RSS grew from {before} KiB to {after} KiB"
+        );
     }
-    assert!(s.log_text().contains("listening"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -24,6 +24,8 @@ const LEASE_NAME: &str = "digitalocean-poller";
 
 #[derive(Default)]
 struct AppTrack {
+    /// Its deployments have been read at least once.
+    initialized: bool,
     fingerprint: Option<(Option<String>, Option<String>, Option<String>)>,
     deployments: Vec<Deployment>,
     counted: HashSet<String>,
@@ -36,8 +38,13 @@ pub struct Poller {
     app: Arc<App>,
     client: Client,
     tracks: HashMap<String, AppTrack>,
-    first_cycle: bool,
-    per_cycle: f64,
+    /// Per-app deployment reads left in this cycle; paces the initial read of a large account
+    /// under the per-minute limit.
+    detail_budget: usize,
+    /// Requests the last list-apps call took (one per page).
+    list_cost: usize,
+    /// Requests of the recent cycles (the one-off full read at start is left out).
+    recent_costs: std::collections::VecDeque<usize>,
     /// Label sets currently exported per app, so vanished apps' series are removed.
     exported: BTreeMap<String, ExportedLabels>,
 }
@@ -55,6 +62,12 @@ pub struct CycleReport {
     pub requests: usize,
     pub newly_counted: usize,
     pub any_in_progress: bool,
+    /// The cycle read some app's deployments for the first time (a one-off cost).
+    pub full_read: bool,
+    /// Apps whose deployments could not be read this cycle within the per-cycle budget.
+    pub deferred: usize,
+    /// Requests of the list-apps call (pages).
+    pub list_requests: usize,
 }
 
 impl Poller {
@@ -63,8 +76,9 @@ impl Poller {
             app,
             client,
             tracks: HashMap::new(),
-            first_cycle: true,
-            per_cycle: 0.0,
+            detail_budget: 0,
+            list_cost: 1,
+            recent_costs: std::collections::VecDeque::new(),
             exported: BTreeMap::new(),
         }
     }
@@ -93,7 +107,16 @@ impl Poller {
                 match self.poll_once().await {
                     Ok(r) => {
                         any_in_progress = r.any_in_progress;
-                        self.per_cycle = schedule::smooth(self.per_cycle, r.requests as f64);
+                        // A cycle that read apps for the first time costs what its list call cost;
+                        // the one-off reads are paced by the per-minute share instead.
+                        if self.recent_costs.len() == 5 {
+                            self.recent_costs.pop_front();
+                        }
+                        self.recent_costs.push_back(if r.full_read {
+                            r.list_requests
+                        } else {
+                            r.requests
+                        });
                         self.app.metrics.source_result("digitalocean", true);
                     }
                     Err(e) => {
@@ -113,8 +136,9 @@ impl Poller {
                 fast: cfg.fast_poll_interval,
                 budget_share: cfg.budget_share,
                 any_in_progress,
-                requests_per_cycle: self.per_cycle,
+                requests_per_cycle: schedule::typical_cost(self.recent_costs.make_contiguous()),
                 requests_last_hour: b.requests_last_hour,
+                requests_last_minute: b.requests_last_minute,
                 remaining: b.remaining,
                 limit: b.limit,
             });
@@ -143,7 +167,16 @@ impl Poller {
     /// One poll cycle.
     pub async fn poll_once(&mut self) -> Result<CycleReport, DoError> {
         let before = self.requests_sent();
+        let share = self.app.config.digitalocean.budget_share;
+        // Per-app reads this cycle: at most half the per-minute share, and never past what the
+        // last minute has left of it (one request is kept for the list call).
+        let minute_share = (schedule::MINUTE_LIMIT * share) as usize;
+        let used = self.client.budget().requests_last_minute;
+        self.detail_budget = (minute_share / 2)
+            .max(1)
+            .min(minute_share.saturating_sub(used + self.list_cost));
         let (apps, skipped) = self.client.list_apps().await?;
+        self.list_cost = self.requests_sent().saturating_sub(before).max(1);
         if skipped > 0 {
             self.app
                 .metrics
@@ -153,6 +186,7 @@ impl Poller {
         }
         let mut report = CycleReport {
             apps: apps.len(),
+            list_requests: self.list_cost,
             ..Default::default()
         };
         let mut views = BTreeMap::new();
@@ -162,7 +196,6 @@ impl Poller {
             let view = self.process_app(api_app, &mut report).await;
             views.insert(view.name.clone(), view);
         }
-        self.first_cycle = false;
         report.any_in_progress = views.values().any(|v| v.in_progress.is_some());
         self.export_metrics(&apps, &views);
         {
@@ -187,12 +220,21 @@ impl Poller {
         let track = self.tracks.entry(a.id.clone()).or_default();
         let had_in_progress = track.fingerprint.as_ref().is_some_and(|f| f.1.is_some());
         let changed = track.fingerprint.as_ref() != Some(&fp);
+        let initial = !track.initialized;
         let needs_detail =
-            self.first_cycle || changed || had_in_progress || a.in_progress_deployment.is_some();
-        track.fingerprint = Some(fp);
-        if needs_detail {
+            initial || changed || had_in_progress || a.in_progress_deployment.is_some();
+        if !needs_detail {
+            track.fingerprint = Some(fp);
+        } else if self.detail_budget == 0 {
+            // Out of reads for this cycle: the fingerprint stays stale, so the next cycle reads it.
+            report.deferred += 1;
+        } else {
+            self.detail_budget -= 1;
+            report.full_read |= initial;
             match self.client.list_deployments(&a.id, 20).await {
                 Ok((deps, skipped)) => {
+                    track.initialized = true;
+                    track.fingerprint = Some(fp);
                     if skipped > 0 {
                         self.app
                             .metrics
@@ -246,7 +288,10 @@ impl Poller {
             if !track.counted.insert(d.id.clone()) {
                 continue;
             }
-            match self.count_deployment(&name, &a.id, d, outcome, &env).await {
+            match self
+                .count_deployment(&name, &a.id, d, outcome, &env, initial)
+                .await
+            {
                 Ok(true) => report.newly_counted += 1,
                 Ok(false) => {}
                 Err(e) => {
@@ -345,6 +390,7 @@ impl Poller {
         d: &Deployment,
         outcome: Outcome,
         env: &str,
+        initial: bool,
     ) -> Result<bool, crate::store::StoreError> {
         let ended = d.ended_at();
         let duration = match (d.created_at, ended) {
@@ -442,9 +488,7 @@ impl Poller {
             Outcome::Canceled => LifecycleKind::Canceled,
         };
         // Deployments that ended before deploywatch first saw the app are history, not news.
-        if !self.first_cycle
-            || ended.is_some_and(|e| Utc::now() - e < chrono::Duration::minutes(10))
-        {
+        if !initial || ended.is_some_and(|e| Utc::now() - e < chrono::Duration::minutes(10)) {
             self.app.publish(LifecycleEvent {
                 kind,
                 app: app_name.to_string(),

@@ -15,8 +15,9 @@ pub struct ScheduleInput {
     pub any_in_progress: bool,
     /// Requests the last cycles took, on average.
     pub requests_per_cycle: f64,
-    /// Requests sent in the last hour.
+    /// Requests sent in the last hour and the last minute.
     pub requests_last_hour: usize,
+    pub requests_last_minute: usize,
     /// As DigitalOcean last reported, if it did.
     pub remaining: Option<u64>,
     pub limit: Option<u64>,
@@ -32,6 +33,10 @@ pub fn next_interval(i: ScheduleInput) -> Duration {
     let min_for_hour = Duration::from_secs_f64(3600.0 * per_cycle / hourly_budget);
     let min_for_minute = Duration::from_secs_f64(60.0 * per_cycle / minute_budget);
     let mut interval = wanted.max(min_for_hour).max(min_for_minute);
+    // The next cycle would overrun this minute's share: let the minute window slide.
+    if i.requests_last_minute as f64 + per_cycle > minute_budget {
+        interval = interval.max(Duration::from_secs(60));
+    }
     // Already spent most of our share this hour: stretch until the window slides.
     let used = i.requests_last_hour as f64 / hourly_budget;
     if used >= 0.9 {
@@ -47,13 +52,15 @@ pub fn next_interval(i: ScheduleInput) -> Duration {
     interval.min(Duration::from_secs(900))
 }
 
-/// Exponential moving average of requests per cycle.
-pub fn smooth(previous: f64, observed: f64) -> f64 {
-    if previous <= 0.0 {
-        observed
-    } else {
-        0.7 * previous + 0.3 * observed
+/// The typical cost of a cycle: the median of the recent ones. A median, not an average, so one
+/// expensive cycle (a burst of changes, the full read at start) does not slow polling for long.
+pub fn typical_cost(recent: &[usize]) -> f64 {
+    if recent.is_empty() {
+        return 1.0;
     }
+    let mut v = recent.to_vec();
+    v.sort_unstable();
+    v[v.len() / 2] as f64
 }
 
 #[cfg(test)]
@@ -68,6 +75,7 @@ mod tests {
             any_in_progress: false,
             requests_per_cycle: 1.0,
             requests_last_hour: 0,
+            requests_last_minute: 0,
             remaining: None,
             limit: None,
         }
@@ -103,6 +111,14 @@ mod tests {
                     ..input()
                 },
                 Duration::from_secs(72),
+            ),
+            (
+                "minute share spent",
+                ScheduleInput {
+                    requests_last_minute: 125,
+                    ..input()
+                },
+                Duration::from_secs(60),
             ),
             (
                 "hour nearly spent",
@@ -151,8 +167,10 @@ mod tests {
     }
 
     #[test]
-    fn smoothing() {
-        assert_eq!(smooth(0.0, 5.0), 5.0);
-        assert!((smooth(10.0, 0.0) - 7.0).abs() < 1e-9);
+    fn typical_cost_ignores_one_expensive_cycle() {
+        assert_eq!(typical_cost(&[]), 1.0);
+        assert_eq!(typical_cost(&[201]), 201.0);
+        assert_eq!(typical_cost(&[201, 1, 1]), 1.0);
+        assert_eq!(typical_cost(&[3, 1, 9, 2, 5]), 3.0);
     }
 }
