@@ -515,21 +515,38 @@ async fn metrics(c: &reqwest::Client) {
 }
 
 async fn budget() {
-    println!("\n## DigitalOcean requests at default settings (poll 30 s, fast 10 s, budget share 0.5), counted by the simulator\n");
-    println!("| apps | initial read: requests | initial read: time | steady idle: requests in 120 s | steady idle: requests/hour | share of the 5,000/h limit |\n|---|---|---|---|---|---|");
+    println!(
+        "\n## DigitalOcean requests at default settings (poll 30 s, fast 10 s, budget share 0.5), counted by the simulator\n"
+    );
+    println!(
+        "| apps | initial read: requests | initial read: time | steady idle: requests in 120 s | steady idle: requests/hour | share of the 5,000/h limit |\n|---|---|---|---|---|---|"
+    );
     for apps in [10usize, 50, 200] {
         let sim = Simulator::new(Duration::from_secs(5));
         for i in 0..apps {
             sim.add_app(&format!("app{i:03}"), &format!("{:040x}", i + 1));
         }
-        let (addr, _) = sim.serve("127.0.0.1:0".parse().expect("addr")).await.expect("sim");
+        let (addr, _) = sim
+            .serve("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("sim");
         let dir = tempfile::tempdir().expect("tmp");
         let db = format!("sqlite://{}/dw.db", dir.path().display());
         let api = format!("http://{addr}");
         let t = Instant::now();
-        let s = spawn(dir.path(), &[("DEPLOYWATCH_DATABASE_URL", &db), ("DIGITALOCEAN_TOKEN", "bench"), ("DEPLOYWATCH_DO_API_URL", &api)], None);
+        let s = spawn(
+            dir.path(),
+            &[
+                ("DEPLOYWATCH_DATABASE_URL", &db),
+                ("DIGITALOCEAN_TOKEN", "bench"),
+                ("DEPLOYWATCH_DO_API_URL", &api),
+            ],
+            None,
+        );
         // The initial read: every app's deployments once, paced under the per-minute share.
-        while (sim.requests_to("/v2/apps/{id}/deployments") as usize) < apps && t.elapsed() < Duration::from_secs(600) {
+        while (sim.requests_to("/v2/apps/{id}/deployments") as usize) < apps
+            && t.elapsed() < Duration::from_secs(600)
+        {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let initial = sim.requests();
@@ -540,7 +557,11 @@ async fn budget() {
         tokio::time::sleep(window).await;
         let n = sim.requests() - start;
         let per_hour = n as f64 * 3600.0 / window.as_secs_f64();
-        println!("| {apps} | {initial} | {:.0} s | {n} | {per_hour:.0} | {:.1}% |", initial_time.as_secs_f64(), per_hour / 50.0);
+        println!(
+            "| {apps} | {initial} | {:.0} s | {n} | {per_hour:.0} | {:.1}% |",
+            initial_time.as_secs_f64(),
+            per_hour / 50.0
+        );
         drop(s);
     }
 }

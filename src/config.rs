@@ -472,6 +472,11 @@ impl Config {
         build(file, "config file <inline>".into(), env)
     }
 
+    /// Names of the outbound notifiers, for the outbox.
+    pub fn notifier_names(&self) -> Vec<String> {
+        self.notifiers.iter().map(|n| n.name.clone()).collect()
+    }
+
     pub fn database_kind(&self) -> crate::store::Backend {
         crate::store::Backend::from_url(self.database_url.expose_secret())
             .unwrap_or(crate::store::Backend::Sqlite)

@@ -326,6 +326,15 @@ impl Metrics {
         buf
     }
 
+    /// Counts the tasks a store call created.
+    pub fn tasks_created(&self, report: &crate::store::IngestReport) {
+        for (q, k) in &report.created {
+            self.tasks_created_total
+                .with_label_values(&[q.as_str(), k.as_str()])
+                .inc();
+        }
+    }
+
     /// Sets `source_up` and, on success, the last-success time.
     pub fn source_result(&self, source: &str, ok: bool) {
         self.source_up.with_label_values(&[source]).set(ok as i64);

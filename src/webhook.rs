@@ -237,12 +237,7 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
         alert_count: n.alerts.len() as i64,
         body: String::from_utf8_lossy(body).into_owned(),
     };
-    let notifiers: Vec<String> = app
-        .config
-        .notifiers
-        .iter()
-        .map(|n| n.name.clone())
-        .collect();
+    let notifiers = app.config.notifier_names();
     let opts = PlaceOptions {
         max_attempts: app.config.tasks.max_attempts as i64,
         reopen_window: cfg.reopen_window,
@@ -280,12 +275,7 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
     app.metrics
         .webhook_duplicates_total
         .inc_by(report.duplicates_absorbed as u64);
-    for (q, k) in &report.created {
-        app.metrics
-            .tasks_created_total
-            .with_label_values(&[q.as_str(), k.as_str()])
-            .inc();
-    }
+    app.metrics.tasks_created(&report);
     tracing::info!(
         receiver = %n.receiver, alerts = report.alerts, created = report.tasks_created,
         duplicates = report.duplicates_absorbed, cancelled = report.tasks_cancelled,

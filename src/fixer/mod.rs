@@ -94,12 +94,7 @@ pub async fn run_events(
             _ = shutdown.changed() => return,
         };
         let tasks = tasks_for_event(&e, app.config.webhook.dashboard_url.as_deref());
-        let notifiers: Vec<String> = app
-            .config
-            .notifiers
-            .iter()
-            .map(|n| n.name.clone())
-            .collect();
+        let notifiers = app.config.notifier_names();
         let opts = PlaceOptions {
             max_attempts: app.config.tasks.max_attempts as i64,
             reopen_window: Duration::ZERO,
@@ -109,12 +104,7 @@ pub async fn run_events(
         for attempt in 0..5u32 {
             match app.store.create_tasks(&tasks, &opts).await {
                 Ok(r) => {
-                    for (q, k) in &r.created {
-                        app.metrics
-                            .tasks_created_total
-                            .with_label_values(&[q.as_str(), k.as_str()])
-                            .inc();
-                    }
+                    app.metrics.tasks_created(&r);
                     break;
                 }
                 Err(err) => {

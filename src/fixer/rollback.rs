@@ -82,13 +82,7 @@ impl Executor {
 
     async fn announce(&self, task: &Task, what: &str, detail: Value) {
         let app = task.app.clone().unwrap_or_default();
-        let notifiers: Vec<String> = self
-            .app
-            .config
-            .notifiers
-            .iter()
-            .map(|n| n.name.clone())
-            .collect();
+        let notifiers = self.app.config.notifier_names();
         let t = NewTask {
             kind: Kind::Announce,
             title: format!("ANNOUNCE: rollback of {app} {what}"),

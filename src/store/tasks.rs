@@ -261,6 +261,30 @@ async fn enqueue_outbox(
     Ok(())
 }
 
+/// Places each task and tallies what happened; new announcements also go to the outbox.
+async fn place_all(
+    tx: &mut Transaction<'static, Any>,
+    tasks: &[NewTask],
+    opts: &PlaceOptions<'_>,
+    now: i64,
+    report: &mut IngestReport,
+) -> Result<(), StoreError> {
+    for t in tasks {
+        match place_task(tx, t, opts.max_attempts, opts.reopen_window, now).await? {
+            Placed::Created(_) => {
+                report.tasks_created += 1;
+                report.created.push((t.kind.queue(), t.kind));
+                if t.kind == Kind::Announce {
+                    enqueue_outbox(tx, opts.notifiers, t, now).await?;
+                }
+            }
+            Placed::Reopened => report.tasks_reopened += 1,
+            Placed::Absorbed => report.duplicates_absorbed += 1,
+        }
+    }
+    Ok(())
+}
+
 /// Options for [`Store::ingest_notification`] and [`Store::create_tasks`].
 #[derive(Debug, Clone)]
 pub struct PlaceOptions<'a> {
@@ -368,19 +392,7 @@ impl Store {
                     report.tasks_noted += noted;
                 }
             }
-            for t in &a.create {
-                match place_task(&mut tx, t, opts.max_attempts, opts.reopen_window, now).await? {
-                    Placed::Created(_) => {
-                        report.tasks_created += 1;
-                        report.created.push((t.kind.queue(), t.kind));
-                        if t.kind == Kind::Announce {
-                            enqueue_outbox(&mut tx, opts.notifiers, t, now).await?;
-                        }
-                    }
-                    Placed::Reopened => report.tasks_reopened += 1,
-                    Placed::Absorbed => report.duplicates_absorbed += 1,
-                }
-            }
+            place_all(&mut tx, &a.create, opts, now, &mut report).await?;
         }
         tx.commit().await?;
         Ok(report)
@@ -395,19 +407,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let mut report = IngestReport::default();
-        for t in tasks {
-            match place_task(&mut tx, t, opts.max_attempts, opts.reopen_window, now).await? {
-                Placed::Created(_) => {
-                    report.tasks_created += 1;
-                    report.created.push((t.kind.queue(), t.kind));
-                    if t.kind == Kind::Announce {
-                        enqueue_outbox(&mut tx, opts.notifiers, t, now).await?;
-                    }
-                }
-                Placed::Reopened => report.tasks_reopened += 1,
-                Placed::Absorbed => report.duplicates_absorbed += 1,
-            }
-        }
+        place_all(&mut tx, tasks, opts, now, &mut report).await?;
         tx.commit().await?;
         Ok(report)
     }

@@ -471,6 +471,17 @@ pub struct ApiErrorBody {
     pub message: Option<String>,
 }
 
+/// Parses each value as `T`, keeping the ones that parse and counting the others.
+fn lenient<T: serde::de::DeserializeOwned>(values: Vec<serde_json::Value>) -> (Vec<T>, usize) {
+    let total = values.len();
+    let ok: Vec<T> = values
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect();
+    let skipped = total - ok.len();
+    (ok, skipped)
+}
+
 /// Parses `{"apps": [...]}` keeping every app that parses and counting the ones that don't.
 pub fn parse_apps_page(
     body: &[u8],
@@ -483,20 +494,13 @@ pub fn parse_apps_page(
         links: Option<Links>,
     }
     let page: Page = serde_json::from_slice(body)?;
-    let mut skipped = 0;
-    let apps = page
-        .apps
-        .into_iter()
-        .filter_map(|v| match serde_json::from_value::<App>(v) {
-            Ok(a) => Some(a.normalize()),
-            Err(_) => {
-                skipped += 1;
-                None
-            }
-        })
-        .collect();
+    let (apps, skipped) = lenient::<App>(page.apps);
     let next = page.links.and_then(|l| l.pages).and_then(|p| p.next);
-    Ok((apps, skipped, next))
+    Ok((
+        apps.into_iter().map(App::normalize).collect(),
+        skipped,
+        next,
+    ))
 }
 
 /// Parses `{"deployments": [...]}` the same tolerant way.
@@ -507,17 +511,5 @@ pub fn parse_deployments_page(body: &[u8]) -> Result<(Vec<Deployment>, usize), s
         deployments: Vec<serde_json::Value>,
     }
     let page: Page = serde_json::from_slice(body)?;
-    let mut skipped = 0;
-    let deps = page
-        .deployments
-        .into_iter()
-        .filter_map(|v| match serde_json::from_value::<Deployment>(v) {
-            Ok(d) => Some(d),
-            Err(_) => {
-                skipped += 1;
-                None
-            }
-        })
-        .collect();
-    Ok((deps, skipped))
+    Ok(lenient(page.deployments))
 }
