@@ -880,3 +880,57 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
         Err(e) => assert!(e.is_connect() || e.is_request(), "{e}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_shows_deployments_and_tasks_within_a_minute() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let log = dir.path().join("demo.log");
+    let f = std::fs::File::create(&log).expect("log");
+    let child = Command::new(bin())
+        .args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--step-seconds",
+            "1",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::from(f.try_clone().expect("clone")))
+        .stderr(Stdio::from(f))
+        .spawn()
+        .expect("demo");
+    let s = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        log,
+    };
+    up(&s, "/health/ready").await;
+    let c = reqwest::Client::new();
+    wait_for(Duration::from_secs(60), || async {
+        let m = c
+            .get(format!("{}/metrics", s.url))
+            .send()
+            .await
+            .expect("m")
+            .text()
+            .await
+            .expect("t");
+        let t: Value = c
+            .get(format!("{}/api/v1/tasks", s.url))
+            .send()
+            .await
+            .expect("t")
+            .json()
+            .await
+            .expect("json");
+        m.contains("deploywatch_deployments_total{app=\"api\",outcome=\"success\"}")
+            && m.contains("deploywatch_health_probe_success{app=\"api\",target=\"api-live\"}")
+            && t["tasks"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert!(
+        dir.path().join("deploywatch-demo.db").exists(),
+        "the demo uses its own SQLite file"
+    );
+}
