@@ -163,26 +163,7 @@ async fn a_bare_start_answers_at_once_and_says_which_sources_are_off() {
     assert!(body.contains("deploywatch_build_info{version=\""));
     assert!(body.contains("process_resident_memory_bytes"));
     // promtool finds nothing wrong with the exposition.
-    let mut p = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    use std::io::Write;
-    p.stdin
-        .take()
-        .expect("stdin")
-        .write_all(body.as_bytes())
-        .expect("write");
-    let out = p.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check_metrics(&body);
     up(&s, "/health/ready").await;
     let log = s.log_text();
     for src in ["digitalocean", "health", "git", "migrations"] {
@@ -331,6 +312,22 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
     }
 }
 
+/// Waits until the server has run its schema check once.
+async fn schema_checked(c: &reqwest::Client, s: &Server) {
+    wait_for(Duration::from_secs(15), || async {
+        let v: Value = c
+            .get(format!("{}/health/startup", s.url))
+            .send()
+            .await
+            .expect("startup")
+            .json()
+            .await
+            .expect("json");
+        v["checks"][0]["checked_at"].is_string()
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_schema_newer_than_the_binary_or_an_unreachable_database_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -355,18 +352,7 @@ async fn a_schema_newer_than_the_binary_or_an_unreachable_database_is_refused_wi
     let s = start_server(dir.path(), &envs, &[]);
     up(&s, "/health/live").await;
     let c = reqwest::Client::new();
-    wait_for(Duration::from_secs(15), || async {
-        let v: Value = c
-            .get(format!("{}/health/startup", s.url))
-            .send()
-            .await
-            .expect("startup")
-            .json()
-            .await
-            .expect("json");
-        v["checks"][0]["checked_at"].is_string()
-    })
-    .await;
+    schema_checked(&c, &s).await;
     let r = reqwest::get(format!("{}/health/startup", s.url))
         .await
         .expect("startup");
@@ -386,18 +372,7 @@ async fn a_schema_newer_than_the_binary_or_an_unreachable_database_is_refused_wi
     );
     let s2 = start_server(dir.path(), &unreachable, &[]);
     up(&s2, "/health/live").await;
-    wait_for(Duration::from_secs(15), || async {
-        let v: Value = c
-            .get(format!("{}/health/startup", s2.url))
-            .send()
-            .await
-            .expect("startup")
-            .json()
-            .await
-            .expect("json");
-        v["checks"][0]["checked_at"].is_string()
-    })
-    .await;
+    schema_checked(&c, &s2).await;
     let r = reqwest::get(format!("{}/health/startup", s2.url))
         .await
         .expect("startup");

@@ -413,29 +413,7 @@ async fn full_loop_prometheus_alertmanager_webhook_and_dashboards() {
     .await;
 
     // promtool finds nothing wrong with a fully populated exposition.
-    let body = app.metrics().await;
-    let mut p = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    {
-        use std::io::Write;
-        p.stdin
-            .take()
-            .expect("stdin")
-            .write_all(body.as_bytes())
-            .expect("write");
-    }
-    let out = p.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check_metrics(&app.metrics().await);
 
     // Every dashboard expression parses and returns data from this Prometheus.
     tokio::time::sleep(Duration::from_secs(65)).await;
