@@ -711,14 +711,6 @@ impl Store {
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }
-
-    /// Sanity numbers for the fault tests: no duplicate open tasks, no task claimed past its lease.
-    pub async fn count_alerts(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM alerts")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?)
-    }
 }
 
 async fn close_on_resolve(
