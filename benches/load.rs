@@ -114,7 +114,20 @@ async fn pg_db() -> (String, String) {
     (format!("postgres://postgres@127.0.0.1:5432/{name}"), name)
 }
 
+/// A store URL for `kind`: a SQLite file `file` in `dir`, or a fresh PostgreSQL database (its
+/// name returned for `drop_pg`; empty for SQLite).
+async fn bench_db(kind: &str, dir: &std::path::Path, file: &str) -> (String, String) {
+    if kind == "sqlite" {
+        (format!("sqlite://{}/{file}", dir.display()), String::new())
+    } else {
+        pg_db().await
+    }
+}
+
 async fn drop_pg(name: &str) {
+    if name.is_empty() {
+        return;
+    }
     if let Ok(mut c) = sqlx::PgConnection::connect(PG_ADMIN).await {
         let _ = c
             .execute(sqlx::AssertSqlSafe(format!(
@@ -131,20 +144,11 @@ async fn startup(c: &reqwest::Client) {
         let mut times = Vec::new();
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("tmp");
-            let (url, name) = if kind == "sqlite" {
-                (
-                    format!("sqlite://{}/dw.db", dir.path().display()),
-                    String::new(),
-                )
-            } else {
-                pg_db().await
-            };
+            let (url, name) = bench_db(kind, dir.path(), "dw.db").await;
             let s = spawn(dir.path(), &[("DEPLOYWATCH_DATABASE_URL", &url)], None);
             times.push(wait_ready(c, &s.url).await.as_secs_f64() * 1000.0);
             drop(s);
-            if !name.is_empty() {
-                drop_pg(&name).await;
-            }
+            drop_pg(&name).await;
         }
         let (min, max) = (
             times.iter().cloned().fold(f64::MAX, f64::min),
@@ -243,33 +247,16 @@ async fn ingest(c: &reqwest::Client) {
     );
     for kind in ["sqlite", "postgres"] {
         let dir = tempfile::tempdir().expect("tmp");
-        let (url, name) = if kind == "sqlite" {
-            (
-                format!("sqlite://{}/dw.db", dir.path().display()),
-                String::new(),
-            )
-        } else {
-            pg_db().await
-        };
+        let (url, name) = bench_db(kind, dir.path(), "dw.db").await;
         let s = spawn(dir.path(), &[("DEPLOYWATCH_DATABASE_URL", &url)], None);
         wait_ready(c, &s.url).await;
         let (nps, aps, p50, p99) = ingest_run(&s.url, 20, 8, 10).await;
         drop(s);
-        let (ref_url, ref_name) = if kind == "sqlite" {
-            (
-                format!("sqlite://{}/ref.db?mode=rwc", dir.path().display()),
-                String::new(),
-            )
-        } else {
-            pg_db().await
-        };
+        let (ref_url, ref_name) = bench_db(kind, dir.path(), "ref.db?mode=rwc").await;
         let rate = db_insert_rate(&ref_url, 10).await;
         println!("| {kind} | {nps:.0} | {aps:.0} | {p50:.1} ms | {p99:.1} ms | {rate:.0} |");
-        for n in [name, ref_name] {
-            if !n.is_empty() {
-                drop_pg(&n).await;
-            }
-        }
+        drop_pg(&name).await;
+        drop_pg(&ref_name).await;
     }
 }
 

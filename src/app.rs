@@ -25,13 +25,8 @@ pub struct App {
     /// Identifies this replica in leases.
     pub instance_id: String,
     /// Deployment outcomes already folded into the counters of this process.
-    counted: Mutex<CountedWatermark>,
+    counted: Mutex<HashSet<String>>,
     pub started_at: std::time::Instant,
-}
-
-#[derive(Default)]
-struct CountedWatermark {
-    ids: HashSet<String>,
 }
 
 /// What axum handlers receive.
@@ -62,7 +57,7 @@ impl App {
             git: RwLock::new(GitSnapshot::default()),
             events,
             instance_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4()),
-            counted: Mutex::new(CountedWatermark::default()),
+            counted: Mutex::new(HashSet::new()),
             started_at: std::time::Instant::now(),
         }
     }
@@ -102,10 +97,10 @@ fn hostname() -> String {
 pub async fn sync_outcome_metrics(app: &App) -> Result<usize, StoreError> {
     let rows = app.store.deployment_outcomes().await?;
     let m = &app.metrics;
-    let mut w = app.counted.lock().unwrap_or_else(|p| p.into_inner());
+    let mut counted = app.counted.lock().unwrap_or_else(|p| p.into_inner());
     let mut n = 0;
     for r in rows {
-        if !w.ids.insert(r.deployment_id.clone()) {
+        if !counted.insert(r.deployment_id.clone()) {
             continue;
         }
         n += 1;

@@ -490,6 +490,11 @@ fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
     })
 }
 
+/// An optional duration key, or its default (zero allowed).
+fn duration_or(d: Option<HumanDuration>, default: Duration) -> Duration {
+    d.map(|d| d.0).unwrap_or(default)
+}
+
 struct Ctx<'a> {
     origin: &'a str,
 }
@@ -513,7 +518,7 @@ impl Ctx<'_> {
         d: Option<HumanDuration>,
         default: Duration,
     ) -> Result<Duration, ConfigError> {
-        let d = d.map(|d| d.0).unwrap_or(default);
+        let d = duration_or(d, default);
         if d.is_zero() {
             return Err(self.err(key, "must be greater than zero"));
         }
@@ -558,11 +563,7 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
 
     let startup = StartupConfig {
         migrate: file.startup.migrate.unwrap_or(true),
-        grace: file
-            .startup
-            .grace
-            .map(|d| d.0)
-            .unwrap_or(Duration::from_secs(300)),
+        grace: duration_or(file.startup.grace, Duration::from_secs(300)),
         recheck_interval: cx.positive(
             "startup.recheck_interval",
             file.startup.recheck_interval,
@@ -820,11 +821,7 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
     }
     let webhook = WebhookConfig {
         tokens,
-        reopen_window: file
-            .webhook
-            .reopen_window
-            .map(|d| d.0)
-            .unwrap_or(Duration::from_secs(15 * 60)),
+        reopen_window: duration_or(file.webhook.reopen_window, Duration::from_secs(15 * 60)),
         store_timeout: cx.positive(
             "webhook.store_timeout",
             file.webhook.store_timeout,
@@ -859,21 +856,13 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
                 dry_run: a.dry_run,
             })
             .collect(),
-        cooldown: file
-            .rollback
-            .cooldown
-            .map(|d| d.0)
-            .unwrap_or(Duration::from_secs(30 * 60)),
+        cooldown: duration_or(file.rollback.cooldown, Duration::from_secs(30 * 60)),
         follow_timeout: cx.positive(
             "rollback.follow_timeout",
             file.rollback.follow_timeout,
             Duration::from_secs(20 * 60),
         )?,
-        healthy_for: file
-            .rollback
-            .healthy_for
-            .map(|d| d.0)
-            .unwrap_or(Duration::from_secs(120)),
+        healthy_for: duration_or(file.rollback.healthy_for, Duration::from_secs(120)),
     };
 
     let mut notifiers = Vec::new();

@@ -420,7 +420,7 @@ async fn claim(
             Ok(Json(t).into_response())
         }
         Ok(None) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Err(crate::store::ClaimError::Store(e)) => Err(ApiError::store(e)),
+        Err(e) => Err(ApiError::store(e)),
     }
 }
 

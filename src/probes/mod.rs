@@ -343,10 +343,8 @@ pub async fn run(
                         return;
                     };
                     th = probe_target(&app2, &t2, discovered, tls2.clone(), th).await;
-                    let all_ok = app2.probes.all().iter().all(|p| p.last_result.is_some());
-                    if all_ok {
-                        app2.metrics.source_result("health", true);
-                    }
+                    // The source is up while probes run; their verdicts are the probe metrics.
+                    app2.metrics.source_result("health", true);
                 }
             });
             running.insert(name, (t, handle));

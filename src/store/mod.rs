@@ -9,8 +9,7 @@
 mod tasks;
 
 pub use tasks::{
-    AlertRecord, ClaimError, IngestReport, NotificationRecord, PlaceOptions, TaskFilter,
-    TaskUpdateError,
+    AlertRecord, IngestReport, NotificationRecord, PlaceOptions, TaskFilter, TaskUpdateError,
 };
 
 use std::str::FromStr;

@@ -61,12 +61,6 @@ pub struct TaskFilter {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ClaimError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-#[derive(Debug, thiserror::Error)]
 pub enum TaskUpdateError {
     #[error("no task with id {0}")]
     NotFound(String),
@@ -516,7 +510,7 @@ impl Store {
         queue: Queue,
         worker: &str,
         lease: Duration,
-    ) -> Result<Option<Task>, ClaimError> {
+    ) -> Result<Option<Task>, StoreError> {
         self.expire_leases().await?;
         let now = now_ms();
         let lock = match self.backend {
@@ -529,20 +523,19 @@ impl Store {
              WHERE id = (SELECT id FROM tasks WHERE queue = $4 AND state = 'queued' ORDER BY priority, created_at, id LIMIT 1 {lock}) \
              RETURNING {TASK_COLUMNS}"
         );
-        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(worker)
             .bind(now + lease.as_millis() as i64)
             .bind(now)
             .bind(queue.as_str())
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
+            .await?;
         let task = row.as_ref().map(task_from_row).transpose()?;
         if let Some(t) = &task {
             add_event(&mut tx, &t.id, now, "claimed", Some(worker), None).await?;
         }
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         Ok(task)
     }
 
