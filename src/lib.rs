@@ -19,5 +19,6 @@ pub mod status;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+pub mod terminal;
 pub mod watch;
 pub mod webhook;
