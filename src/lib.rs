@@ -11,6 +11,7 @@ pub mod domain;
 pub mod fixer;
 pub mod http;
 pub mod metrics;
+pub mod page;
 pub mod probes;
 pub mod server;
 pub mod simulator;
