@@ -136,7 +136,9 @@ fn sources(status: &Value) -> String {
             esc(state)
         );
     }
-    format!("<section><h2>Sources</h2><table><tr><th>source</th><th>state</th><th>why / last error</th></tr>{rows}</table></section>")
+    format!(
+        "<section><h2>Sources</h2><table><tr><th>source</th><th>state</th><th>why / last error</th></tr>{rows}</table></section>"
+    )
 }
 
 fn deployment_line(label: &str, d: &Value, now: DateTime<Utc>) -> String {
@@ -245,14 +247,21 @@ fn failure_block(a: &Value) -> String {
         s(&f["class"]),
         s(&step["top_step"]),
         s(&step["step"]),
-        if history { " (before the current ACTIVE deployment)" } else { "" },
+        if history {
+            " (before the current ACTIVE deployment)"
+        } else {
+            ""
+        },
         s(&step["reason_code"]),
         s(&step["reason_message"]),
     )
 }
 
 fn alerts(status: &Value, now: DateTime<Utc>) -> String {
-    let list = status["firing_alerts"].as_array().cloned().unwrap_or_default();
+    let list = status["firing_alerts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if list.is_empty() {
         return "<section><h2>Firing alerts</h2><p class=muted>none</p></section>".into();
     }
@@ -268,7 +277,9 @@ fn alerts(status: &Value, now: DateTime<Utc>) -> String {
             s(&a["app"])
         );
     }
-    format!("<section><h2>Firing alerts</h2><table><tr><th>alert</th><th>app</th><th>for</th></tr>{rows}</table></section>")
+    format!(
+        "<section><h2>Firing alerts</h2><table><tr><th>alert</th><th>app</th><th>for</th></tr>{rows}</table></section>"
+    )
 }
 
 fn tasks(status: &Value, now: DateTime<Utc>) -> String {
@@ -282,7 +293,12 @@ fn tasks(status: &Value, now: DateTime<Utc>) -> String {
         out.push_str("<p class=muted>none</p>");
     }
     // The urgent queues first.
-    let rank = |q: &str| ["execution", "deploy", "e2e-test"].iter().position(|x| *x == q).unwrap_or(9);
+    let rank = |q: &str| {
+        ["execution", "deploy", "e2e-test"]
+            .iter()
+            .position(|x| *x == q)
+            .unwrap_or(9)
+    };
     let mut queues: Vec<&str> = work.iter().filter_map(|t| t["queue"].as_str()).collect();
     queues.sort_unstable_by_key(|q| (rank(q), *q));
     queues.dedup();
@@ -371,7 +387,8 @@ mod tests {
         assert!(html.contains("took 5m"));
         assert!(html.contains("api.digitalocean.com: 401"));
         // Announcements are not open work.
-        let open = &html[html.find("Open tasks").expect("section")..html.find("Recent announcements").expect("section")];
+        let open = &html[html.find("Open tasks").expect("section")
+            ..html.find("Recent announcements").expect("section")];
         assert!(!open.contains("ANNOUNCE:"), "{open}");
     }
 
@@ -387,7 +404,13 @@ mod tests {
     #[test]
     fn an_anonymous_reader_sees_no_task_commit_or_log_tail() {
         let html = render(&doc(), false, now());
-        for secret in ["FIX: Dependency", "abcdef0", "npm ERR!", "agent-7", "exit 1"] {
+        for secret in [
+            "FIX: Dependency",
+            "abcdef0",
+            "npm ERR!",
+            "agent-7",
+            "exit 1",
+        ] {
             assert!(!html.contains(secret), "{secret} leaked");
         }
         assert!(html.contains("digitalocean"));
@@ -395,7 +418,14 @@ mod tests {
 
     #[test]
     fn spans_read_naturally() {
-        for (secs, want) in [(5, "5s"), (119, "119s"), (600, "10m"), (7200, "2h"), (200_000, "2d"), (-3, "0s")] {
+        for (secs, want) in [
+            (5, "5s"),
+            (119, "119s"),
+            (600, "10m"),
+            (7200, "2h"),
+            (200_000, "2d"),
+            (-3, "0s"),
+        ] {
             assert_eq!(span(secs), want);
         }
     }

@@ -25,7 +25,6 @@ pub async fn build(app: &App, only: Option<&str>) -> Value {
     let probes = app.probes.all();
     let git = app.git_snapshot();
     let cfg = &app.config;
-    let do_on = cfg.digitalocean.token.is_some();
     let up = |s: &str| {
         app.metrics
             .source_up
@@ -33,27 +32,24 @@ pub async fn build(app: &App, only: Option<&str>) -> Value {
             .ok()
             .map(|g| g.get() == 1)
     };
-    let sources = json!({
-        "digitalocean": source(
-            do_on,
-            if do_on { "" } else { "no DIGITALOCEAN_TOKEN set" },
-            up("digitalocean"),
-            json!({"polled_at": snap.polled_at, "last_error": snap.last_error, "apps": snap.apps.len()}),
-        ),
-        "health": source(
-            !cfg.health.targets.is_empty() || (do_on && cfg.health.discover),
-            if cfg.health.targets.is_empty() && !(do_on && cfg.health.discover) { "no [[health.targets]] configured and discovery needs the DigitalOcean source" } else { "" },
-            up("health"),
-            json!({"targets": probes.len()}),
-        ),
-        "git": source(!cfg.git.repos.is_empty(), if cfg.git.repos.is_empty() { "no [[git.repos]] configured" } else { "" }, up("git"), json!({"repos": git.repos.len()})),
-        "migrations": source(
-            !cfg.migration_checks.is_empty(),
-            if cfg.migration_checks.is_empty() { "no [[migration_checks]] configured" } else { "" },
-            up("migrations"),
-            json!({}),
-        ),
-    });
+    let extra = |s: &str| match s {
+        "digitalocean" => {
+            json!({"polled_at": snap.polled_at, "last_error": snap.last_error, "apps": snap.apps.len()})
+        }
+        "health" => json!({"targets": probes.len()}),
+        "git" => json!({"repos": git.repos.len()}),
+        _ => json!({}),
+    };
+    let sources: serde_json::Map<String, Value> = crate::sources::enabled(cfg)
+        .iter()
+        .map(|e| {
+            (
+                e.source.to_string(),
+                source(e.on, e.why_off, up(e.source), extra(e.source)),
+            )
+        })
+        .collect();
+    let sources = Value::Object(sources);
     let mut apps = Vec::new();
     let mut names: Vec<String> = snap.apps.keys().cloned().collect();
     for p in &probes {

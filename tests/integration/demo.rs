@@ -130,12 +130,14 @@ async fn the_demo_runs_the_whole_loop_with_the_commands_it_prints() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     assert!(
-        task["title"].as_str().is_some_and(|t| t.starts_with("FIX: ")),
+        task["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("FIX: ")),
         "{task}"
     );
     let id = task["id"].as_str().expect("id");
-    let complete = command(&cmds, "deploywatch tasks complete")
-        .replace("<id printed by claim>", id);
+    let complete =
+        command(&cmds, "deploywatch tasks complete").replace("<id printed by claim>", id);
     let (code, out, err) = run_printed(&complete, &path_dir);
     assert_eq!(code, 0, "complete: {out}{err}");
 
@@ -149,14 +151,21 @@ async fn the_demo_runs_the_whole_loop_with_the_commands_it_prints() {
     assert!(out.starts_with("ID") && out.contains(id), "{out}");
 
     // `watch` as printed follows a deployment to its end: 0 ACTIVE, 1 failed.
-    let watch = format!("{} --timeout 60", command(&cmds, "deploywatch watch --app api"));
+    let watch = format!(
+        "{} --timeout 60",
+        command(&cmds, "deploywatch watch --app api")
+    );
     let (code, out, err) = run_printed(&watch, &path_dir);
     assert!(code == 0 || code == 1, "watch exit {code}: {out}{err}");
     assert!(out.contains("deployment "), "{out}");
 
     // The console narrated it.
     let console = demo.stdout();
-    for what in ["deploy   ", "alert    firing    DeploymentFailed", "task     queued"] {
+    for what in [
+        "deploy   ",
+        "alert    firing    DeploymentFailed",
+        "task     queued",
+    ] {
         assert!(console.contains(what), "no {what:?} line in:\n{console}");
     }
 
@@ -177,7 +186,10 @@ async fn the_demo_runs_the_whole_loop_with_the_commands_it_prints() {
     assert_eq!(r.status(), 200);
 
     let dom = chromium_dom(&url, demo.dir.path());
-    assert!(dom.contains("class=\"logtail\""), "no log tail on the page:\n{dom}");
+    assert!(
+        dom.contains("class=\"logtail\""),
+        "no log tail on the page:\n{dom}"
+    );
     assert!(dom.contains("FAILED"), "no failure on the page");
     assert!(
         dom.contains("claimed by") || dom.contains("queued"),
@@ -187,9 +199,18 @@ async fn the_demo_runs_the_whole_loop_with_the_commands_it_prints() {
         dom.contains("updated ") && !dom.contains("live: refreshes every 5s"),
         "the live refresh did not run"
     );
-    assert!(!dom.contains("<title>pwned"), "the hostile label ran as script");
-    assert!(!dom.contains("<img src=\"x\""), "the hostile label became an element");
-    assert!(dom.contains("&lt;img src=x"), "the hostile label is shown as text");
+    assert!(
+        !dom.contains("<title>pwned"),
+        "the hostile label ran as script"
+    );
+    assert!(
+        !dom.contains("<img src=\"x\""),
+        "the hostile label became an element"
+    );
+    assert!(
+        dom.contains("&lt;img src=x"),
+        "the hostile label is shown as text"
+    );
 
     let shot = demo.dir.path().join("page.png");
     chromium(
@@ -201,7 +222,10 @@ async fn the_demo_runs_the_whole_loop_with_the_commands_it_prints() {
         demo.dir.path(),
     );
     let png = std::fs::read(&shot).expect("a screenshot");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real picture");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a real picture"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -219,7 +243,10 @@ async fn a_port_in_use_fails_before_the_page_address_is_printed() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{cmd}: {stdout}{stderr}");
-        assert!(!stdout.contains("Open http"), "{cmd} printed the page first");
+        assert!(
+            !stdout.contains("Open http"),
+            "{cmd} printed the page first"
+        );
         assert!(
             stderr.contains("in use") && stderr.contains("--listen"),
             "{cmd}: the message says what to do: {stderr}"
