@@ -11,15 +11,16 @@ need_pkgs=()
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need_pkgs+=(prometheus-alertmanager)
 command -v git >/dev/null 2>&1 || need_pkgs+=(git)
+# The page test drives a real headless browser.
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
-# Debian starts the daemons it installs when it can; the tests start their own on free ports.
-pkill -x prometheus 2>/dev/null || true
-pkill -f '^/usr/bin/prometheus-alertmanager' 2>/dev/null || true
+# The tests start their own Prometheus and Alertmanager on free ports and stop them by PID; a
+# daemon the package may have started is left alone (it listens on other ports).
 
 scripts/services.sh
 

@@ -138,13 +138,13 @@ async fn not_found() -> ApiError {
     )
 }
 
-async fn require_token(State(app): State<AppState>, req: Request, next: Next) -> Response {
+/// True when no token is configured, or the request carries one of the configured tokens.
+fn authorized(app: &AppState, headers: &HeaderMap) -> bool {
     let tokens = &app.config.webhook.tokens;
     if tokens.is_empty() {
-        return next.run(req).await;
+        return true;
     }
-    let given = req
-        .headers()
+    let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -154,7 +154,11 @@ async fn require_token(State(app): State<AppState>, req: Request, next: Next) ->
     for t in tokens {
         ok |= given.as_bytes().ct_eq(t.expose_secret().as_bytes());
     }
-    if bool::from(ok) && !given.is_empty() {
+    bool::from(ok) && !given.is_empty()
+}
+
+async fn require_token(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    if authorized(&app, req.headers()) {
         next.run(req).await
     } else {
         if req.uri().path().starts_with("/webhook") {
@@ -245,45 +249,26 @@ async fn ready(State(app): State<AppState>) -> Response {
     }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+#[derive(Deserialize)]
+struct PageQuery {
+    partial: Option<u8>,
 }
 
-async fn landing(State(app): State<AppState>) -> Response {
+/// The page; `?partial=1` is the body alone, for the page's own live refresh.
+async fn landing(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let details = authorized(&app, &headers);
     let status = crate::status::build(&app, None).await;
-    let mut rows = String::new();
-    for (name, s) in status["sources"].as_object().into_iter().flatten() {
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(name),
-            esc(s["state"].as_str().unwrap_or("")),
-            esc(s["reason"].as_str().unwrap_or(""))
-        ));
-    }
-    let mut tasks = String::new();
-    for t in status["open_tasks"].as_array().into_iter().flatten() {
-        tasks.push_str(&format!(
-            "<li>[{}] {} <small>({})</small></li>",
-            esc(t["queue"].as_str().unwrap_or("")),
-            esc(t["title"].as_str().unwrap_or("")),
-            esc(t["state"].as_str().unwrap_or(""))
-        ));
-    }
-    if tasks.is_empty() {
-        tasks.push_str("<li>none</li>");
-    }
-    Html(format!(
-        "<!doctype html><html><head><meta charset=utf-8><title>deploywatch</title></head><body>\
-         <h1>deploywatch {}</h1><h2>Sources</h2><table border=1 cellpadding=4><tr><th>source</th><th>state</th><th>why</th></tr>{rows}</table>\
-         <h2>Open tasks</h2><ul>{tasks}</ul>\
-         <p><a href=/metrics>/metrics</a> · <a href=/api/v1/status>/api/v1/status</a> · <a href=/api/v1/tasks>/api/v1/tasks</a> · \
-         <a href=/health/ready>/health/ready</a> · <a href=/health/startup>/health/startup</a></p></body></html>",
-        env!("CARGO_PKG_VERSION")
-    ))
-    .into_response()
+    let now = chrono::Utc::now();
+    let html = if q.partial == Some(1) {
+        crate::page::body(&status, details, now)
+    } else {
+        crate::page::render(&status, details, now)
+    };
+    ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
 }
 
 #[derive(Deserialize)]

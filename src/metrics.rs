@@ -23,6 +23,7 @@ pub struct Metrics {
     // Process-wide.
     pub build_info: IntGaugeVec,
     pub source_up: IntGaugeVec,
+    pub source_enabled: IntGaugeVec,
     pub source_last_success: GaugeVec,
     pub startup_check_success: IntGaugeVec,
 
@@ -131,7 +132,8 @@ impl Metrics {
         const CACHED: &str = " (cached from the last poll; never fetched during a scrape)";
         let m = Metrics {
             build_info: r.gauge("build_info", "Always 1; the running deploywatch version.", &["version"]),
-            source_up: r.gauge("source_up", "1 when the last poll of the source succeeded.", &["source"]),
+            source_up: r.gauge("source_up", "1 when the last poll of the source succeeded; only for enabled sources.", &["source"]),
+            source_enabled: r.gauge("source_enabled", "1 when the source is configured; 0 when it is off (it then exports no source_up).", &["source"]),
             source_last_success: r.fgauge(
                 "source_last_success_timestamp_seconds",
                 "Unix time of the source's last successful poll.",

@@ -101,6 +101,12 @@ pub async fn start(
     let metrics = Arc::new(Metrics::new());
     let store = Store::connect(&config.database_url, Duration::from_secs(3)).await?;
     log_sources(&config);
+    for e in crate::sources::enabled(&config) {
+        metrics
+            .source_enabled
+            .with_label_values(&[e.source])
+            .set(i64::from(e.on));
+    }
     let app = Arc::new(App::new(config, store, metrics));
     let (tx, rx) = watch::channel(false);
 
@@ -264,8 +270,11 @@ async fn startup_sequence(app: Arc<App>, shutdown: &mut watch::Receiver<bool>) {
             }
             app.checks.record(r, &app.metrics);
         }
-        // The source is up when the checks ran; their verdicts are the check metrics.
-        app.metrics.source_result("migrations", true);
+        // The source is up when the checks ran; their verdicts are the check metrics. With no
+        // checks configured the source is off and exports no source_up.
+        if !checks.is_empty() {
+            app.metrics.source_result("migrations", true);
+        }
         // Until they pass, retry quickly so startup is not held longer than needed.
         let wait = if app.checks.status().ok {
             interval

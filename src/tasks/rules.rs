@@ -485,6 +485,7 @@ mod tests {
                 commit: Some("abc".into()),
                 cause: None,
                 trace_id: "t".into(),
+                ended_at: None,
             }),
             ..Default::default()
         };

@@ -646,3 +646,122 @@ fn every_shipped_alert_has_labels_annotations_and_a_runbook() {
         );
     }
 }
+
+/// Waits until every shipped alerting group has been evaluated after `since` (so the alerts reflect
+/// the scraped data), then returns the active alerts, pending ones included (their `for:` has not
+/// run out yet, but their expression is true: they would fire).
+async fn alerts_after_evaluation(port: u16, since: chrono::DateTime<chrono::Utc>) -> Vec<Value> {
+    let c = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/v1/rules");
+    wait_for(Duration::from_secs(60), || async {
+        let Ok(r) = c.get(&url).send().await else {
+            return false;
+        };
+        let v: Value = r.json().await.unwrap_or_default();
+        // The alerting groups (the recording groups run once a minute).
+        let groups: Vec<Value> = v["data"]["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|g| {
+                g["file"]
+                    .as_str()
+                    .is_some_and(|f| f.ends_with("deploywatch.rules.yml"))
+            })
+            .cloned()
+            .collect();
+        !groups.is_empty()
+            && groups.iter().all(|g| {
+                g["lastEvaluation"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .is_some_and(|t| t > since)
+            })
+    })
+    .await;
+    let v: Value = c
+        .get(format!("http://127.0.0.1:{port}/api/v1/alerts"))
+        .send()
+        .await
+        .expect("alerts")
+        .json()
+        .await
+        .expect("json");
+    v["data"]["alerts"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until Prometheus scraped the target successfully; returns when it saw that.
+async fn scraped(port: u16) -> chrono::DateTime<chrono::Utc> {
+    ready(&format!("http://127.0.0.1:{port}/-/ready")).await;
+    wait_for(Duration::from_secs(60), || async {
+        prom_query(port, "up{job=\"deploywatch\"} == 1").await["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    })
+    .await;
+    // One more scrape interval, so the rules see more than the first sample.
+    chrono::Utc::now() + chrono::Duration::seconds(2)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_shipped_alert_fires_on_a_default_install_or_for_the_demos_own_health() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // A default install: no config, no token.
+    let app = spawn_app(Kind::Sqlite, "", &[]).await;
+    let target = app.url.trim_start_matches("http://").to_string();
+    let port = free_port();
+    let _prom = prometheus(dir.path(), &target, free_port(), port);
+    let since = scraped(port).await;
+    let m = app.metrics().await;
+    for s in ["digitalocean", "health", "git", "migrations"] {
+        assert_eq!(
+            metric(&m, &format!("deploywatch_source_enabled{{source=\"{s}\"}}")),
+            Some(0.0),
+            "{s} is off on a default install"
+        );
+        assert!(
+            !m.contains(&format!("deploywatch_source_up{{source=\"{s}\"}}")),
+            "{s} is off, so it exports no source_up"
+        );
+    }
+    let alerts = alerts_after_evaluation(port, since).await;
+    assert!(
+        alerts.is_empty(),
+        "alerts on a default install: {alerts:#?}"
+    );
+    app.stop().await;
+
+    // The demo: its deployments fail on purpose, but deploywatch itself is healthy.
+    let demo_dir = tempfile::tempdir().expect("tmp");
+    let demo_port = free_port();
+    let _demo = spawn(
+        bin().to_str().expect("utf-8 path"),
+        &[
+            "demo".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{demo_port}"),
+            "--step-seconds".into(),
+            "1".into(),
+        ],
+        &demo_dir.path().join("demo.log"),
+    );
+    let prom_dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let _prom = prometheus(
+        prom_dir.path(),
+        &format!("127.0.0.1:{demo_port}"),
+        free_port(),
+        port,
+    );
+    let since = scraped(port).await + chrono::Duration::seconds(10);
+    let alerts = alerts_after_evaluation(port, since).await;
+    let own: Vec<_> = alerts
+        .iter()
+        .filter(|a| {
+            a["labels"]["alertname"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("Deploywatch"))
+        })
+        .collect();
+    assert!(own.is_empty(), "the demo's own health alerts: {own:#?}");
+}

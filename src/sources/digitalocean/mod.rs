@@ -71,6 +71,8 @@ pub struct FailureView {
     pub commit: Option<String>,
     pub cause: Option<String>,
     pub trace_id: String,
+    /// When the failed deployment ended, so an old failure reads as history.
+    pub ended_at: Option<DateTime<Utc>>,
 }
 
 impl DeploymentView {

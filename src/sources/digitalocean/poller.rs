@@ -476,6 +476,7 @@ impl Poller {
                 commit: d.commit().map(str::to_string),
                 cause: d.cause.clone(),
                 trace_id: view.trace_id.clone(),
+                ended_at: view.ended_at,
             };
             if let Some(t) = self.tracks.get_mut(app_id) {
                 t.last_failure = Some(f.clone());

@@ -11,6 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{Config, ProcessEnv};
 
+mod table;
+
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILING: i32 = 1;
 pub const EXIT_ERROR: i32 = 2;
@@ -53,8 +55,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Follow one deployment to its end, showing its steps (straight against the DigitalOcean API).
+    /// Follow one deployment to its end, showing its steps. With DIGITALOCEAN_TOKEN set it asks
+    /// the API directly; otherwise (or with --server) it follows through a deploywatch server.
     Watch {
+        /// The app to follow (its name or id).
         #[arg(long)]
         app: Option<String>,
         #[arg(long)]
@@ -63,6 +67,9 @@ pub enum Command {
         timeout: u64,
         #[arg(long)]
         json: bool,
+        /// Follow through this deploywatch server instead of the DigitalOcean API.
+        #[arg(long, env = "DEPLOYWATCH_SERVER")]
+        server: Option<String>,
     },
     /// Work with the task queues.
     Tasks {
@@ -85,15 +92,23 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum TaskAction {
+    /// List tasks as a table (newest first); --json for the API's JSON.
     List {
+        /// Only this queue: execution, announce, e2e-test, deploy.
         #[arg(long)]
         queue: Option<String>,
+        /// Only this state: queued, claimed, done, failed, cancelled.
         #[arg(long)]
         state: Option<String>,
+        /// Only tasks of this app.
         #[arg(long)]
         app: Option<String>,
+        /// At most this many tasks (default 100).
         #[arg(long)]
         limit: Option<i64>,
+        /// Print the JSON the server answered instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     Claim {
         #[arg(long)]
@@ -182,7 +197,16 @@ async fn run(cli: Cli) -> i32 {
             deployment,
             timeout,
             json,
-        } => crate::watch::run(app, deployment, Duration::from_secs(timeout), json).await,
+            server,
+        } => {
+            let timeout = Duration::from_secs(timeout);
+            let token = std::env::var("DIGITALOCEAN_TOKEN").is_ok_and(|t| !t.trim().is_empty());
+            if server.is_none() && token {
+                crate::watch::run(app, deployment, timeout, json).await
+            } else {
+                crate::watch::server::run(server_url(server), app, deployment, timeout, json).await
+            }
+        }
         Command::Tasks { action, server } => tasks(action, server).await,
         Command::Check { config } => check(config).await,
         Command::Migrate { config } => migrate(config).await,
@@ -204,17 +228,33 @@ async fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Resul
     serve_config(cfg, crate::server::ServeOptions::default()).await
 }
 
+/// Binds the listener; the error says what to do about a port in use.
+pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "cannot listen on {addr}: the port is in use by another process. Stop it, or pass \
+             another address with --listen (or DEPLOYWATCH_LISTEN), e.g. --listen 127.0.0.1:0 for any free port"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "cannot listen on {addr}: that address is not on this machine; use 127.0.0.1 or 0.0.0.0"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "cannot listen on {addr}: permission denied (ports below 1024 need privileges); pick a port above 1024"
+        ),
+        _ => format!("cannot listen on {addr}: {e}"),
+    })
+}
+
 pub async fn serve_config(cfg: Config, opts: crate::server::ServeOptions) -> anyhow::Result<i32> {
+    let listener = match bind(cfg.listen).await {
+        Ok(l) => l,
+        Err(msg) => {
+            eprintln!("deploywatch: {msg}");
+            return Ok(EXIT_ERROR);
+        }
+    };
     let mut guard =
         crate::telemetry::init(cfg.log_format, &cfg.environment).map_err(anyhow::Error::msg)?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (in use? set --listen or DEPLOYWATCH_LISTEN)",
-                cfg.listen
-            )
-        })?;
     tracing::info!(config = %cfg, "deploywatch {} starting", env!("CARGO_PKG_VERSION"));
     let running = crate::server::start(cfg, listener, opts).await?;
     tracing::info!(addr = %running.addr, "listening");
@@ -232,14 +272,14 @@ fn server_url(server: Option<String>) -> String {
         .to_string()
 }
 
-fn http_client() -> reqwest::Client {
+pub(crate) fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()
         .unwrap_or_default()
 }
 
-fn auth(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+pub(crate) fn auth(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     match std::env::var("DEPLOYWATCH_WEBHOOK_TOKEN")
         .ok()
         .filter(|t| !t.is_empty())
@@ -249,9 +289,35 @@ fn auth(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     }
 }
 
+/// The app names a status document lists (all apps, no filter).
+async fn known_apps(server: Option<Option<String>>) -> Vec<String> {
+    let doc = match server {
+        None => crate::watch::direct_status(None).await.ok(),
+        Some(server) => {
+            let base = server_url(server);
+            match auth(http_client().get(format!("{base}/api/v1/status")))
+                .send()
+                .await
+            {
+                Ok(r) => r.json::<serde_json::Value>().await.ok(),
+                Err(_) => None,
+            }
+        }
+    };
+    doc.and_then(|d| {
+        d["apps"].as_array().map(|a| {
+            a.iter()
+                .filter_map(|x| x["name"].as_str().map(str::to_string))
+                .collect()
+        })
+    })
+    .unwrap_or_default()
+}
+
 async fn status(server: Option<String>, app: Option<String>, json: bool) -> anyhow::Result<i32> {
     let direct =
         server.is_none() && std::env::var("DIGITALOCEAN_TOKEN").is_ok_and(|t| !t.is_empty());
+    let server_for_known = if direct { None } else { Some(server.clone()) };
     let value = if direct {
         crate::watch::direct_status(app.as_deref()).await?
     } else {
@@ -273,6 +339,23 @@ async fn status(server: Option<String>, app: Option<String>, json: bool) -> anyh
             .await
             .context("the server's answer is not JSON")?
     };
+    if let Some(name) = &app
+        && !value["apps"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["name"].as_str() == Some(name.as_str())))
+    {
+        let known = Box::pin(known_apps(server_for_known)).await;
+        eprintln!(
+            "deploywatch: no app named {:?}; known apps: {}",
+            crate::terminal::clean(name),
+            if known.is_empty() {
+                "none yet".to_string()
+            } else {
+                crate::terminal::clean(&known.join(", "))
+            }
+        );
+        return Ok(EXIT_ERROR);
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
@@ -294,6 +377,7 @@ async fn tasks(action: TaskAction, server: Option<String>) -> anyhow::Result<i32
             state,
             app,
             limit,
+            ..
         } => {
             let mut url = url::Url::parse(&format!("{base}/api/v1/tasks"))?;
             {
@@ -354,7 +438,12 @@ async fn tasks(action: TaskAction, server: Option<String>) -> anyhow::Result<i32
     }
     let text = resp.text().await.unwrap_or_default();
     if code.is_success() {
-        println!("{text}");
+        match (&action, serde_json::from_str::<serde_json::Value>(&text)) {
+            (TaskAction::List { json: false, .. }, Ok(doc)) => {
+                print!("{}", table::render(&doc, chrono::Utc::now()));
+            }
+            _ => println!("{text}"),
+        }
         Ok(EXIT_OK)
     } else {
         let msg = serde_json::from_str::<serde_json::Value>(&text)

@@ -1,5 +1,8 @@
 //! `deploywatch watch`: follows one deployment to its end straight against the DigitalOcean API
-//! (no server needed, so a post-push hook can run it), and `status` without a server.
+//! (no server needed, so a post-push hook can run it), and `status` without a server. `server`
+//! follows a deployment through a deploywatch server instead, when there is no token.
+
+pub mod server;
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -13,6 +16,7 @@ use crate::domain::Phase;
 use crate::sources::digitalocean::DeploymentView;
 use crate::sources::digitalocean::client::Client;
 use crate::sources::digitalocean::types::{Deployment, Step};
+use crate::terminal::{clean, clean_lines};
 
 fn client() -> anyhow::Result<Client> {
     let token = std::env::var("DIGITALOCEAN_TOKEN")
@@ -65,7 +69,14 @@ fn render_steps(d: &Deployment) -> Vec<String> {
         flatten(&p.steps, 0, &mut flat);
     }
     flat.into_iter()
-        .map(|(depth, name, status)| format!("{}{name:<24} {status}", "  ".repeat(depth)))
+        .map(|(depth, name, status)| {
+            format!(
+                "{}{:<24} {}",
+                "  ".repeat(depth),
+                clean(&name),
+                clean(&status)
+            )
+        })
         .collect()
 }
 
@@ -138,8 +149,8 @@ pub async fn run(
             // A live view: redraw the step list in place.
             print!(
                 "\x1b[2J\x1b[H{} deployment {} — {}\n\n{}\n",
-                a.name(),
-                d.id,
+                clean(a.name()),
+                clean(&d.id),
                 d.phase.as_str(),
                 lines.join("\n")
             );
@@ -148,7 +159,7 @@ pub async fn run(
                 println!(
                     "{} {} {}",
                     chrono::Utc::now().format("%H:%M:%S"),
-                    d.id,
+                    clean(&d.id),
                     d.phase.as_str()
                 );
             }
@@ -161,7 +172,7 @@ pub async fn run(
         if let Some(outcome) = d.phase.outcome() {
             if d.phase == Phase::Active || d.phase == Phase::Superseded {
                 if !json_out {
-                    println!("deployment {} is {}", d.id, d.phase.as_str());
+                    println!("deployment {} is {}", clean(&d.id), d.phase.as_str());
                 }
                 return Ok(EXIT_OK);
             }
@@ -180,20 +191,21 @@ pub async fn run(
                     )?
                 );
             } else {
-                println!("deployment {} ended {}", d.id, d.phase.as_str());
+                println!("deployment {} ended {}", clean(&d.id), d.phase.as_str());
                 if let Some(f) = &failed {
                     println!(
                         "failed step: {} / {} ({}): {}",
-                        f.top_step,
-                        f.step,
-                        f.reason_code.as_deref().unwrap_or("no reason code"),
-                        f.reason_message.as_deref().unwrap_or("")
+                        clean(&f.top_step),
+                        clean(&f.step),
+                        clean(f.reason_code.as_deref().unwrap_or("no reason code")),
+                        clean(f.reason_message.as_deref().unwrap_or(""))
                     );
                 }
                 if let Some(t) = &tail {
                     println!(
-                        "--- last lines of the {} log ---\n{t}",
-                        log_type.to_ascii_lowercase()
+                        "--- last lines of the {} log ---\n{}",
+                        log_type.to_ascii_lowercase(),
+                        clean_lines(t)
                     );
                 }
             }
