@@ -184,6 +184,38 @@ async fn a_bare_start_answers_at_once_and_says_which_sources_are_off() {
         .await
         .expect("text");
     assert!(landing.contains("<h1>deploywatch") && landing.contains("no DIGITALOCEAN_TOKEN set"));
+
+    // A second `serve` on the same SQLite file refuses, naming the file and the holder.
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let (code, out) = run(&["serve", "--listen", &listen], &[], dir.path());
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("already serving from deploywatch.db")
+            && out.contains(&format!("pid {}", s.child.id())),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_in_an_empty_directory_creates_nothing_and_says_migrations_are_pending() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (code, out) = run(&["check"], &[], dir.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("deploywatch.db does not exist yet") && out.contains("deploywatch migrate"),
+        "{out}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "check created {left:?}");
+    // After `migrate` the same check passes.
+    let (code, out) = run(&["migrate"], &[], dir.path());
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&["check"], &[], dir.path());
+    assert_eq!(code, 0, "{out}");
 }
 
 /// Sends webhooks from several tasks until stopped; returns the app names acknowledged with 200.
