@@ -509,6 +509,7 @@ struct SpanSeen {
     parent: Vec<u8>,
     attrs: Vec<(String, String)>,
     error: bool,
+    message: String,
     service: String,
 }
 
@@ -544,6 +545,11 @@ fn spans(r: &Receiver) -> Vec<SpanSeen> {
                         parent: s.parent_span_id.clone(),
                         attrs,
                         error: s.status.as_ref().is_some_and(|st| st.code == 2),
+                        message: s
+                            .status
+                            .as_ref()
+                            .map(|st| st.message.clone())
+                            .unwrap_or_default(),
                         service: service.clone(),
                     });
                 }
@@ -689,8 +695,23 @@ async fn deployment_traces_reach_an_otlp_receiver_and_the_canary_never_leaks() {
             root.attrs
         );
         assert!(attr("cicd.pipeline.run.id").contains(&dep));
-        assert!(attr("deployment.status").contains("ERROR"));
+        // The conventions' values, not DigitalOcean's: `succeeded` or `failed`.
+        assert!(
+            attr("deployment.status").contains("\"failed\""),
+            "{:?}",
+            root.attrs
+        );
+        assert!(attr("digitalocean.deployment.phase").contains("ERROR"));
         assert!(attr("vcs.ref.head.revision").contains("2222222"));
+        assert!(attr("vcs.repository.url.full").contains("\"https://github.com/acme/api\""));
+        assert!(attr("vcs.ref.head.name").contains("\"main\""));
+        assert!(!attr("error.type").is_empty(), "{:?}", root.attrs);
+        // The error message names the failed step and its reason, never an empty reason.
+        assert!(
+            root.message.contains("failed: ") && !root.message.trim_end().ends_with("failed:"),
+            "{}",
+            root.message
+        );
         assert!(
             root.error,
             "a failed deployment's root span has error status"
@@ -705,6 +726,14 @@ async fn deployment_traces_reach_an_otlp_receiver_and_the_canary_never_leaks() {
             .find(|sp| sp.name == "build")
             .expect("build step span");
         assert!(build.error, "the failed step is an error");
+        assert!(
+            build
+                .attrs
+                .iter()
+                .any(|(k, v)| k == "cicd.pipeline.task.run.result" && v.contains("failure")),
+            "{:?}",
+            build.attrs
+        );
         assert!(
             trace.iter().any(|sp| sp.name == "initialize"),
             "nested steps are spans too"

@@ -265,7 +265,7 @@ impl Poller {
             .sort_by_key(|d| std::cmp::Reverse(d.created_at));
 
         let deployments = track.deployments.clone();
-        let env = self.app.config.environment.clone();
+        let origin = traces::Origin::new(&self.app.config.environment, &a.spec);
         // Oldest first, so DORA recovery sees a failure before the success that ends it.
         for d in deployments.iter().rev() {
             if d.phase.in_progress()
@@ -290,7 +290,7 @@ impl Poller {
                 continue;
             }
             match self
-                .count_deployment(&name, &a.id, d, outcome, &env, initial)
+                .count_deployment(&name, &a.id, d, outcome, initial, &origin)
                 .await
             {
                 Ok(true) => report.newly_counted += 1,
@@ -390,8 +390,8 @@ impl Poller {
         app_id: &str,
         d: &Deployment,
         outcome: Outcome,
-        env: &str,
         initial: bool,
+        origin: &traces::Origin,
     ) -> Result<bool, crate::store::StoreError> {
         let ended = d.ended_at();
         let duration = match (d.created_at, ended) {
@@ -443,7 +443,7 @@ impl Poller {
                 }
             }
         }
-        traces::emit_deployment_trace(app_name, d, env);
+        traces::emit_deployment_trace(app_name, d, origin);
         let view = DeploymentView::from_api(d);
         let mut failure = None;
         if outcome == Outcome::Failure {
