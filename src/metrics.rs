@@ -36,6 +36,7 @@ pub struct Metrics {
     pub deployment_in_progress: IntGaugeVec,
     pub deployment_last_outcome: IntGaugeVec,
     pub deployment_info: IntGaugeVec,
+    pub active_deployment_info: IntGaugeVec,
     pub pinned_deployment: IntGaugeVec,
     pub step_duration: HistogramVec,
     pub deployment_failed_step: IntGaugeVec,
@@ -174,8 +175,13 @@ impl Metrics {
             ),
             deployment_info: r.gauge(
                 "deployment_info",
-                &format!("Always 1; the app's latest and active deployment ids and commits{CACHED}."),
-                &["app", "deployment_id", "active_deployment_id", "commit", "cause"],
+                &format!("Always 1; the app's latest deployment: its id, commit and cause{CACHED}."),
+                &["app", "deployment_id", "commit", "cause"],
+            ),
+            active_deployment_info: r.gauge(
+                "active_deployment_info",
+                &format!("Always 1; the app's ACTIVE (serving) deployment: its id and commit{CACHED}."),
+                &["app", "deployment_id", "commit"],
             ),
             pinned_deployment: r.gauge(
                 "pinned_deployment",

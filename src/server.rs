@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -20,6 +21,8 @@ use crate::store::Store;
 /// A running server; dropping it does not stop it, call [`Running::shutdown`].
 pub struct Running {
     pub app: Arc<App>,
+    /// Keeps a second process off the same SQLite file while this one runs.
+    _sqlite_lock: Option<crate::store::sqlite_file::InstanceLock>,
     pub addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -99,6 +102,10 @@ pub async fn start(
 ) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let metrics = Arc::new(Metrics::new());
+    let sqlite_lock = match crate::store::sqlite_file::path(config.database_url.expose_secret()) {
+        Some(db) => Some(crate::store::sqlite_file::lock(&db)?),
+        None => None,
+    };
     let store = Store::connect(&config.database_url, Duration::from_secs(3)).await?;
     log_sources(&config);
     for e in crate::sources::enabled(&config) {
@@ -191,6 +198,7 @@ pub async fn start(
     }
     Ok(Running {
         app,
+        _sqlite_lock: sqlite_lock,
         addr,
         shutdown: tx,
         tasks,
@@ -321,21 +329,36 @@ pub async fn signal() {
 /// Runs every startup check once (for `deploywatch check`).
 pub async fn check_once(config: &Config) -> Vec<crate::checks::CheckResult> {
     let mut out = Vec::new();
-    match Store::connect(&config.database_url, Duration::from_secs(3)).await {
-        Ok(store) => {
-            out.push(
-                run_check(&SchemaCheck {
-                    store: store.clone(),
-                })
-                .await,
-            );
-            store.close().await;
-        }
-        Err(e) => out.push(crate::checks::CheckResult::fail(
+    // Checking must not create the database it reports on.
+    let missing = crate::store::sqlite_file::path(config.database_url.expose_secret())
+        .filter(|p| !p.exists());
+    if let Some(db) = missing {
+        out.push(crate::checks::CheckResult::fail(
             "schema",
-            e.to_string(),
+            format!(
+                "the database file {} does not exist yet, so no migration is applied; \
+                 `deploywatch migrate` or `deploywatch serve` creates it",
+                db.display()
+            ),
             serde_json::Value::Null,
-        )),
+        ));
+    } else {
+        match Store::connect(&config.database_url, Duration::from_secs(3)).await {
+            Ok(store) => {
+                out.push(
+                    run_check(&SchemaCheck {
+                        store: store.clone(),
+                    })
+                    .await,
+                );
+                store.close().await;
+            }
+            Err(e) => out.push(crate::checks::CheckResult::fail(
+                "schema",
+                e.to_string(),
+                serde_json::Value::Null,
+            )),
+        }
     }
     for cfg in &config.migration_checks {
         out.push(run_check(&AppMigrationCheck { cfg: cfg.clone() }).await);

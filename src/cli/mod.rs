@@ -6,144 +6,20 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{Config, ProcessEnv};
 
+mod args;
 mod table;
+
+pub use args::{Cli, Command, TaskAction};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILING: i32 = 1;
 pub const EXIT_ERROR: i32 = 2;
 pub const EXIT_TIMEOUT: i32 = 124;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "deploywatch",
-    version,
-    about = "Watches DigitalOcean App Platform deployments and turns trouble into work"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Exporter + webhook receiver + task API.
-    Serve {
-        #[arg(long, env = "DEPLOYWATCH_CONFIG")]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        listen: Option<String>,
-    },
-    /// Serve plus a built-in DigitalOcean simulator with sample apps.
-    Demo {
-        #[arg(long)]
-        listen: Option<String>,
-        /// Seconds per simulated deployment step.
-        #[arg(long, default_value_t = 3)]
-        step_seconds: u64,
-    },
-    /// Latest deployments, probes, drift and open tasks, for agents after a push.
-    Status {
-        #[arg(long, env = "DEPLOYWATCH_SERVER")]
-        server: Option<String>,
-        #[arg(long)]
-        app: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Follow one deployment to its end, showing its steps. With DIGITALOCEAN_TOKEN set it asks
-    /// the API directly; otherwise (or with --server) it follows through a deploywatch server.
-    Watch {
-        /// The app to follow (its name or id).
-        #[arg(long)]
-        app: Option<String>,
-        #[arg(long)]
-        deployment: Option<String>,
-        #[arg(long, default_value_t = 1800)]
-        timeout: u64,
-        #[arg(long)]
-        json: bool,
-        /// Follow through this deploywatch server instead of the DigitalOcean API.
-        #[arg(long, env = "DEPLOYWATCH_SERVER")]
-        server: Option<String>,
-    },
-    /// Work with the task queues.
-    Tasks {
-        #[command(subcommand)]
-        action: TaskAction,
-        #[arg(long, env = "DEPLOYWATCH_SERVER", global = true)]
-        server: Option<String>,
-    },
-    /// Run every startup check once and report.
-    Check {
-        #[arg(long, env = "DEPLOYWATCH_CONFIG")]
-        config: Option<PathBuf>,
-    },
-    /// Apply deploywatch's own schema migrations.
-    Migrate {
-        #[arg(long, env = "DEPLOYWATCH_CONFIG")]
-        config: Option<PathBuf>,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum TaskAction {
-    /// List tasks as a table (newest first); --json for the API's JSON.
-    List {
-        /// Only this queue: execution, announce, e2e-test, deploy.
-        #[arg(long)]
-        queue: Option<String>,
-        /// Only this state: queued, claimed, done, failed, cancelled.
-        #[arg(long)]
-        state: Option<String>,
-        /// Only tasks of this app.
-        #[arg(long)]
-        app: Option<String>,
-        /// At most this many tasks (default 100).
-        #[arg(long)]
-        limit: Option<i64>,
-        /// Print the JSON the server answered instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    Claim {
-        #[arg(long)]
-        queue: String,
-        #[arg(long)]
-        worker: String,
-        #[arg(long)]
-        lease_seconds: Option<u64>,
-    },
-    Heartbeat {
-        id: String,
-        #[arg(long)]
-        worker: String,
-        #[arg(long)]
-        lease_seconds: Option<u64>,
-    },
-    Complete {
-        id: String,
-        #[arg(long)]
-        worker: String,
-        /// JSON result to store with the task.
-        #[arg(long)]
-        result: Option<String>,
-    },
-    Fail {
-        id: String,
-        #[arg(long)]
-        worker: String,
-        #[arg(long)]
-        reason: String,
-        /// Do not return the task to its queue.
-        #[arg(long)]
-        no_retry: bool,
-    },
-}
 
 fn load_config(path: Option<&std::path::Path>, listen: Option<&str>) -> Result<Config, i32> {
     let mut cfg = Config::load(path, &ProcessEnv).map_err(|e| {
@@ -210,6 +86,23 @@ async fn run(cli: Cli) -> i32 {
         Command::Tasks { action, server } => tasks(action, server).await,
         Command::Check { config } => check(config).await,
         Command::Migrate { config } => migrate(config).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "deploywatch",
+                &mut std::io::stdout(),
+            );
+            Ok(EXIT_OK)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .context("cannot write the man page")
+                .map(|()| EXIT_OK)
+        }
     };
     match res {
         Ok(code) => code,

@@ -720,6 +720,43 @@ async fn status_cli_reads_the_server() {
             .await
             .expect("join");
     assert!(text.contains("app api") && text.contains("ERROR"), "{text}");
+    let url = app.url.clone();
+    let (code, _, err) = tokio::task::spawn_blocking(move || {
+        run_cli(&["status", "--server", &url, "--app", "nosuch"], &[])
+    })
+    .await
+    .expect("join");
+    assert_eq!(code, 2, "an unknown app is a usage error");
+    assert!(
+        err.contains("no app named \"nosuch\"") && err.contains("known apps: api"),
+        "{err}"
+    );
+    // One info series per meaning: the latest (failed) deployment with its own commit and cause,
+    // and the ACTIVE one with its own commit; never one mixing both.
+    let m = app.metrics().await;
+    let latest = v["apps"][0]["latest"]["id"].as_str().expect("latest id");
+    let active = v["apps"][0]["active"]["id"].as_str().expect("active id");
+    assert_ne!(latest, active);
+    let info: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("deploywatch_deployment_info{"))
+        .collect();
+    assert_eq!(info.len(), 1, "{info:?}");
+    assert!(
+        info[0].contains(&format!("deployment_id=\"{latest}\""))
+            && info[0].contains(&format!("commit=\"{}\"", SHA[1])),
+        "{info:?}"
+    );
+    let act: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("deploywatch_active_deployment_info{"))
+        .collect();
+    assert_eq!(act.len(), 1, "{act:?}");
+    assert!(
+        act[0].contains(&format!("deployment_id=\"{active}\""))
+            && act[0].contains(&format!("commit=\"{}\"", SHA[0])),
+        "{act:?}"
+    );
     let (code, _, err) = run_cli(&["status", "--server", "http://127.0.0.1:9"], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("cannot reach"), "{err}");

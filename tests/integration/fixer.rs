@@ -571,7 +571,7 @@ async fn store_outage_gives_503_and_retries_store_everything_once() {
         Default::default(),
     )
     .await;
-    let admin = sqlx::PgPool::connect(PG_ADMIN).await.expect("admin");
+    let admin = sqlx::PgPool::connect(&PG_ADMIN).await.expect("admin");
     let block = |allow: bool| {
         let admin = admin.clone();
         let name = name.clone();

@@ -8,8 +8,23 @@ use deploywatch::config::Config;
 use deploywatch::server::{Running, ServeOptions};
 use sqlx::Connection;
 
-pub const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-pub const MYSQL_ADMIN: &str = "mysql://root@127.0.0.1:3306/test";
+/// Admin URLs of the servers the tests make their databases on: `DEPLOYWATCH_TEST_PG_URL` and
+/// `DEPLOYWATCH_TEST_MYSQL_URL`, defaulting to the local servers `scripts/services.sh` starts.
+pub static PG_ADMIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::env::var("DEPLOYWATCH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+});
+pub static MYSQL_ADMIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::env::var("DEPLOYWATCH_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+});
+
+/// The admin URL with its database replaced by `name`.
+fn with_database(admin: &str, name: &str) -> String {
+    let mut u = url::Url::parse(admin).expect("a valid test database URL");
+    u.set_path(&format!("/{name}"));
+    u.to_string()
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -32,7 +47,7 @@ fn unique(prefix: &str) -> String {
 
 pub async fn pg_db() -> TestDb {
     let name = unique("dw");
-    let mut c = sqlx::PgConnection::connect(PG_ADMIN)
+    let mut c = sqlx::PgConnection::connect(&PG_ADMIN)
         .await
         .expect("PostgreSQL on 127.0.0.1:5432 (run scripts/services.sh)");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -40,7 +55,7 @@ pub async fn pg_db() -> TestDb {
         .await
         .expect("create database");
     TestDb {
-        url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+        url: with_database(&PG_ADMIN, &name),
         name,
         kind: Kind::Postgres,
         _dir: None,
@@ -49,7 +64,7 @@ pub async fn pg_db() -> TestDb {
 
 pub async fn mysql_db() -> TestDb {
     let name = unique("dw");
-    let mut c = sqlx::MySqlConnection::connect(MYSQL_ADMIN)
+    let mut c = sqlx::MySqlConnection::connect(&MYSQL_ADMIN)
         .await
         .expect("MariaDB on 127.0.0.1:3306 (run scripts/services.sh)");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -57,7 +72,7 @@ pub async fn mysql_db() -> TestDb {
         .await
         .expect("create database");
     TestDb {
-        url: format!("mysql://root@127.0.0.1:3306/{name}"),
+        url: with_database(&MYSQL_ADMIN, &name),
         name,
         kind: Kind::MySql,
         _dir: None,
@@ -112,7 +127,7 @@ impl Drop for TestDb {
             rt.block_on(async move {
                 match kind {
                     Kind::Postgres => {
-                        if let Ok(mut c) = sqlx::PgConnection::connect(PG_ADMIN).await {
+                        if let Ok(mut c) = sqlx::PgConnection::connect(&PG_ADMIN).await {
                             let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                                 "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
                             )))
@@ -121,7 +136,7 @@ impl Drop for TestDb {
                         }
                     }
                     Kind::MySql => {
-                        if let Ok(mut c) = sqlx::MySqlConnection::connect(MYSQL_ADMIN).await {
+                        if let Ok(mut c) = sqlx::MySqlConnection::connect(&MYSQL_ADMIN).await {
                             let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                                 "DROP DATABASE IF EXISTS {name}"
                             )))

@@ -184,6 +184,38 @@ async fn a_bare_start_answers_at_once_and_says_which_sources_are_off() {
         .await
         .expect("text");
     assert!(landing.contains("<h1>deploywatch") && landing.contains("no DIGITALOCEAN_TOKEN set"));
+
+    // A second `serve` on the same SQLite file refuses, naming the file and the holder.
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let (code, out) = run(&["serve", "--listen", &listen], &[], dir.path());
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("already serving from deploywatch.db")
+            && out.contains(&format!("pid {}", s.child.id())),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_in_an_empty_directory_creates_nothing_and_says_migrations_are_pending() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (code, out) = run(&["check"], &[], dir.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("deploywatch.db does not exist yet") && out.contains("deploywatch migrate"),
+        "{out}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "check created {left:?}");
+    // After `migrate` the same check passes.
+    let (code, out) = run(&["migrate"], &[], dir.path());
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&["check"], &[], dir.path());
+    assert_eq!(code, 0, "{out}");
 }
 
 /// Sends webhooks from several tasks until stopped; returns the app names acknowledged with 200.
@@ -477,6 +509,7 @@ struct SpanSeen {
     parent: Vec<u8>,
     attrs: Vec<(String, String)>,
     error: bool,
+    message: String,
     service: String,
 }
 
@@ -512,6 +545,11 @@ fn spans(r: &Receiver) -> Vec<SpanSeen> {
                         parent: s.parent_span_id.clone(),
                         attrs,
                         error: s.status.as_ref().is_some_and(|st| st.code == 2),
+                        message: s
+                            .status
+                            .as_ref()
+                            .map(|st| st.message.clone())
+                            .unwrap_or_default(),
                         service: service.clone(),
                     });
                 }
@@ -657,8 +695,23 @@ async fn deployment_traces_reach_an_otlp_receiver_and_the_canary_never_leaks() {
             root.attrs
         );
         assert!(attr("cicd.pipeline.run.id").contains(&dep));
-        assert!(attr("deployment.status").contains("ERROR"));
+        // The conventions' values, not DigitalOcean's: `succeeded` or `failed`.
+        assert!(
+            attr("deployment.status").contains("\"failed\""),
+            "{:?}",
+            root.attrs
+        );
+        assert!(attr("digitalocean.deployment.phase").contains("ERROR"));
         assert!(attr("vcs.ref.head.revision").contains("2222222"));
+        assert!(attr("vcs.repository.url.full").contains("\"https://github.com/acme/api\""));
+        assert!(attr("vcs.ref.head.name").contains("\"main\""));
+        assert!(!attr("error.type").is_empty(), "{:?}", root.attrs);
+        // The error message names the failed step and its reason, never an empty reason.
+        assert!(
+            root.message.contains("failed: ") && !root.message.trim_end().ends_with("failed:"),
+            "{}",
+            root.message
+        );
         assert!(
             root.error,
             "a failed deployment's root span has error status"
@@ -673,6 +726,14 @@ async fn deployment_traces_reach_an_otlp_receiver_and_the_canary_never_leaks() {
             .find(|sp| sp.name == "build")
             .expect("build step span");
         assert!(build.error, "the failed step is an error");
+        assert!(
+            build
+                .attrs
+                .iter()
+                .any(|(k, v)| k == "cicd.pipeline.task.run.result" && v.contains("failure")),
+            "{:?}",
+            build.attrs
+        );
         assert!(
             trace.iter().any(|sp| sp.name == "initialize"),
             "nested steps are spans too"

@@ -52,7 +52,8 @@ pub struct Poller {
 #[derive(Default, Clone)]
 struct ExportedLabels {
     info: Option<[String; 3]>,
-    deployment_info: Option<[String; 5]>,
+    deployment_info: Option<[String; 4]>,
+    active_info: Option<[String; 3]>,
     failed_step: Option<[String; 3]>,
 }
 
@@ -264,7 +265,7 @@ impl Poller {
             .sort_by_key(|d| std::cmp::Reverse(d.created_at));
 
         let deployments = track.deployments.clone();
-        let env = self.app.config.environment.clone();
+        let origin = traces::Origin::new(&self.app.config.environment, &a.spec);
         // Oldest first, so DORA recovery sees a failure before the success that ends it.
         for d in deployments.iter().rev() {
             if d.phase.in_progress()
@@ -289,7 +290,7 @@ impl Poller {
                 continue;
             }
             match self
-                .count_deployment(&name, &a.id, d, outcome, &env, initial)
+                .count_deployment(&name, &a.id, d, outcome, initial, &origin)
                 .await
             {
                 Ok(true) => report.newly_counted += 1,
@@ -389,8 +390,8 @@ impl Poller {
         app_id: &str,
         d: &Deployment,
         outcome: Outcome,
-        env: &str,
         initial: bool,
+        origin: &traces::Origin,
     ) -> Result<bool, crate::store::StoreError> {
         let ended = d.ended_at();
         let duration = match (d.created_at, ended) {
@@ -442,7 +443,7 @@ impl Poller {
                 }
             }
         }
-        traces::emit_deployment_trace(app_name, d, env);
+        traces::emit_deployment_trace(app_name, d, origin);
         let view = DeploymentView::from_api(d);
         let mut failure = None;
         if outcome == Outcome::Failure {
@@ -537,26 +538,35 @@ impl Poller {
             m.deployment_stuck
                 .with_label_values(&[&app])
                 .set(v.stuck as i64);
-            let di = [
-                app.clone(),
-                v.latest.as_ref().map(|d| d.id.clone()).unwrap_or_default(),
-                v.active.as_ref().map(|d| d.id.clone()).unwrap_or_default(),
-                v.active
-                    .as_ref()
-                    .and_then(|d| d.commit.clone())
-                    .unwrap_or_default(),
-                v.latest
-                    .as_ref()
-                    .and_then(|d| d.cause.clone())
-                    .unwrap_or_default()
-                    .chars()
-                    .take(120)
-                    .collect(),
-            ];
-            m.deployment_info
-                .with_label_values(&di.each_ref().map(String::as_str))
-                .set(1);
-            ex.deployment_info = Some(di);
+            // One series per meaning, each about one deployment: the latest, and the active one.
+            if let Some(l) = &v.latest {
+                let di = [
+                    app.clone(),
+                    l.id.clone(),
+                    l.commit.clone().unwrap_or_default(),
+                    l.cause
+                        .clone()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(120)
+                        .collect(),
+                ];
+                m.deployment_info
+                    .with_label_values(&di.each_ref().map(String::as_str))
+                    .set(1);
+                ex.deployment_info = Some(di);
+            }
+            if let Some(a) = &v.active {
+                let ai = [
+                    app.clone(),
+                    a.id.clone(),
+                    a.commit.clone().unwrap_or_default(),
+                ];
+                m.active_deployment_info
+                    .with_label_values(&ai.each_ref().map(String::as_str))
+                    .set(1);
+                ex.active_info = Some(ai);
+            }
             // The latest deployment failed: say which step and why (both from bounded sets).
             if let (Some(f), Some(latest)) = (&v.last_failure, &v.latest)
                 && latest.id == f.deployment_id
@@ -595,6 +605,15 @@ impl Poller {
             {
                 let _ = m
                     .deployment_info
+                    .remove_label_values(&l.each_ref().map(String::as_str));
+            }
+            if let Some(l) = old
+                .active_info
+                .as_ref()
+                .filter(|l| Some(*l) != new.active_info.as_ref())
+            {
+                let _ = m
+                    .active_deployment_info
                     .remove_label_values(&l.each_ref().map(String::as_str));
             }
             if let Some(l) = old
