@@ -2,6 +2,7 @@
 //! refs; exports Prometheus metrics and OpenTelemetry traces; turns Alertmanager alerts into fix,
 //! rollback and announcement tasks that agents claim. See `docs/ARCHITECTURE.md` for the map.
 
+pub mod access;
 pub mod app;
 pub mod checks;
 pub mod cli;

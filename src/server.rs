@@ -49,7 +49,10 @@ pub struct ServeOptions {
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
-fn log_sources(config: &Config) {
+fn log_sources(config: &Config, addr: SocketAddr) {
+    if let Some(w) = crate::access::exposure_warning(addr, &config.webhook.tokens) {
+        tracing::warn!(risk = "unauthenticated_network_access", "WARNING: {w}");
+    }
     if config.digitalocean.token.is_none() {
         tracing::info!(
             source = "digitalocean",
@@ -100,7 +103,7 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let metrics = Arc::new(Metrics::new());
     let store = Store::connect(&config.database_url, Duration::from_secs(3)).await?;
-    log_sources(&config);
+    log_sources(&config, addr);
     let app = Arc::new(App::new(config, store, metrics));
     let (tx, rx) = watch::channel(false);
 

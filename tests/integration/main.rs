@@ -1,6 +1,7 @@
 //! The integration suite: one binary, real PostgreSQL and MariaDB, real HTTP on loopback, the
 //! DigitalOcean simulator, real git repositories, real Prometheus and Alertmanager.
 
+mod access;
 mod digitalocean;
 mod fixer;
 mod git;
