@@ -3,6 +3,7 @@
 
 mod access;
 mod digitalocean;
+mod do_readings;
 mod fixer;
 mod git;
 mod helpers;
