@@ -133,14 +133,47 @@ pub async fn start(
             .set(1);
     }
     app.checks.set_grace(app.config.startup.grace);
+    // Nothing but the startup sequence touches the store until the schema is in place: the loops
+    // start once it is (the poller once raced migrations: "no such table: leases").
+    let (schema_tx, mut schema_rx) = watch::channel(false);
     {
         let app = app.clone();
         let mut rx = rx.clone();
         tasks.push(tokio::spawn(async move {
-            startup_sequence(app, &mut rx).await;
+            startup_sequence(app, &mut rx, schema_tx).await;
         }));
     }
+    {
+        let app = app.clone();
+        let rx = rx.clone();
+        let mut stop = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                r = schema_rx.wait_for(|ok| *ok) => if r.is_err() { return; },
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let loops = start_loops(&app, &rx, &opts);
+            for t in loops {
+                let _ = t.await;
+            }
+        }));
+    }
+    Ok(Running {
+        app,
+        addr,
+        shutdown: tx,
+        tasks,
+        http,
+    })
+}
 
+/// The background loops, started once the schema is in place.
+fn start_loops(
+    app: &Arc<App>,
+    rx: &watch::Receiver<bool>,
+    opts: &ServeOptions,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
     if let Some(token) = app.config.digitalocean.token.clone() {
         let client = Client::new(
             app.config.digitalocean.api_url.clone(),
@@ -152,12 +185,6 @@ pub async fn start(
         tasks.push(tokio::spawn(poller.run(rx.clone())));
         let exec = crate::fixer::rollback::Executor::new(app.clone(), client);
         tasks.push(tokio::spawn(crate::fixer::rollback::run(exec, rx.clone())));
-    } else {
-        // Counters of deployments counted earlier still come back after a restart.
-        let app2 = app.clone();
-        tasks.push(tokio::spawn(async move {
-            let _ = crate::app::sync_outcome_metrics(&app2).await;
-        }));
     }
     let tls = crate::probes::http::tls_config(&opts.extra_roots);
     tasks.push(tokio::spawn(crate::probes::run(
@@ -186,18 +213,16 @@ pub async fn start(
             rx.clone(),
         )));
     }
-    Ok(Running {
-        app,
-        addr,
-        shutdown: tx,
-        tasks,
-        http,
-    })
+    tasks
 }
 
 /// Migrates and runs the startup checks until they pass, then re-runs the app checks on their
 /// interval (and right after a deployment goes ACTIVE).
-async fn startup_sequence(app: Arc<App>, shutdown: &mut watch::Receiver<bool>) {
+async fn startup_sequence(
+    app: Arc<App>,
+    shutdown: &mut watch::Receiver<bool>,
+    schema_ready: watch::Sender<bool>,
+) {
     let mut backoff = Duration::from_millis(250);
     loop {
         // A failed migration is itself the check's answer (database unreachable, schema too new).
@@ -228,6 +253,7 @@ async fn startup_sequence(app: Arc<App>, shutdown: &mut watch::Receiver<bool>) {
         }
         app.checks.record(r, &app.metrics);
         if ok {
+            let _ = schema_ready.send(true);
             break;
         }
         tokio::select! {

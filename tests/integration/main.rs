@@ -12,3 +12,4 @@ mod probes;
 mod process;
 mod rollback;
 mod stack;
+mod startup_order;
