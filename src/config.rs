@@ -80,6 +80,16 @@ struct FileConfig {
     rollback: RollbackFile,
     #[serde(default)]
     notifiers: Vec<NotifierFile>,
+    #[serde(default)]
+    http: HttpFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpFile {
+    header_timeout: Option<HumanDuration>,
+    body_timeout: Option<HumanDuration>,
+    max_body_bytes_in_flight: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,6 +287,7 @@ pub struct Config {
     pub tasks: TasksConfig,
     pub rollback: RollbackConfig,
     pub notifiers: Vec<NotifierConfig>,
+    pub http: crate::limits::HttpLimits,
 }
 
 #[derive(Debug, Clone)]
@@ -958,7 +969,31 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
         None => file.log_format.unwrap_or_default(),
     };
 
+    let d = crate::limits::HttpLimits::default();
+    let http = crate::limits::HttpLimits {
+        header_timeout: cx.positive(
+            "http.header_timeout",
+            file.http.header_timeout,
+            d.header_timeout,
+        )?,
+        body_timeout: cx.positive("http.body_timeout", file.http.body_timeout, d.body_timeout)?,
+        max_body_bytes_in_flight: match file.http.max_body_bytes_in_flight {
+            Some(n) if n < crate::webhook::BODY_LIMIT => {
+                return Err(cx.err(
+                    "http.max_body_bytes_in_flight",
+                    format!(
+                        "must be at least the body limit, {} bytes",
+                        crate::webhook::BODY_LIMIT
+                    ),
+                ));
+            }
+            Some(n) => n,
+            None => d.max_body_bytes_in_flight,
+        },
+    };
+
     Ok(Config {
+        http,
         origin,
         listen,
         database_url,

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod domain;
 pub mod fixer;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod probes;
 pub mod server;

@@ -108,18 +108,21 @@ pub async fn start(
     let (tx, rx) = watch::channel(false);
 
     let state = AppState(app.clone());
+    let limits = app.config.http.clone();
+    let budget =
+        crate::limits::BodyBudget::new(limits.max_body_bytes_in_flight, crate::webhook::BODY_LIMIT);
     let router = crate::http::router(state)
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            limits.body_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            budget,
+            crate::limits::admit,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
         }));
-    let mut http_rx = rx.clone();
-    let http = tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = http_rx.changed().await;
-            })
-            .await;
-    });
+    let http = tokio::spawn(serve_http(listener, router, limits, rx.clone()));
 
     let mut tasks = Vec::new();
     // Own schema first: migrate (unless told not to), then the check every replica runs.
@@ -165,6 +168,65 @@ pub async fn start(
         tasks,
         http,
     })
+}
+
+/// Resolves once shutdown is signalled (or its sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Accepts HTTP/1 connections with a header-read timeout (which also closes idle keep-alive
+/// connections: hyper starts it when it waits for the next request); stops accepting on shutdown
+/// and lets in-flight requests finish.
+async fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: crate::limits::HttpLimits,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    let mut conns = tokio::task::JoinSet::new();
+    let mut stop = shutdown.clone();
+    loop {
+        while conns.try_join_next().is_some() {}
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = hyper_util::service::TowerToHyperService::new(router.clone());
+        let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+        let mut rx = shutdown.clone();
+        conns.spawn(async move {
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stopped(&mut rx) => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
 }
 
 /// The background loops, started once the schema is in place.

@@ -7,6 +7,7 @@ mod do_readings;
 mod fixer;
 mod git;
 mod helpers;
+mod limits;
 mod migrations;
 mod probes;
 mod process;
