@@ -80,6 +80,8 @@ struct SimState {
     next_id: u64,
     /// A page of `GET /v2/apps` that answers 500 until cleared.
     failing_list_page: Option<usize>,
+    /// When set, only this bearer token is accepted (else any non-empty one).
+    valid_token: Option<String>,
 }
 
 /// A handle to the simulator's state; cheap to clone.
@@ -383,6 +385,7 @@ impl Simulator {
                 health_override: HashMap::new(),
                 next_id: 1,
                 failing_list_page: None,
+                valid_token: None,
             })),
         }
     }
@@ -519,6 +522,11 @@ impl Simulator {
             .insert(app.to_string(), (status, commit.map(str::to_string)));
     }
 
+    /// Accepts only `token` from now on (`None`: any non-empty token).
+    pub fn require_token(&self, token: Option<&str>) {
+        lock(&self.state).valid_token = token.map(str::to_string);
+    }
+
     /// Makes page `page` (1-based) of the app list answer 500 until called with `None`.
     pub fn fail_list_page(&self, page: Option<usize>) {
         lock(&self.state).failing_list_page = page;
@@ -573,16 +581,17 @@ impl Simulator {
 
     /// Counts the request, checks the token, and applies a queued fault if there is one.
     async fn gate(&self, headers: &HeaderMap, path: &str) -> Result<(), Response> {
-        let fault = {
+        let (fault, valid) = {
             let mut s = lock(&self.state);
             s.requests += 1;
             *s.requests_by_path.entry(path.to_string()).or_default() += 1;
-            s.faults.pop_front()
+            (s.faults.pop_front(), s.valid_token.clone())
         };
         let authed = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| !t.is_empty() && valid.as_deref().is_none_or(|v| v == t));
         if !authed {
             return Err((
                 StatusCode::UNAUTHORIZED,

@@ -169,3 +169,76 @@ async fn the_simulator_answers_like_the_api() {
     assert_eq!(r.status(), 200);
     assert!(sim.is_pinned("api"), "a rollback without skip_pin pins");
 }
+
+fn ratelimit_gauge(m: &str) -> bool {
+    m.lines()
+        .any(|l| l.starts_with("deploywatch_digitalocean_ratelimit_remaining"))
+}
+
+#[tokio::test]
+async fn a_wrong_token_or_an_unreachable_api_names_the_host_cause_and_next_step() {
+    // Unreachable: connection refused, and DNS; no answer yet, so no rate-limit gauge.
+    let closed = free_port();
+    let cases = [
+        (
+            format!("http://127.0.0.1:{closed}"),
+            format!("127.0.0.1:{closed}"),
+            "connection refused",
+        ),
+        (
+            "http://no-such-host.invalid".to_string(),
+            "no-such-host.invalid".to_string(),
+            "DNS lookup failed",
+        ),
+    ];
+    for (base, host, cause) in &cases {
+        let app = spawn_app(
+            Kind::Sqlite,
+            &do_toml(base),
+            &[("DIGITALOCEAN_TOKEN", "sim-token")],
+        )
+        .await;
+        wait_for(Duration::from_secs(30), || async {
+            do_last_error(&app).await.is_some()
+        })
+        .await;
+        let e = do_last_error(&app).await.unwrap_or_default();
+        assert!(
+            e.contains(host.as_str()) && e.contains(cause) && e.contains("check"),
+            "{e}"
+        );
+        assert!(
+            !ratelimit_gauge(&app.metrics().await),
+            "no gauge before any answer"
+        );
+        app.stop().await;
+    }
+    // A wrong token: 401 named, with the variable to check; the answer brings the gauge.
+    let (sim, base) = simulator().await;
+    sim.add_app("api", "1111111111111111111111111111111111111111");
+    sim.require_token(Some("the-right-token"));
+    let app = spawn_app(
+        Kind::Sqlite,
+        &do_toml(&base),
+        &[("DIGITALOCEAN_TOKEN", "a-wrong-token")],
+    )
+    .await;
+    wait_for(Duration::from_secs(30), || async {
+        do_last_error(&app).await.is_some()
+    })
+    .await;
+    let e = do_last_error(&app).await.unwrap_or_default();
+    let host = base.trim_start_matches("http://");
+    assert!(
+        e.contains(host)
+            && e.contains("401 unauthorized")
+            && e.contains("check DIGITALOCEAN_TOKEN"),
+        "{e}"
+    );
+    assert!(!e.contains("a-wrong-token"), "the token never appears: {e}");
+    assert!(
+        ratelimit_gauge(&app.metrics().await),
+        "the gauge appears with the first answer"
+    );
+    app.stop().await;
+}

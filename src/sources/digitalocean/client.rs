@@ -19,16 +19,17 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DoError {
     #[error(
-        "DigitalOcean rejected the token (HTTP {0}); check DIGITALOCEAN_TOKEN and its scopes (app:read, app:update for rollbacks)"
+        "the DigitalOcean API at {host} rejected the token (HTTP {status} {}); check DIGITALOCEAN_TOKEN and its scopes (app:read, app:update for rollbacks)",
+        if *status == 401 { "unauthorized" } else { "forbidden" }
     )]
-    Unauthorized(u16),
+    Unauthorized { status: u16, host: String },
     #[error("not found on DigitalOcean: {0}")]
     NotFound(String),
     #[error("rate limited by DigitalOcean; next request allowed in {0:?}")]
     RateLimited(Duration),
     #[error("DigitalOcean answered HTTP {status}: {message}")]
     Http { status: u16, message: String },
-    #[error("could not reach DigitalOcean: {0}")]
+    #[error("could not reach the DigitalOcean API: {0}")]
     Transport(String),
     #[error("DigitalOcean did not answer within {0:?}")]
     Timeout(Duration),
@@ -120,6 +121,15 @@ impl Client {
         &self.base
     }
 
+    /// `host[:port]` of the API base, for error messages.
+    fn host(&self) -> String {
+        match (self.base.host_str(), self.base.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => self.base.to_string(),
+        }
+    }
+
     pub fn budget(&self) -> BudgetView {
         let mut s = lock(&self.state);
         let now = Instant::now();
@@ -195,7 +205,7 @@ impl Client {
                 return Err(if e.is_timeout() {
                     DoError::Timeout(self.timeout)
                 } else {
-                    DoError::Transport(without_url(&e))
+                    DoError::Transport(describe_transport(&self.host(), &without_url(&e)))
                 });
             }
         };
@@ -211,7 +221,10 @@ impl Client {
         })?;
         match status.as_u16() {
             200..=299 => Ok((status, bytes)),
-            401 | 403 => Err(DoError::Unauthorized(status.as_u16())),
+            401 | 403 => Err(DoError::Unauthorized {
+                status: status.as_u16(),
+                host: self.host(),
+            }),
             404 => Err(DoError::NotFound(endpoint.to_string())),
             429 => Err(DoError::RateLimited(
                 self.budget().blocked_for.unwrap_or_default(),
@@ -237,6 +250,10 @@ impl Client {
             s.remaining = Some(r);
             if let Some(m) = &self.metrics {
                 m.do_ratelimit_remaining.set(r as i64);
+                // Absent until the first answer; registering again is a harmless no-op error.
+                let _ = m
+                    .registry
+                    .register(Box::new(m.do_ratelimit_remaining.clone()));
             }
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
@@ -552,6 +569,42 @@ pub struct AppsListing {
     pub incomplete: Option<DoError>,
 }
 
+/// Pure: the cause of a transport error, from its error chain, and the next step to take.
+pub fn transport_cause(chain: &str) -> (&'static str, &'static str) {
+    let c = chain.to_ascii_lowercase();
+    if c.contains("dns error")
+        || c.contains("failed to lookup address")
+        || c.contains("name or service not known")
+        || c.contains("no such host")
+        || c.contains("name resolution")
+    {
+        (
+            "DNS lookup failed",
+            "check the host in digitalocean.api_url / DEPLOYWATCH_DO_API_URL and this machine's DNS",
+        )
+    } else if c.contains("connection refused") {
+        (
+            "connection refused",
+            "check the host and port in digitalocean.api_url / DEPLOYWATCH_DO_API_URL and any proxy or firewall",
+        )
+    } else if c.contains("certificate") || c.contains("tls") || c.contains("handshake") {
+        (
+            "TLS handshake failed",
+            "check the system clock, any TLS-intercepting proxy, and that the URL is the real API over https",
+        )
+    } else {
+        (
+            "network error",
+            "check connectivity from this machine to the API host",
+        )
+    }
+}
+
+fn describe_transport(host: &str, chain: &str) -> String {
+    let (cause, next) = transport_cause(chain);
+    format!("{host}: {cause} ({chain}); {next}")
+}
+
 /// reqwest errors quote the URL, which for log archives may be pre-signed; keep only the kind.
 fn without_url(e: &reqwest::Error) -> String {
     let mut s = e.to_string();
@@ -607,6 +660,39 @@ mod tests {
         assert_eq!(seg("a+b"), "a%2Bb");
         assert_eq!(seg("a?b#c%d"), "a%3Fb%23c%25d");
         assert_eq!(seg("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn transport_causes_name_the_next_step() {
+        let table = [
+            (
+                "error sending request: client error (Connect): dns error: failed to lookup address information: Name or service not known",
+                "DNS lookup failed",
+            ),
+            (
+                "error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)",
+                "connection refused",
+            ),
+            (
+                "error sending request: client error (Connect): invalid peer certificate: UnknownIssuer",
+                "TLS handshake failed",
+            ),
+            ("error sending request: connection reset", "network error"),
+        ];
+        for (chain, want) in table {
+            assert_eq!(transport_cause(chain).0, want, "{chain}");
+        }
+        let e = DoError::Unauthorized {
+            status: 401,
+            host: "api.digitalocean.com".into(),
+        };
+        let m = e.to_string();
+        assert!(
+            m.contains("api.digitalocean.com")
+                && m.contains("401 unauthorized")
+                && m.contains("check DIGITALOCEAN_TOKEN"),
+            "{m}"
+        );
     }
 
     #[test]
