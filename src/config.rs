@@ -80,6 +80,16 @@ struct FileConfig {
     rollback: RollbackFile,
     #[serde(default)]
     notifiers: Vec<NotifierFile>,
+    #[serde(default)]
+    http: HttpFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpFile {
+    header_timeout: Option<HumanDuration>,
+    body_timeout: Option<HumanDuration>,
+    max_body_bytes_in_flight: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,6 +287,7 @@ pub struct Config {
     pub tasks: TasksConfig,
     pub rollback: RollbackConfig,
     pub notifiers: Vec<NotifierConfig>,
+    pub http: crate::limits::HttpLimits,
 }
 
 #[derive(Debug, Clone)]
@@ -412,6 +423,17 @@ pub struct NotifierConfig {
 /// The environment as the loader sees it; tests pass a map instead of mutating the process env.
 pub trait Env {
     fn var(&self, key: &str) -> Option<String>;
+
+    /// For a secret: why `KEY` (or `KEY_FILE`) is set but unusable (blank, or an unreadable
+    /// file), so the loader refuses instead of silently treating it as unset.
+    fn blank_secret(&self, key: &str) -> Option<String>;
+}
+
+/// Pure: the reason a raw secret value is unusable.
+fn blank_reason(name: &str, value: &str) -> Option<String> {
+    value.trim().is_empty().then(|| {
+        format!("{name} is set but empty or whitespace-only; set a real token or unset {name}")
+    })
 }
 
 pub struct ProcessEnv;
@@ -432,11 +454,37 @@ impl Env for ProcessEnv {
                     .filter(|v| !v.is_empty())
             })
     }
+
+    fn blank_secret(&self, key: &str) -> Option<String> {
+        if let Some(v) = std::env::var_os(key) {
+            return blank_reason(key, &v.to_string_lossy());
+        }
+        let file_key = format!("{key}_FILE");
+        let path = std::env::var_os(&file_key)?;
+        if let Some(r) = blank_reason(&file_key, &path.to_string_lossy()) {
+            return Some(r);
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(text) => blank_reason(&format!("{file_key} ({})", path.to_string_lossy()), &text),
+            Err(e) => Some(format!(
+                "{file_key}: cannot read {}: {e}; fix the path or unset {file_key}",
+                path.to_string_lossy()
+            )),
+        }
+    }
 }
 
 impl Env for BTreeMap<String, String> {
     fn var(&self, key: &str) -> Option<String> {
         self.get(key).cloned().filter(|v| !v.is_empty())
+    }
+
+    fn blank_secret(&self, key: &str) -> Option<String> {
+        if let Some(v) = self.get(key) {
+            return blank_reason(key, v);
+        }
+        let file_key = format!("{key}_FILE");
+        blank_reason(&file_key, self.get(&file_key)?)
     }
 }
 
@@ -788,6 +836,35 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
         });
     }
 
+    // A blank token would silently turn authentication off: refuse to start instead.
+    for (var, key, from_file) in [
+        (
+            "DEPLOYWATCH_WEBHOOK_TOKEN",
+            "webhook.token",
+            &file.webhook.token,
+        ),
+        (
+            "DEPLOYWATCH_WEBHOOK_PREVIOUS_TOKEN",
+            "webhook.previous_token",
+            &file.webhook.previous_token,
+        ),
+    ] {
+        if let Some(m) = env.blank_secret(var) {
+            return Err(ConfigError::Invalid {
+                origin: "environment".into(),
+                key: var.into(),
+                message: m,
+            });
+        }
+        if let Some(t) = from_file
+            && t.expose_secret().trim().is_empty()
+        {
+            return Err(cx.err(
+                key,
+                format!("{key} is empty or whitespace-only; set a real token or remove the key"),
+            ));
+        }
+    }
     let mut tokens = Vec::new();
     if let Some(t) = env
         .var("DEPLOYWATCH_WEBHOOK_TOKEN")
@@ -892,7 +969,31 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
         None => file.log_format.unwrap_or_default(),
     };
 
+    let d = crate::limits::HttpLimits::default();
+    let http = crate::limits::HttpLimits {
+        header_timeout: cx.positive(
+            "http.header_timeout",
+            file.http.header_timeout,
+            d.header_timeout,
+        )?,
+        body_timeout: cx.positive("http.body_timeout", file.http.body_timeout, d.body_timeout)?,
+        max_body_bytes_in_flight: match file.http.max_body_bytes_in_flight {
+            Some(n) if n < crate::webhook::BODY_LIMIT => {
+                return Err(cx.err(
+                    "http.max_body_bytes_in_flight",
+                    format!(
+                        "must be at least the body limit, {} bytes",
+                        crate::webhook::BODY_LIMIT
+                    ),
+                ));
+            }
+            Some(n) => n,
+            None => d.max_body_bytes_in_flight,
+        },
+    };
+
     Ok(Config {
+        http,
         origin,
         listen,
         database_url,

@@ -8,18 +8,17 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
+use crate::access::{ApiPath, ApiQuery};
 use crate::app::AppState;
 use crate::store::{TaskFilter, TaskUpdateError};
 use crate::tasks::{Queue, State as TaskState};
@@ -115,8 +114,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tasks/{id}/heartbeat", post(heartbeat))
         .route("/api/v1/tasks/{id}/complete", post(complete))
         .route("/api/v1/tasks/{id}/fail", post(fail))
-        // Authenticate before the body is read.
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(crate::webhook::BODY_LIMIT));
     Router::new()
         .route("/", get(landing))
@@ -127,6 +124,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/status", get(status))
         .merge(protected)
         .fallback(not_found)
+        // Authenticate every route but the open ones, before any body is read.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::access::guard,
+        ))
         .with_state(state)
 }
 
@@ -136,47 +138,6 @@ async fn not_found() -> ApiError {
         "not_found",
         "no such route; see GET / for the routes",
     )
-}
-
-/// True when no token is configured, or the request carries one of the configured tokens.
-fn authorized(app: &AppState, headers: &HeaderMap) -> bool {
-    let tokens = &app.config.webhook.tokens;
-    if tokens.is_empty() {
-        return true;
-    }
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    // Compare against every token so timing does not reveal which one (or how much) matched.
-    let mut ok = subtle::Choice::from(0u8);
-    for t in tokens {
-        ok |= given.as_bytes().ct_eq(t.expose_secret().as_bytes());
-    }
-    bool::from(ok) && !given.is_empty()
-}
-
-async fn require_token(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    if authorized(&app, req.headers()) {
-        next.run(req).await
-    } else {
-        if req.uri().path().starts_with("/webhook") {
-            app.metrics
-                .webhook_requests_total
-                .with_label_values(&["401"])
-                .inc();
-        }
-        let mut r = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong bearer token; send Authorization: Bearer <DEPLOYWATCH_WEBHOOK_TOKEN>",
-        )
-        .into_response();
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        r
-    }
 }
 
 async fn webhook(
@@ -258,9 +219,9 @@ struct PageQuery {
 async fn landing(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Response {
-    let details = authorized(&app, &headers);
+    let details = crate::access::authorized(&app.config.webhook.tokens, &headers);
     let status = crate::status::build(&app, None).await;
     let now = chrono::Utc::now();
     let html = if q.partial == Some(1) {
@@ -276,7 +237,7 @@ struct StatusQuery {
     app: Option<String>,
 }
 
-async fn status(State(app): State<AppState>, Query(q): Query<StatusQuery>) -> Response {
+async fn status(State(app): State<AppState>, ApiQuery(q): ApiQuery<StatusQuery>) -> Response {
     Json(crate::status::build(&app, q.app.as_deref()).await).into_response()
 }
 
@@ -290,7 +251,7 @@ struct ListQuery {
 
 async fn list_tasks(
     State(app): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let queue = q
         .queue
@@ -333,7 +294,7 @@ async fn list_tasks(
 
 async fn get_task(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let task = app.store.get_task(&id).await.map_err(ApiError::store)?;
     let Some(task) = task else {
@@ -437,7 +398,7 @@ fn update_error(e: TaskUpdateError) -> ApiError {
 
 async fn heartbeat(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -454,7 +415,7 @@ async fn heartbeat(
 
 async fn complete(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -471,7 +432,7 @@ async fn complete(
 
 async fn fail(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {

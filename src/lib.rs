@@ -2,6 +2,7 @@
 //! refs; exports Prometheus metrics and OpenTelemetry traces; turns Alertmanager alerts into fix,
 //! rollback and announcement tasks that agents claim. See `docs/ARCHITECTURE.md` for the map.
 
+pub mod access;
 pub mod app;
 pub mod checks;
 pub mod cli;
@@ -10,6 +11,7 @@ pub mod demo;
 pub mod domain;
 pub mod fixer;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod page;
 pub mod probes;

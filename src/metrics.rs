@@ -210,9 +210,8 @@ impl Metrics {
                 &["endpoint", "code"],
             ),
             do_ratelimit_remaining: {
-                let g = IntGauge::new(name("digitalocean_ratelimit_remaining"), "Requests left in the token's window, as DigitalOcean last reported.").expect("valid");
-                registry.register(Box::new(g.clone())).expect("unique");
-                g
+                // Registered by the client on DigitalOcean's first answer: absent means unknown, not 0.
+                IntGauge::new(name("digitalocean_ratelimit_remaining"), "Requests left in the token's window, as DigitalOcean last reported.").expect("valid")
             },
             do_parse_errors_total: r.counter(
                 "digitalocean_parse_errors_total",

@@ -52,7 +52,10 @@ pub struct ServeOptions {
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
-fn log_sources(config: &Config) {
+fn log_sources(config: &Config, addr: SocketAddr) {
+    if let Some(w) = crate::access::exposure_warning(addr, &config.webhook.tokens) {
+        tracing::warn!(risk = "unauthenticated_network_access", "WARNING: {w}");
+    }
     if config.digitalocean.token.is_none() {
         tracing::info!(
             source = "digitalocean",
@@ -107,7 +110,7 @@ pub async fn start(
         None => None,
     };
     let store = Store::connect(&config.database_url, Duration::from_secs(3)).await?;
-    log_sources(&config);
+    log_sources(&config, addr);
     for e in crate::sources::enabled(&config) {
         metrics
             .source_enabled
@@ -118,18 +121,21 @@ pub async fn start(
     let (tx, rx) = watch::channel(false);
 
     let state = AppState(app.clone());
+    let limits = app.config.http.clone();
+    let budget =
+        crate::limits::BodyBudget::new(limits.max_body_bytes_in_flight, crate::webhook::BODY_LIMIT);
     let router = crate::http::router(state)
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            limits.body_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            budget,
+            crate::limits::admit,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
         }));
-    let mut http_rx = rx.clone();
-    let http = tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = http_rx.changed().await;
-            })
-            .await;
-    });
+    let http = tokio::spawn(serve_http(listener, router, limits, rx.clone()));
 
     let mut tasks = Vec::new();
     // Own schema first: migrate (unless told not to), then the check every replica runs.
@@ -143,14 +149,107 @@ pub async fn start(
             .set(1);
     }
     app.checks.set_grace(app.config.startup.grace);
+    // Nothing but the startup sequence touches the store until the schema is in place: the loops
+    // start once it is (the poller once raced migrations: "no such table: leases").
+    let (schema_tx, mut schema_rx) = watch::channel(false);
     {
         let app = app.clone();
         let mut rx = rx.clone();
         tasks.push(tokio::spawn(async move {
-            startup_sequence(app, &mut rx).await;
+            startup_sequence(app, &mut rx, schema_tx).await;
         }));
     }
+    {
+        let app = app.clone();
+        let rx = rx.clone();
+        let mut stop = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                r = schema_rx.wait_for(|ok| *ok) => if r.is_err() { return; },
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let loops = start_loops(&app, &rx, &opts);
+            for t in loops {
+                let _ = t.await;
+            }
+        }));
+    }
+    Ok(Running {
+        app,
+        _sqlite_lock: sqlite_lock,
+        addr,
+        shutdown: tx,
+        tasks,
+        http,
+    })
+}
 
+/// Resolves once shutdown is signalled (or its sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Accepts HTTP/1 connections with a header-read timeout (which also closes idle keep-alive
+/// connections: hyper starts it when it waits for the next request); stops accepting on shutdown
+/// and lets in-flight requests finish.
+async fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: crate::limits::HttpLimits,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    let mut conns = tokio::task::JoinSet::new();
+    let mut stop = shutdown.clone();
+    loop {
+        while conns.try_join_next().is_some() {}
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = hyper_util::service::TowerToHyperService::new(router.clone());
+        let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+        let mut rx = shutdown.clone();
+        conns.spawn(async move {
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stopped(&mut rx) => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+}
+
+/// The background loops, started once the schema is in place.
+fn start_loops(
+    app: &Arc<App>,
+    rx: &watch::Receiver<bool>,
+    opts: &ServeOptions,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
     if let Some(token) = app.config.digitalocean.token.clone() {
         let client = Client::new(
             app.config.digitalocean.api_url.clone(),
@@ -162,12 +261,6 @@ pub async fn start(
         tasks.push(tokio::spawn(poller.run(rx.clone())));
         let exec = crate::fixer::rollback::Executor::new(app.clone(), client);
         tasks.push(tokio::spawn(crate::fixer::rollback::run(exec, rx.clone())));
-    } else {
-        // Counters of deployments counted earlier still come back after a restart.
-        let app2 = app.clone();
-        tasks.push(tokio::spawn(async move {
-            let _ = crate::app::sync_outcome_metrics(&app2).await;
-        }));
     }
     let tls = crate::probes::http::tls_config(&opts.extra_roots);
     tasks.push(tokio::spawn(crate::probes::run(
@@ -196,19 +289,16 @@ pub async fn start(
             rx.clone(),
         )));
     }
-    Ok(Running {
-        app,
-        _sqlite_lock: sqlite_lock,
-        addr,
-        shutdown: tx,
-        tasks,
-        http,
-    })
+    tasks
 }
 
 /// Migrates and runs the startup checks until they pass, then re-runs the app checks on their
 /// interval (and right after a deployment goes ACTIVE).
-async fn startup_sequence(app: Arc<App>, shutdown: &mut watch::Receiver<bool>) {
+async fn startup_sequence(
+    app: Arc<App>,
+    shutdown: &mut watch::Receiver<bool>,
+    schema_ready: watch::Sender<bool>,
+) {
     let mut backoff = Duration::from_millis(250);
     loop {
         // A failed migration is itself the check's answer (database unreachable, schema too new).
@@ -239,6 +329,7 @@ async fn startup_sequence(app: Arc<App>, shutdown: &mut watch::Receiver<bool>) {
         }
         app.checks.record(r, &app.metrics);
         if ok {
+            let _ = schema_ready.send(true);
             break;
         }
         tokio::select! {

@@ -78,6 +78,10 @@ struct SimState {
     /// Commit served by each app's health endpoint when it differs from the active one.
     health_override: HashMap<String, (u16, Option<String>)>,
     next_id: u64,
+    /// A page of `GET /v2/apps` that answers 500 until cleared.
+    failing_list_page: Option<usize>,
+    /// When set, only this bearer token is accepted (else any non-empty one).
+    valid_token: Option<String>,
 }
 
 /// A handle to the simulator's state; cheap to clone.
@@ -380,6 +384,8 @@ impl Simulator {
                 base_url: String::new(),
                 health_override: HashMap::new(),
                 next_id: 1,
+                failing_list_page: None,
+                valid_token: None,
             })),
         }
     }
@@ -516,6 +522,16 @@ impl Simulator {
             .insert(app.to_string(), (status, commit.map(str::to_string)));
     }
 
+    /// Accepts only `token` from now on (`None`: any non-empty token).
+    pub fn require_token(&self, token: Option<&str>) {
+        lock(&self.state).valid_token = token.map(str::to_string);
+    }
+
+    /// Makes page `page` (1-based) of the app list answer 500 until called with `None`.
+    pub fn fail_list_page(&self, page: Option<usize>) {
+        lock(&self.state).failing_list_page = page;
+    }
+
     pub fn set_step(&self, step: Duration) {
         lock(&self.state).step = step;
     }
@@ -539,6 +555,8 @@ impl Simulator {
             .route("/v2/apps/{app_id}/rollback/revert", post(revert_rollback))
             .route("/sim/logs/{dep_id}/{kind}", get(log_file))
             .route("/sim/apps/{name}/health/{which}", get(app_health))
+            .fallback(|| async { not_found("route") })
+            .layer(axum::middleware::map_response(ratelimit_headers))
             .with_state(self.clone())
     }
 
@@ -563,16 +581,17 @@ impl Simulator {
 
     /// Counts the request, checks the token, and applies a queued fault if there is one.
     async fn gate(&self, headers: &HeaderMap, path: &str) -> Result<(), Response> {
-        let fault = {
+        let (fault, valid) = {
             let mut s = lock(&self.state);
             s.requests += 1;
             *s.requests_by_path.entry(path.to_string()).or_default() += 1;
-            s.faults.pop_front()
+            (s.faults.pop_front(), s.valid_token.clone())
         };
         let authed = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| !t.is_empty() && valid.as_deref().is_none_or(|v| v == t));
         if !authed {
             return Err((
                 StatusCode::UNAUTHORIZED,
@@ -618,6 +637,24 @@ impl Simulator {
     }
 }
 
+/// Like the API, every answer (401, 404 and 429 included) carries the rate-limit headers.
+async fn ratelimit_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    let reset = (Utc::now().timestamp() + 60).to_string();
+    for (k, v) in [
+        ("ratelimit-limit", "5000".to_string()),
+        ("ratelimit-remaining", "4999".to_string()),
+        ("ratelimit-reset", reset),
+    ] {
+        if !h.contains_key(k)
+            && let Ok(v) = axum::http::HeaderValue::from_str(&v)
+        {
+            h.insert(k, v);
+        }
+    }
+    r
+}
+
 fn ok_json(v: Value) -> Response {
     (
         StatusCode::OK,
@@ -654,6 +691,13 @@ async fn list_apps(
         .unwrap_or(1)
         .max(1);
     let s = lock(&sim.state);
+    if s.failing_list_page == Some(page) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"id": "server_error", "message": "Server was unable to give you a response."})),
+        )
+            .into_response();
+    }
     let now = Utc::now();
     let total = s.apps.len();
     let apps: Vec<Value> = s
@@ -767,11 +811,11 @@ async fn get_logs(
     if !exists {
         return not_found("deployment");
     }
-    // The spec's example uses `url` + `historic_logs`; its schema `live_url` + `historic_urls`.
-    // Answer like the example, so the client's tolerance is exercised.
+    // Answer like the schema and godo (`live_url` + `historic_urls`); the client also accepts the
+    // spec example's `url` + `historic_logs` (unit-tested against the fixture).
     ok_json(json!({
         "live_url": format!("{}/sim/logs/{dep_id}/{kind}", s.base_url),
-        "historic_logs": [format!("{}/sim/logs/{dep_id}/{kind}", s.base_url)],
+        "historic_urls": [format!("{}/sim/logs/{dep_id}/{kind}", s.base_url)],
     }))
 }
 
@@ -785,12 +829,15 @@ async fn log_file(
             return (StatusCode::OK, d.log_text(&kind)).into_response();
         }
     }
-    (StatusCode::NOT_FOUND, "no such log").into_response()
+    not_found("log")
 }
 
 #[derive(serde::Deserialize)]
 struct RollbackBody {
     deployment_id: String,
+    /// `true` rolls back without pinning the app (no commit or revert expected).
+    #[serde(default)]
+    skip_pin: bool,
 }
 
 fn parse_rollback_body(body: &[u8]) -> Result<RollbackBody, Box<Response>> {
@@ -880,12 +927,15 @@ async fn rollback(
         created: now,
         commit: target.commit.clone(),
         cause: format!("rollback to deployment {}", target.id),
-        cause_type: "ROLLBACK".into(),
+        // godo's DeploymentCauseDetailsType: a rollback is MANUAL_ROLLBACK or AUTO_ROLLBACK.
+        cause_type: "MANUAL_ROLLBACK".into(),
         canceled_at: None,
     };
     a.deployments.insert(0, dep.clone());
-    a.pinned = Some(new_id);
-    a.before_rollback = prev_active;
+    if !b.skip_pin {
+        a.pinned = Some(new_id);
+        a.before_rollback = prev_active;
+    }
     let app = a.clone();
     ok_json(json!({"deployment": dep.to_json(&app, now, step, false)}))
 }
@@ -967,7 +1017,7 @@ async fn app_health(
     let s = lock(&sim.state);
     let now = Utc::now();
     let Some(a) = s.apps.iter().find(|a| a.name == name) else {
-        return (StatusCode::NOT_FOUND, "no such app").into_response();
+        return not_found("app");
     };
     let active_commit = a.active(now, s.step).map(|d| d.commit.clone());
     let (status, commit) = match s.health_override.get(&name) {

@@ -220,8 +220,7 @@ async fn status(server: Option<String>, app: Option<String>, json: bool) -> anyh
         if let Some(a) = &app {
             url.query_pairs_mut().append_pair("app", a);
         }
-        let resp = http_client()
-            .get(url)
+        let resp = auth(http_client().get(url))
             .send()
             .await
             .with_context(|| format!("cannot reach the deploywatch server at {base}; is `deploywatch serve` running? (set --server or DEPLOYWATCH_SERVER)"))?;
@@ -360,6 +359,10 @@ async fn check(config: Option<PathBuf>) -> anyhow::Result<i32> {
         Err(code) => return Ok(code),
     };
     println!("configuration: ok ({})", cfg.origin);
+    // A warning, not a failure: a private network may be intended (see README, "Security").
+    if let Some(w) = crate::access::exposure_warning(cfg.listen, &cfg.webhook.tokens) {
+        println!("warning: {w}");
+    }
     let results = crate::server::check_once(&cfg).await;
     let mut failing = 0;
     for r in &results {

@@ -4,7 +4,8 @@
 //! whoever asks from inside the machine; a prober that follows a redirect or a DNS answer there is
 //! an SSRF pivot. Link-local addresses are refused in every spelling unless a target allows them:
 //! the `url` crate already normalises numeric spellings (`http://2852039166/`, `0xA9FEA9FE`,
-//! `169.254.43518`) to the dotted form; IPv4-mapped and IPv4-compatible IPv6 are unwrapped here.
+//! `169.254.43518`) to the dotted form; every IPv6 form embedding an IPv4 address is unwrapped
+//! here (see [`embedded_v4`]) before the check.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -25,31 +26,46 @@ fn v4_verdict(ip: Ipv4Addr) -> Verdict {
     Verdict::Allowed
 }
 
+/// Pure: the IPv4 address an IPv6 address embeds, in every form a stack may route to it:
+/// mapped `::ffff:a.b.c.d`, SIIT-translated `::ffff:0:a.b.c.d`, IPv4-compatible `::a.b.c.d`,
+/// NAT64 `64:ff9b::/96` and the local-use `64:ff9b:1::/48` (RFC 8215, suffix form), and 6to4
+/// `2002:AABB:CCDD::/16`. The check runs on the embedded address so no spelling slips past it.
+pub fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let seg = ip.segments();
+    let tail =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    // Mapped ::ffff:a.b.c.d
+    if seg[..5].iter().all(|s| *s == 0) && seg[5] == 0xffff {
+        return Some(tail(seg[6], seg[7]));
+    }
+    // SIIT translated ::ffff:0:a.b.c.d
+    if seg[..4].iter().all(|s| *s == 0) && seg[4] == 0xffff && seg[5] == 0 {
+        return Some(tail(seg[6], seg[7]));
+    }
+    // IPv4-compatible ::a.b.c.d (deprecated, still routed by some stacks); not :: or ::1.
+    if seg[..6].iter().all(|s| *s == 0) && (seg[6] != 0 || seg[7] > 1) {
+        return Some(tail(seg[6], seg[7]));
+    }
+    // NAT64 well-known prefix 64:ff9b::/96.
+    if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6].iter().all(|s| *s == 0) {
+        return Some(tail(seg[6], seg[7]));
+    }
+    // NAT64 local-use prefix 64:ff9b:1::/48: the address sits in the last 32 bits.
+    if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1 {
+        return Some(tail(seg[6], seg[7]));
+    }
+    // 6to4 2002:AABB:CCDD::/16.
+    if seg[0] == 0x2002 {
+        return Some(tail(seg[1], seg[2]));
+    }
+    None
+}
+
 fn v6_verdict(ip: Ipv6Addr) -> Verdict {
-    if let Some(v4) = ip.to_ipv4_mapped() {
+    if let Some(v4) = embedded_v4(ip) {
         return v4_verdict(v4);
     }
     let seg = ip.segments();
-    // IPv4-compatible (deprecated ::a.b.c.d), still routed by some stacks.
-    if seg[..6].iter().all(|s| *s == 0) && (seg[6] != 0 || seg[7] > 1) {
-        let v4 = Ipv4Addr::new(
-            (seg[6] >> 8) as u8,
-            seg[6] as u8,
-            (seg[7] >> 8) as u8,
-            seg[7] as u8,
-        );
-        return v4_verdict(v4);
-    }
-    // NAT64 well-known prefix 64:ff9b::/96 embedding an IPv4 address.
-    if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6].iter().all(|s| *s == 0) {
-        let v4 = Ipv4Addr::new(
-            (seg[6] >> 8) as u8,
-            seg[6] as u8,
-            (seg[7] >> 8) as u8,
-            seg[7] as u8,
-        );
-        return v4_verdict(v4);
-    }
     if (seg[0] & 0xffc0) == 0xfe80 {
         return Verdict::Refused("link-local IPv6 address (fe80::/10)");
     }
@@ -143,6 +159,50 @@ mod tests {
         }
         let opt_in = url::Url::parse("http://169.254.169.254/").expect("parses");
         assert!(check_url(&opt_in, true).is_ok());
+    }
+
+    #[test]
+    fn every_ipv6_spelling_of_the_metadata_address_is_refused() {
+        let spellings = [
+            ("::ffff:169.254.169.254", "mapped"),
+            ("::ffff:a9fe:a9fe", "mapped, hex"),
+            ("::ffff:0:169.254.169.254", "SIIT"),
+            ("::ffff:0:a9fe:a9fe", "SIIT, hex"),
+            ("::169.254.169.254", "compatible"),
+            ("::a9fe:a9fe", "compatible, hex"),
+            ("64:ff9b::169.254.169.254", "NAT64"),
+            ("64:ff9b::a9fe:a9fe", "NAT64, hex"),
+            ("64:ff9b:1::a9fe:a9fe", "NAT64 local-use"),
+            ("64:ff9b:1:ffff::a9fe:a9fe", "NAT64 local-use, other subnet"),
+            ("2002:a9fe:a9fe::", "6to4"),
+            ("2002:a9fe:a9fe::1", "6to4, host 1"),
+            ("2002:a9fe:a9fe:ffff:ffff:ffff:ffff:ffff", "6to4, all ones"),
+        ];
+        for (s, form) in spellings {
+            let ip: Ipv6Addr = s.parse().expect(s);
+            assert_eq!(
+                embedded_v4(ip),
+                Some(Ipv4Addr::new(169, 254, 169, 254)),
+                "{form}: {s}"
+            );
+            assert!(
+                matches!(verdict(IpAddr::V6(ip)), Verdict::Refused(_)),
+                "{form}: {s}"
+            );
+            let url = url::Url::parse(&format!("http://[{s}]/")).expect("parses");
+            assert!(check_url(&url, false).is_err(), "{form}: {s}");
+        }
+        for (s, ok) in [
+            ("::1", true),
+            ("::", false),
+            ("2001:db8::1", true),
+            ("2002:0a00:0005::1", true),
+            ("::ffff:10.0.0.5", true),
+            ("64:ff9b::8.8.8.8", true),
+        ] {
+            let ip: IpAddr = s.parse().expect(s);
+            assert_eq!(verdict(ip) == Verdict::Allowed, ok, "{s}");
+        }
     }
 
     #[test]

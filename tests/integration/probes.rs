@@ -217,6 +217,8 @@ async fn success_and_each_failure_reason() {
             "",
         ),
         target("metadata-v6", "http://[::ffff:169.254.169.254]/", ""),
+        target("metadata-siit", "http://[::ffff:0:a9fe:a9fe]/", ""),
+        target("metadata-6to4", "http://[2002:a9fe:a9fe::1]/", ""),
         target("pivot", &format!("{base}/health/redirect"), ""),
     ]
     .join("\n");
@@ -231,6 +233,8 @@ async fn success_and_each_failure_reason() {
         ("metadata", "refused"),
         ("metadata-numeric", "refused"),
         ("metadata-v6", "refused"),
+        ("metadata-siit", "refused"),
+        ("metadata-6to4", "refused"),
         ("pivot", "status"),
     ];
     wait_for(Duration::from_secs(15), || async {

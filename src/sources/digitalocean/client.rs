@@ -19,16 +19,17 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DoError {
     #[error(
-        "DigitalOcean rejected the token (HTTP {0}); check DIGITALOCEAN_TOKEN and its scopes (app:read, app:update for rollbacks)"
+        "the DigitalOcean API at {host} rejected the token (HTTP {status} {}); check DIGITALOCEAN_TOKEN and its scopes (app:read, app:update for rollbacks)",
+        if *status == 401 { "unauthorized" } else { "forbidden" }
     )]
-    Unauthorized(u16),
+    Unauthorized { status: u16, host: String },
     #[error("not found on DigitalOcean: {0}")]
     NotFound(String),
     #[error("rate limited by DigitalOcean; next request allowed in {0:?}")]
     RateLimited(Duration),
     #[error("DigitalOcean answered HTTP {status}: {message}")]
     Http { status: u16, message: String },
-    #[error("could not reach DigitalOcean: {0}")]
+    #[error("could not reach the DigitalOcean API: {0}")]
     Transport(String),
     #[error("DigitalOcean did not answer within {0:?}")]
     Timeout(Duration),
@@ -120,6 +121,15 @@ impl Client {
         &self.base
     }
 
+    /// `host[:port]` of the API base, for error messages.
+    fn host(&self) -> String {
+        match (self.base.host_str(), self.base.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => self.base.to_string(),
+        }
+    }
+
     pub fn budget(&self) -> BudgetView {
         let mut s = lock(&self.state);
         let now = Instant::now();
@@ -195,7 +205,7 @@ impl Client {
                 return Err(if e.is_timeout() {
                     DoError::Timeout(self.timeout)
                 } else {
-                    DoError::Transport(without_url(&e))
+                    DoError::Transport(describe_transport(&self.host(), &without_url(&e)))
                 });
             }
         };
@@ -211,7 +221,10 @@ impl Client {
         })?;
         match status.as_u16() {
             200..=299 => Ok((status, bytes)),
-            401 | 403 => Err(DoError::Unauthorized(status.as_u16())),
+            401 | 403 => Err(DoError::Unauthorized {
+                status: status.as_u16(),
+                host: self.host(),
+            }),
             404 => Err(DoError::NotFound(endpoint.to_string())),
             429 => Err(DoError::RateLimited(
                 self.budget().blocked_for.unwrap_or_default(),
@@ -237,6 +250,10 @@ impl Client {
             s.remaining = Some(r);
             if let Some(m) = &self.metrics {
                 m.do_ratelimit_remaining.set(r as i64);
+                // Absent until the first answer; registering again is a harmless no-op error.
+                let _ = m
+                    .registry
+                    .register(Box::new(m.do_ratelimit_remaining.clone()));
             }
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
@@ -261,7 +278,17 @@ impl Client {
         endpoint: &'static str,
         body: Option<serde_json::Value>,
     ) -> Result<bytes::Bytes, DoError> {
-        let url = self.url(path)?;
+        self.send_to(method, self.url(path)?, endpoint, body).await
+    }
+
+    /// [`Client::send`] to a full URL (a pagination link).
+    async fn send_to(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        endpoint: &'static str,
+        body: Option<serde_json::Value>,
+    ) -> Result<bytes::Bytes, DoError> {
         let attempt = || {
             let (m, u, b) = (method.clone(), url.clone(), body.clone());
             async move {
@@ -282,42 +309,52 @@ impl Client {
             .await
     }
 
-    /// Every app, following `links.pages.next`. Returns the apps and how many were skipped as malformed.
+    /// Every app, following `links.pages.next`. Returns the apps and how many were skipped as
+    /// malformed; any failing page fails the call.
     pub async fn list_apps(&self) -> Result<(Vec<App>, usize), DoError> {
-        let mut path = "/v2/apps?per_page=200".to_string();
-        let mut all = Vec::new();
-        let mut skipped = 0;
-        for _ in 0..100 {
-            let body = self
-                .send(reqwest::Method::GET, &path, "/v2/apps", None)
-                .await?;
-            let (apps, s, next) =
-                types::parse_apps_page(&body).map_err(|e| DoError::Decode(e.to_string()))?;
-            all.extend(apps);
-            skipped += s;
-            match next {
-                Some(n) => {
-                    // Only follow links to the same API host; keep path and query.
-                    let u = Url::parse(&n)
-                        .or_else(|_| self.base.join(&n))
-                        .map_err(|e| DoError::Decode(e.to_string()))?;
-                    if u.host_str() != self.base.host_str()
-                        && u.host_str() != Some("api.digitalocean.com")
-                    {
-                        return Err(DoError::Decode(format!(
-                            "pagination link points to another host: {}",
-                            u.host_str().unwrap_or("")
-                        )));
+        let l = self.list_apps_partial().await?;
+        match l.incomplete {
+            Some(e) => Err(e),
+            None => Ok((l.apps, l.skipped)),
+        }
+    }
+
+    /// Every app, following `links.pages.next` as given (absolute or relative, same origin only).
+    /// Fails only when the first page fails; a later failing page keeps what was read.
+    pub async fn list_apps_partial(&self) -> Result<AppsListing, DoError> {
+        let mut url = self.url("/v2/apps?per_page=200")?;
+        let mut out = AppsListing::default();
+        for page in 0..100 {
+            let res = self
+                .send_to(reqwest::Method::GET, url.clone(), "/v2/apps", None)
+                .await
+                .and_then(|body| {
+                    types::parse_apps_page(&body).map_err(|e| DoError::Decode(e.to_string()))
+                })
+                .and_then(|(apps, s, next)| {
+                    let next = next
+                        .filter(|n| !n.is_empty())
+                        .map(|n| next_page_url(&self.base, &n))
+                        .transpose()?;
+                    Ok((apps, s, next))
+                });
+            match res {
+                Ok((apps, s, next)) => {
+                    out.apps.extend(apps);
+                    out.skipped += s;
+                    match next {
+                        Some(n) => url = n,
+                        None => break,
                     }
-                    path = match u.query() {
-                        Some(q) => format!("{}?{q}", u.path()),
-                        None => u.path().to_string(),
-                    };
                 }
-                None => break,
+                Err(e) if page == 0 => return Err(e),
+                Err(e) => {
+                    out.incomplete = Some(e);
+                    break;
+                }
             }
         }
-        Ok((all, skipped))
+        Ok(out)
     }
 
     pub async fn list_deployments(
@@ -493,8 +530,79 @@ fn parse_deployment_envelope(body: &[u8]) -> Result<Deployment, DoError> {
 }
 
 /// Percent-encodes one path segment, so an id can never change the path.
+/// Percent-encodes one path segment (RFC 3986: everything but unreserved characters), so an id
+/// can neither escape the path nor be read as form encoding (a space is `%20`, never `+`).
 fn seg(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Pure: where `links.pages.next` points, absolute or relative, refused unless it is on the API
+/// base's own origin (the bearer token goes with it).
+pub fn next_page_url(base: &Url, next: &str) -> Result<Url, DoError> {
+    let u = Url::parse(next)
+        .or_else(|_| base.join(next))
+        .map_err(|e| DoError::Decode(format!("bad pagination link {next:?}: {e}")))?;
+    if u.origin() != base.origin() {
+        return Err(DoError::Decode(format!(
+            "pagination link points to another host ({}), not the API base {}; not followed",
+            u.host_str().unwrap_or("none"),
+            base.host_str().unwrap_or("none")
+        )));
+    }
+    Ok(u)
+}
+
+/// Apps read from the paginated list; `incomplete` holds the error of a page that failed after
+/// others were read (the apps read so far are kept).
+#[derive(Debug, Default)]
+pub struct AppsListing {
+    pub apps: Vec<App>,
+    pub skipped: usize,
+    pub incomplete: Option<DoError>,
+}
+
+/// Pure: the cause of a transport error, from its error chain, and the next step to take.
+pub fn transport_cause(chain: &str) -> (&'static str, &'static str) {
+    let c = chain.to_ascii_lowercase();
+    if c.contains("dns error")
+        || c.contains("failed to lookup address")
+        || c.contains("name or service not known")
+        || c.contains("no such host")
+        || c.contains("name resolution")
+    {
+        (
+            "DNS lookup failed",
+            "check the host in digitalocean.api_url / DEPLOYWATCH_DO_API_URL and this machine's DNS",
+        )
+    } else if c.contains("connection refused") {
+        (
+            "connection refused",
+            "check the host and port in digitalocean.api_url / DEPLOYWATCH_DO_API_URL and any proxy or firewall",
+        )
+    } else if c.contains("certificate") || c.contains("tls") || c.contains("handshake") {
+        (
+            "TLS handshake failed",
+            "check the system clock, any TLS-intercepting proxy, and that the URL is the real API over https",
+        )
+    } else {
+        (
+            "network error",
+            "check connectivity from this machine to the API host",
+        )
+    }
+}
+
+fn describe_transport(host: &str, chain: &str) -> String {
+    let (cause, next) = transport_cause(chain);
+    format!("{host}: {cause} ({chain}); {next}")
 }
 
 /// reqwest errors quote the URL, which for log archives may be pre-signed; keep only the kind.
@@ -548,6 +656,65 @@ mod tests {
     fn segments_cannot_escape_the_path() {
         assert_eq!(seg("../../v2/account"), "..%2F..%2Fv2%2Faccount");
         assert_eq!(seg("abc-123"), "abc-123");
+        assert_eq!(seg("a b"), "a%20b");
+        assert_eq!(seg("a+b"), "a%2Bb");
+        assert_eq!(seg("a?b#c%d"), "a%3Fb%23c%25d");
+        assert_eq!(seg("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn transport_causes_name_the_next_step() {
+        let table = [
+            (
+                "error sending request: client error (Connect): dns error: failed to lookup address information: Name or service not known",
+                "DNS lookup failed",
+            ),
+            (
+                "error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)",
+                "connection refused",
+            ),
+            (
+                "error sending request: client error (Connect): invalid peer certificate: UnknownIssuer",
+                "TLS handshake failed",
+            ),
+            ("error sending request: connection reset", "network error"),
+        ];
+        for (chain, want) in table {
+            assert_eq!(transport_cause(chain).0, want, "{chain}");
+        }
+        let e = DoError::Unauthorized {
+            status: 401,
+            host: "api.digitalocean.com".into(),
+        };
+        let m = e.to_string();
+        assert!(
+            m.contains("api.digitalocean.com")
+                && m.contains("401 unauthorized")
+                && m.contains("check DIGITALOCEAN_TOKEN"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn next_page_links_absolute_or_relative_on_the_same_origin() {
+        let base = Url::parse("http://127.0.0.1:8080").unwrap();
+        let table = [
+            (
+                "http://127.0.0.1:8080/v2/apps?page=2&per_page=200",
+                Some("http://127.0.0.1:8080/v2/apps?page=2&per_page=200"),
+            ),
+            (
+                "/v2/apps?page=3",
+                Some("http://127.0.0.1:8080/v2/apps?page=3"),
+            ),
+            ("http://127.0.0.1:9999/v2/apps?page=2", None),
+            ("https://127.0.0.1:8080/v2/apps?page=2", None),
+            ("https://evil.example/v2/apps?page=2", None),
+        ];
+        for (next, want) in table {
+            let got = next_page_url(&base, next).ok().map(|u| u.to_string());
+            assert_eq!(got.as_deref(), want, "{next}");
+        }
     }
 
     #[test]

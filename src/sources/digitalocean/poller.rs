@@ -176,7 +176,12 @@ impl Poller {
         self.detail_budget = (minute_share / 2)
             .max(1)
             .min(minute_share.saturating_sub(used + self.list_cost));
-        let (apps, skipped) = self.client.list_apps().await?;
+        let listing = self.client.list_apps_partial().await?;
+        let (apps, skipped) = (listing.apps, listing.skipped);
+        let incomplete = listing.incomplete.map(|e| {
+            tracing::warn!(error = %e, apps_read = apps.len(), "a later page of the app list failed; keeping the apps read and the last known state of the rest");
+            format!("app list incomplete: {e}")
+        });
         self.list_cost = self.requests_sent().saturating_sub(before).max(1);
         if skipped > 0 {
             self.app
@@ -192,19 +197,30 @@ impl Poller {
         };
         let mut views = BTreeMap::new();
         let seen_ids: HashSet<String> = apps.iter().map(|a| a.id.clone()).collect();
-        self.tracks.retain(|id, _| seen_ids.contains(id));
+        // An app missing from an incomplete list is not gone: keep what is known about it.
+        if incomplete.is_none() {
+            self.tracks.retain(|id, _| seen_ids.contains(id));
+        }
         for api_app in &apps {
             let view = self.process_app(api_app, &mut report).await;
             views.insert(view.name.clone(), view);
         }
+        if incomplete.is_some() {
+            let snap = self.app.do_snapshot_mut();
+            for (name, v) in &snap.apps {
+                if !seen_ids.contains(&v.id) {
+                    views.entry(name.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
         report.any_in_progress = views.values().any(|v| v.in_progress.is_some());
-        self.export_metrics(&apps, &views);
+        self.export_metrics(&apps, &views, incomplete.is_none());
         {
             let mut snap = self.app.do_snapshot_mut();
             *snap = Snapshot {
                 apps: views,
                 polled_at: Some(Utc::now()),
-                last_error: None,
+                last_error: incomplete,
             };
         }
         report.requests = self.requests_sent().saturating_sub(before).max(1);
@@ -502,7 +518,13 @@ impl Poller {
         Ok(true)
     }
 
-    fn export_metrics(&mut self, apps: &[ApiApp], views: &BTreeMap<String, AppView>) {
+    /// With `complete` false (a page of the list failed), series of apps not read are kept.
+    fn export_metrics(
+        &mut self,
+        apps: &[ApiApp],
+        views: &BTreeMap<String, AppView>,
+        complete: bool,
+    ) {
         let m = &self.app.metrics;
         let mut next: BTreeMap<String, ExportedLabels> = BTreeMap::new();
         for a in apps {
@@ -592,6 +614,10 @@ impl Poller {
         }
         // Remove series whose label values changed or whose app is gone.
         for (app, old) in std::mem::take(&mut self.exported) {
+            if !complete && !next.contains_key(&app) {
+                next.insert(app, old);
+                continue;
+            }
             let new = next.get(&app).cloned().unwrap_or_default();
             if let Some(l) = old.info.as_ref().filter(|l| Some(*l) != new.info.as_ref()) {
                 let _ = m
