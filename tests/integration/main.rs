@@ -2,6 +2,7 @@
 //! DigitalOcean simulator, real git repositories, real Prometheus and Alertmanager.
 
 mod demo;
+mod deploy_spec;
 mod digitalocean;
 mod fixer;
 mod git;
