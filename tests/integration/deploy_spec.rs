@@ -142,16 +142,16 @@ impl Schemas {
                 errs.push(format!("{path}: length {n} out of bounds"));
             }
         }
-        if let Some(n) = doc.as_f64() {
-            if s.get("maximum")
+        if let Some(n) = doc.as_f64()
+            && (s
+                .get("maximum")
                 .and_then(Value::as_f64)
                 .is_some_and(|m| n > m)
                 || s.get("minimum")
                     .and_then(Value::as_f64)
-                    .is_some_and(|m| n < m)
-            {
-                errs.push(format!("{path}: {n} out of bounds"));
-            }
+                    .is_some_and(|m| n < m))
+        {
+            errs.push(format!("{path}: {n} out of bounds"));
         }
         if let Some(map) = doc.as_mapping() {
             for r in s
