@@ -115,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tasks/{id}/heartbeat", post(heartbeat))
         .route("/api/v1/tasks/{id}/complete", post(complete))
         .route("/api/v1/tasks/{id}/fail", post(fail))
+        .route("/api/v1/openapi.json", get(openapi))
         // Authenticate before the body is read.
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(crate::webhook::BODY_LIMIT));
@@ -128,6 +129,15 @@ pub fn router(state: AppState) -> Router {
         .merge(protected)
         .fallback(not_found)
         .with_state(state)
+}
+
+/// This API described in OpenAPI 3.1 (`docs/openapi.json`, checked against the running server).
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../docs/openapi.json"),
+    )
+        .into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -8,6 +8,7 @@ mod fixer;
 mod git;
 mod helpers;
 mod migrations;
+mod openapi;
 mod probes;
 mod process;
 mod rollback;
