@@ -80,8 +80,11 @@ async fn the_openapi_document_matches_the_running_server() {
         .expect("docs/openapi.json is JSON");
     assert_eq!(served, file);
 
+    // schemathesis keeps a cache in its working directory: a temporary one, not the repository.
+    let work = tempfile::tempdir().expect("tmp");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(st)
+            .current_dir(work.path())
             .args([
                 "run",
                 &format!("{url}/api/v1/openapi.json"),
