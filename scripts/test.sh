@@ -22,6 +22,13 @@ fi
 # The tests start their own Prometheus and Alertmanager on free ports and stop them by PID; a
 # daemon the package may have started is left alone (it listens on other ports).
 
+# The OpenAPI test checks docs/openapi.json against the running server with schemathesis (PyPI).
+if [ ! -x target/schemathesis-venv/bin/schemathesis ]; then
+  log "installing schemathesis into target/schemathesis-venv"
+  python3 -m venv target/schemathesis-venv
+  target/schemathesis-venv/bin/pip install -q schemathesis==4.32.5
+fi
+
 scripts/services.sh
 
 log "cargo fmt --check"

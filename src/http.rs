@@ -114,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tasks/{id}/heartbeat", post(heartbeat))
         .route("/api/v1/tasks/{id}/complete", post(complete))
         .route("/api/v1/tasks/{id}/fail", post(fail))
+        .route("/api/v1/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(crate::webhook::BODY_LIMIT));
     Router::new()
         .route("/", get(landing))
@@ -130,6 +131,15 @@ pub fn router(state: AppState) -> Router {
             crate::access::guard,
         ))
         .with_state(state)
+}
+
+/// This API described in OpenAPI 3.1 (`docs/openapi.json`, checked against the running server).
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../docs/openapi.json"),
+    )
+        .into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -3,6 +3,7 @@
 
 mod access;
 mod demo;
+mod deploy_spec;
 mod digitalocean;
 mod do_readings;
 mod fixer;
@@ -10,6 +11,7 @@ mod git;
 mod helpers;
 mod limits;
 mod migrations;
+mod openapi;
 mod probes;
 mod process;
 mod rollback;
