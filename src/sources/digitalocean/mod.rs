@@ -3,6 +3,7 @@
 //! deployment and publishes lifecycle events.
 
 pub mod client;
+pub mod export;
 pub mod poller;
 pub mod schedule;
 pub mod traces;
