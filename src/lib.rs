@@ -12,6 +12,7 @@ pub mod domain;
 pub mod fixer;
 pub mod http;
 pub mod limits;
+pub mod lease;
 pub mod metrics;
 pub mod page;
 pub mod probes;

@@ -7,6 +7,7 @@
 //! query, connection pragmas) branch on [`Backend`]. Each backend has its own migrations folder.
 
 pub mod sqlite_file;
+mod leases;
 mod tasks;
 
 pub use tasks::{

@@ -21,7 +21,8 @@ use crate::domain::{LabelValue, Outcome};
 use crate::store::DeploymentOutcomeRecord;
 use crate::tasks::classify;
 
-const LEASE_NAME: &str = "digitalocean-poller";
+/// The lease (and `deploywatch_leader{source}` label) of the poller; the snapshot row it writes.
+const LEASE_NAME: &str = "digitalocean";
 
 #[derive(Default)]
 struct AppTrack {
@@ -77,27 +78,17 @@ impl Poller {
         }
     }
 
-    /// Polls until `shutdown` turns true. Errors are recorded, never fatal.
+    /// Polls while this replica holds the poller lease, and otherwise serves the snapshot the
+    /// holder stored, until `shutdown` turns true. Errors are recorded, never fatal.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let cfg = self.app.config.digitalocean.clone();
+        let mut lead =
+            crate::lease::spawn(self.app.clone(), LEASE_NAME, cfg.lease, shutdown.clone());
+        let mut seen_snapshot = 0i64;
         loop {
-            // Longer than any one cycle can take (a few timed-out requests), so two replicas never both poll.
-            let lease_ttl = (cfg.poll_interval * 3).max(cfg.request_timeout * 4);
-            let leader = match self
-                .app
-                .store
-                .try_acquire_lease(LEASE_NAME, &self.app.instance_id, lease_ttl)
-                .await
-            {
-                Ok(l) => l,
-                Err(e) => {
-                    // Without the store nothing can be counted; wait for it rather than risk two pollers.
-                    tracing::warn!(error = %e, "cannot reach the store for the poller lease; not polling this cycle");
-                    false
-                }
-            };
             let mut any_in_progress = false;
-            if leader {
+            let generation = lead.generation();
+            if let Some(generation) = generation {
                 match self.poll_once().await {
                     Ok(r) => {
                         any_in_progress = r.any_in_progress;
@@ -112,6 +103,7 @@ impl Poller {
                             r.requests
                         });
                         self.app.metrics.source_result("digitalocean", true);
+                        self.publish(generation).await;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "DigitalOcean poll failed; serving the last known values");
@@ -120,6 +112,8 @@ impl Poller {
                         snap.last_error = Some(e.to_string());
                     }
                 }
+            } else {
+                self.follow(&mut seen_snapshot).await;
             }
             if let Err(e) = crate::app::sync_outcome_metrics(&self.app).await {
                 tracing::warn!(error = %e, "cannot read counted deployments from the store");
@@ -140,17 +134,67 @@ impl Poller {
                 // Honour retry-after exactly: the next request goes out once it has passed.
                 wait = wait.max(blocked + Duration::from_millis(10));
             }
+            if generation.is_none() {
+                // Not polling: look for the holder's newer snapshot often (one cheap query).
+                wait = wait.min(Duration::from_secs(1));
+            }
             self.app
                 .metrics
                 .do_poll_interval_seconds
                 .set(wait.as_secs_f64());
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {
-                    let _ = self.app.store.release_lease(LEASE_NAME, &self.app.instance_id).await;
-                    return;
-                }
+                // Just took the lease over: poll at once.
+                _ = lead.changed() => {}
+                // The lease keeper hands the lease over.
+                _ = shutdown.changed() => return,
             }
+        }
+    }
+
+    /// Stores this cycle's view for the other replicas, fenced by the lease generation: a poll
+    /// that outlived its lease does not overwrite its successor's snapshot.
+    async fn publish(&self, generation: i64) {
+        let body = match serde_json::to_string(&self.app.do_snapshot()) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot serialise the deployment snapshot");
+                return;
+            }
+        };
+        match self
+            .app
+            .store
+            .put_snapshot(LEASE_NAME, &body, LEASE_NAME, &self.app.instance_id, generation)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                generation,
+                "the poller lease changed hands during this poll; its snapshot is not published"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot store the deployment snapshot"),
+        }
+    }
+
+    /// Serves the lease holder's snapshot when it changed: the same view and the same series as
+    /// on the polling replica.
+    async fn follow(&mut self, seen: &mut i64) {
+        let found = match self.app.store.snapshot_since(LEASE_NAME, *seen).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the deployment snapshot");
+                return;
+            }
+        };
+        let Some((version, body)) = found else { return };
+        match serde_json::from_str::<super::Snapshot>(&body) {
+            Ok(snap) => {
+                self.exporter.export(&self.app.metrics, &snap.apps, true);
+                *self.app.do_snapshot_mut() = snap;
+                *seen = version;
+            }
+            Err(e) => tracing::warn!(error = %e, "the stored deployment snapshot does not parse"),
         }
     }
 
