@@ -89,7 +89,11 @@ pub fn spawn(
                     match app.store.renew_lease(name, &holder, generation, ttl).await {
                         Ok(true) => ttl / 3,
                         Ok(false) | Err(_) => {
-                            tracing::warn!(lease = name, generation, "lost the lease; another replica holds it now");
+                            tracing::warn!(
+                                lease = name,
+                                generation,
+                                "lost the lease; another replica holds it now"
+                            );
                             leader.set(0);
                             let _ = tx.send(None);
                             retry_after(ttl, rand::rng().random::<f64>())
@@ -120,7 +124,13 @@ mod tests {
     #[test]
     fn waiting_replicas_retry_within_a_quarter_lease_give_or_take_a_quarter() {
         let ttl = Duration::from_secs(4);
-        for (jitter, want_ms) in [(0.0, 750), (0.5, 1000), (0.999_999, 1250), (7.0, 1250), (-1.0, 750)] {
+        for (jitter, want_ms) in [
+            (0.0, 750),
+            (0.5, 1000),
+            (0.999_999, 1250),
+            (7.0, 1250),
+            (-1.0, 750),
+        ] {
             let got = retry_after(ttl, jitter).as_millis() as i64;
             assert!((got - want_ms).abs() <= 1, "jitter {jitter}: {got} ms");
         }

@@ -128,11 +128,12 @@ impl Store {
         snapshot: &str,
         seen: i64,
     ) -> Result<Option<(i64, String)>, StoreError> {
-        let row = sqlx::query("SELECT version, body FROM snapshots WHERE name = $1 AND version > $2")
-            .bind(snapshot)
-            .bind(seen)
-            .fetch_optional(self.pool())
-            .await?;
+        let row =
+            sqlx::query("SELECT version, body FROM snapshots WHERE name = $1 AND version > $2")
+                .bind(snapshot)
+                .bind(seen)
+                .fetch_optional(self.pool())
+                .await?;
         match row {
             Some(r) => Ok(Some((r.try_get("version")?, r.try_get("body")?))),
             None => Ok(None),

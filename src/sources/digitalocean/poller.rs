@@ -165,7 +165,13 @@ impl Poller {
         match self
             .app
             .store
-            .put_snapshot(LEASE_NAME, &body, LEASE_NAME, &self.app.instance_id, generation)
+            .put_snapshot(
+                LEASE_NAME,
+                &body,
+                LEASE_NAME,
+                &self.app.instance_id,
+                generation,
+            )
             .await
         {
             Ok(true) => {}
