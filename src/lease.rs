@@ -117,26 +117,6 @@ pub fn spawn(
     Leadership { rx }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn waiting_replicas_retry_within_a_quarter_lease_give_or_take_a_quarter() {
-        let ttl = Duration::from_secs(4);
-        for (jitter, want_ms) in [
-            (0.0, 750),
-            (0.5, 1000),
-            (0.999_999, 1250),
-            (7.0, 1250),
-            (-1.0, 750),
-        ] {
-            let got = retry_after(ttl, jitter).as_millis() as i64;
-            assert!((got - want_ms).abs() <= 1, "jitter {jitter}: {got} ms");
-        }
-    }
-}
-
 /// Runs the loop `make` builds only while this replica holds lease `name`: started when the lease
 /// is taken, told to stop (through the shutdown receiver it is given) when the lease is lost or
 /// the process stops. The loop's own writes stay safe during a handover because each is
@@ -177,4 +157,24 @@ where
             let _ = running.await;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_replicas_retry_within_a_quarter_lease_give_or_take_a_quarter() {
+        let ttl = Duration::from_secs(4);
+        for (jitter, want_ms) in [
+            (0.0, 750),
+            (0.5, 1000),
+            (0.999_999, 1250),
+            (7.0, 1250),
+            (-1.0, 750),
+        ] {
+            let got = retry_after(ttl, jitter).as_millis() as i64;
+            assert!((got - want_ms).abs() <= 1, "jitter {jitter}: {got} ms");
+        }
+    }
 }

@@ -143,7 +143,7 @@ async fn three_replicas_take_over_quickly_and_serve_the_same_picture() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
 
-    let mut highest = vec![0.0f64; 3];
+    let mut highest = [0.0f64; 3];
     for round in 0..2 {
         // Find the poller and the time of its last DigitalOcean request before the kill.
         let mut leader = None;
