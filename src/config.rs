@@ -111,6 +111,7 @@ struct DigitalOceanFile {
     request_timeout: Option<HumanDuration>,
     stuck_after: Option<HumanDuration>,
     log_tail_lines: Option<usize>,
+    lease: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -312,6 +313,9 @@ pub struct DigitalOceanConfig {
     pub request_timeout: Duration,
     pub stuck_after: Duration,
     pub log_tail_lines: usize,
+    /// Length of the leases of the loops that run once among replicas (the poller, the outbox,
+    /// the rollback worker, the sweeper). Default 3/4 of `poll_interval`, at least 1s.
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -667,7 +671,20 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
             Duration::from_secs(30 * 60),
         )?,
         log_tail_lines: dof.log_tail_lines.unwrap_or(50).min(1000),
+        // Short enough that a takeover after a crash (lease + a quarter lease) fits in one poll
+        // interval after the missed one.
+        lease: cx.positive(
+            "digitalocean.lease",
+            dof.lease,
+            poll_interval.mul_f64(0.75).max(Duration::from_secs(1)),
+        )?,
     };
+    if digitalocean.lease < Duration::from_millis(500) {
+        return Err(cx.err(
+            "digitalocean.lease",
+            "must be at least 500ms (it is renewed every third of its length)",
+        ));
+    }
 
     let allow_ll_global = file.health.allow_link_local.unwrap_or(false);
     let mut targets = Vec::new();

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod domain;
 pub mod fixer;
 pub mod http;
+pub mod lease;
 pub mod limits;
 pub mod metrics;
 pub mod page;

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub source_up: IntGaugeVec,
     pub source_enabled: IntGaugeVec,
+    pub leader: IntGaugeVec,
+    pub lease_takeovers_total: IntCounterVec,
     pub source_last_success: GaugeVec,
     pub startup_check_success: IntGaugeVec,
 
@@ -135,6 +137,8 @@ impl Metrics {
             build_info: r.gauge("build_info", "Always 1; the running deploywatch version.", &["version"]),
             source_up: r.gauge("source_up", "1 when the last poll of the source succeeded; only for enabled sources.", &["source"]),
             source_enabled: r.gauge("source_enabled", "1 when the source is configured; 0 when it is off (it then exports no source_up).", &["source"]),
+            leader: r.gauge("leader", "1 while this replica holds the lease of the loop (digitalocean poller, outbox, rollback, sweeper).", &["source"]),
+            lease_takeovers_total: r.counter("lease_takeovers_total", "Times this replica took a lease over from another holder (or a lapsed one).", &["source"]),
             source_last_success: r.fgauge(
                 "source_last_success_timestamp_seconds",
                 "Unix time of the source's last successful poll.",

@@ -259,8 +259,15 @@ fn start_loops(
         );
         let poller = crate::sources::digitalocean::poller::Poller::new(app.clone(), client.clone());
         tasks.push(tokio::spawn(poller.run(rx.clone())));
+        // One rollback worker among replicas (its tasks are claimed atomically besides).
         let exec = crate::fixer::rollback::Executor::new(app.clone(), client);
-        tasks.push(tokio::spawn(crate::fixer::rollback::run(exec, rx.clone())));
+        tasks.push(crate::lease::run_as_leader(
+            app.clone(),
+            "rollback",
+            app.config.digitalocean.lease,
+            rx.clone(),
+            move |stop| crate::fixer::rollback::run(exec.clone(), stop),
+        ));
     }
     let tls = crate::probes::http::tls_config(&opts.extra_roots);
     tasks.push(tokio::spawn(crate::probes::run(
@@ -279,15 +286,27 @@ fn start_loops(
         app.events.subscribe(),
         rx.clone(),
     )));
+    // Every replica refreshes the task gauges from the store; one expires task leases.
+    let sweeper = crate::lease::spawn(
+        app.clone(),
+        "sweeper",
+        app.config.digitalocean.lease,
+        rx.clone(),
+    );
     tasks.push(tokio::spawn(crate::fixer::run_sweeper(
         app.clone(),
+        sweeper,
         rx.clone(),
     )));
     if !app.config.notifiers.is_empty() {
-        tasks.push(tokio::spawn(crate::fixer::outbox::run(
+        let app2 = app.clone();
+        tasks.push(crate::lease::run_as_leader(
             app.clone(),
+            "outbox",
+            app.config.digitalocean.lease,
             rx.clone(),
-        )));
+            move |stop| crate::fixer::outbox::run(app2.clone(), stop),
+        ));
     }
     tasks
 }
@@ -339,7 +358,8 @@ async fn startup_sequence(
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
     let _ = crate::app::sync_outcome_metrics(&app).await;
-    crate::fixer::sweep_once(&app).await;
+    // Gauges at once; leases are the sweeper lease holder's to expire.
+    crate::fixer::sweep_once(&app, false).await;
     if app.config.migration_checks.is_empty() {
         return;
     }

@@ -116,12 +116,15 @@ pub async fn run_events(
     }
 }
 
-/// Returns expired leases to their queues and refreshes the task gauges.
-pub async fn sweep_once(app: &App) {
-    match app.store.expire_leases().await {
-        Ok(n) if n > 0 => app.metrics.task_lease_expiries_total.inc_by(n),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "lease sweep failed"),
+/// Returns expired leases to their queues (when `expire`: one replica does it) and refreshes the
+/// task gauges (every replica, so any of them can be scraped).
+pub async fn sweep_once(app: &App, expire: bool) {
+    if expire {
+        match app.store.expire_leases().await {
+            Ok(n) if n > 0 => app.metrics.task_lease_expiries_total.inc_by(n),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "lease sweep failed"),
+        }
     }
     if let Ok(counts) = app.store.task_counts().await {
         for q in Queue::ALL {
@@ -143,11 +146,15 @@ pub async fn sweep_once(app: &App) {
     }
 }
 
-pub async fn run_sweeper(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_sweeper(
+    app: Arc<App>,
+    lead: crate::lease::Leadership,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         // Before the schema exists there is nothing to sweep.
         if app.checks.passed("schema") {
-            sweep_once(&app).await;
+            sweep_once(&app, lead.generation().is_some()).await;
         }
         tokio::select! {
             _ = tokio::time::sleep(app.config.tasks.sweep_interval) => {}

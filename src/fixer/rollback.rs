@@ -49,10 +49,11 @@ impl RollbackOutcome {
     }
 }
 
+#[derive(Clone)]
 pub struct Executor {
     app: Arc<App>,
     client: Client,
-    last_run: Mutex<HashMap<String, Instant>>,
+    last_run: Arc<Mutex<HashMap<String, Instant>>>,
     poll: Duration,
 }
 
@@ -61,7 +62,7 @@ impl Executor {
         Executor {
             app,
             client,
-            last_run: Mutex::new(HashMap::new()),
+            last_run: Arc::new(Mutex::new(HashMap::new())),
             poll: Duration::from_millis(500),
         }
     }

@@ -6,6 +6,7 @@
 //! both share (BIGINT milliseconds, TEXT JSON) and the few statements that must differ (the claim
 //! query, connection pragmas) branch on [`Backend`]. Each backend has its own migrations folder.
 
+mod leases;
 pub mod sqlite_file;
 mod tasks;
 

@@ -14,6 +14,7 @@ mod migrations;
 mod openapi;
 mod probes;
 mod process;
+mod replicas;
 mod rollback;
 mod stack;
 mod startup_order;

@@ -3,6 +3,7 @@
 //! deployment and publishes lifecycle events.
 
 pub mod client;
+pub mod export;
 pub mod poller;
 pub mod schedule;
 pub mod traces;
@@ -11,13 +12,13 @@ pub mod types;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::Phase;
 use types::FailedStep;
 
 /// What the poller knows about one app, as `/api/v1/status`, `/metrics` and task enrichment use it.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AppView {
     pub id: String,
     pub name: String,
@@ -42,7 +43,7 @@ pub struct AppView {
     pub stuck: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeploymentView {
     pub id: String,
     pub phase: Phase,
@@ -54,7 +55,7 @@ pub struct DeploymentView {
     pub steps: Vec<StepView>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StepView {
     pub name: String,
     pub status: String,
@@ -62,7 +63,7 @@ pub struct StepView {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FailureView {
     pub deployment_id: String,
     pub failed_step: Option<FailedStep>,
@@ -109,7 +110,7 @@ impl DeploymentView {
 }
 
 /// The source's snapshot. Replaced whole after each poll.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Snapshot {
     pub apps: BTreeMap<String, AppView>,
     pub polled_at: Option<DateTime<Utc>>,

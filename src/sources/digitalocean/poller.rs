@@ -10,17 +10,19 @@ use chrono::Utc;
 use tokio::sync::watch;
 
 use super::client::{Client, DoError};
+use super::export::Exporter;
 use super::schedule::{self, ScheduleInput};
 use super::types::{App as ApiApp, Deployment};
 use super::{
     AppView, DeploymentView, FailureView, LifecycleEvent, LifecycleKind, Snapshot, traces,
 };
 use crate::app::App;
-use crate::domain::{LabelValue, Outcome, Phase};
+use crate::domain::{LabelValue, Outcome};
 use crate::store::DeploymentOutcomeRecord;
 use crate::tasks::classify;
 
-const LEASE_NAME: &str = "digitalocean-poller";
+/// The lease (and `deploywatch_leader{source}` label) of the poller; the snapshot row it writes.
+const LEASE_NAME: &str = "digitalocean";
 
 #[derive(Default)]
 struct AppTrack {
@@ -45,16 +47,8 @@ pub struct Poller {
     list_cost: usize,
     /// Requests of the recent cycles (the one-off full read at start is left out).
     recent_costs: std::collections::VecDeque<usize>,
-    /// Label sets currently exported per app, so vanished apps' series are removed.
-    exported: BTreeMap<String, ExportedLabels>,
-}
-
-#[derive(Default, Clone)]
-struct ExportedLabels {
-    info: Option<[String; 3]>,
-    deployment_info: Option<[String; 4]>,
-    active_info: Option<[String; 3]>,
-    failed_step: Option<[String; 3]>,
+    /// The deployment series this replica exports.
+    exporter: Exporter,
 }
 
 #[derive(Debug, Default)]
@@ -80,31 +74,21 @@ impl Poller {
             detail_budget: 0,
             list_cost: 1,
             recent_costs: std::collections::VecDeque::new(),
-            exported: BTreeMap::new(),
+            exporter: Exporter::default(),
         }
     }
 
-    /// Polls until `shutdown` turns true. Errors are recorded, never fatal.
+    /// Polls while this replica holds the poller lease, and otherwise serves the snapshot the
+    /// holder stored, until `shutdown` turns true. Errors are recorded, never fatal.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let cfg = self.app.config.digitalocean.clone();
+        let mut lead =
+            crate::lease::spawn(self.app.clone(), LEASE_NAME, cfg.lease, shutdown.clone());
+        let mut seen_snapshot = 0i64;
         loop {
-            // Longer than any one cycle can take (a few timed-out requests), so two replicas never both poll.
-            let lease_ttl = (cfg.poll_interval * 3).max(cfg.request_timeout * 4);
-            let leader = match self
-                .app
-                .store
-                .try_acquire_lease(LEASE_NAME, &self.app.instance_id, lease_ttl)
-                .await
-            {
-                Ok(l) => l,
-                Err(e) => {
-                    // Without the store nothing can be counted; wait for it rather than risk two pollers.
-                    tracing::warn!(error = %e, "cannot reach the store for the poller lease; not polling this cycle");
-                    false
-                }
-            };
             let mut any_in_progress = false;
-            if leader {
+            let generation = lead.generation();
+            if let Some(generation) = generation {
                 match self.poll_once().await {
                     Ok(r) => {
                         any_in_progress = r.any_in_progress;
@@ -119,6 +103,7 @@ impl Poller {
                             r.requests
                         });
                         self.app.metrics.source_result("digitalocean", true);
+                        self.publish(generation).await;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "DigitalOcean poll failed; serving the last known values");
@@ -127,6 +112,8 @@ impl Poller {
                         snap.last_error = Some(e.to_string());
                     }
                 }
+            } else {
+                self.follow(&mut seen_snapshot).await;
             }
             if let Err(e) = crate::app::sync_outcome_metrics(&self.app).await {
                 tracing::warn!(error = %e, "cannot read counted deployments from the store");
@@ -147,17 +134,73 @@ impl Poller {
                 // Honour retry-after exactly: the next request goes out once it has passed.
                 wait = wait.max(blocked + Duration::from_millis(10));
             }
+            if generation.is_none() {
+                // Not polling: look for the holder's newer snapshot often (one cheap query).
+                wait = wait.min(Duration::from_secs(1));
+            }
             self.app
                 .metrics
                 .do_poll_interval_seconds
                 .set(wait.as_secs_f64());
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {
-                    let _ = self.app.store.release_lease(LEASE_NAME, &self.app.instance_id).await;
-                    return;
-                }
+                // Just took the lease over: poll at once.
+                _ = lead.changed() => {}
+                // The lease keeper hands the lease over.
+                _ = shutdown.changed() => return,
             }
+        }
+    }
+
+    /// Stores this cycle's view for the other replicas, fenced by the lease generation: a poll
+    /// that outlived its lease does not overwrite its successor's snapshot.
+    async fn publish(&self, generation: i64) {
+        let body = match serde_json::to_string(&self.app.do_snapshot()) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot serialise the deployment snapshot");
+                return;
+            }
+        };
+        match self
+            .app
+            .store
+            .put_snapshot(
+                LEASE_NAME,
+                &body,
+                LEASE_NAME,
+                &self.app.instance_id,
+                generation,
+            )
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                generation,
+                "the poller lease changed hands during this poll; its snapshot is not published"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot store the deployment snapshot"),
+        }
+    }
+
+    /// Serves the lease holder's snapshot when it changed: the same view and the same series as
+    /// on the polling replica.
+    async fn follow(&mut self, seen: &mut i64) {
+        let found = match self.app.store.snapshot_since(LEASE_NAME, *seen).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the deployment snapshot");
+                return;
+            }
+        };
+        let Some((version, body)) = found else { return };
+        match serde_json::from_str::<super::Snapshot>(&body) {
+            Ok(snap) => {
+                self.exporter.export(&self.app.metrics, &snap.apps, true);
+                *self.app.do_snapshot_mut() = snap;
+                *seen = version;
+            }
+            Err(e) => tracing::warn!(error = %e, "the stored deployment snapshot does not parse"),
         }
     }
 
@@ -214,7 +257,8 @@ impl Poller {
             }
         }
         report.any_in_progress = views.values().any(|v| v.in_progress.is_some());
-        self.export_metrics(&apps, &views, incomplete.is_none());
+        self.exporter
+            .export(&self.app.metrics, &views, incomplete.is_none());
         {
             let mut snap = self.app.do_snapshot_mut();
             *snap = Snapshot {
@@ -516,155 +560,5 @@ impl Poller {
             });
         }
         Ok(true)
-    }
-
-    /// With `complete` false (a page of the list failed), series of apps not read are kept.
-    fn export_metrics(
-        &mut self,
-        apps: &[ApiApp],
-        views: &BTreeMap<String, AppView>,
-        complete: bool,
-    ) {
-        let m = &self.app.metrics;
-        let mut next: BTreeMap<String, ExportedLabels> = BTreeMap::new();
-        for a in apps {
-            let Some(v) = views.get(a.name()) else {
-                continue;
-            };
-            let app = LabelValue::sanitize(&v.name).as_str().to_string();
-            let mut ex = ExportedLabels::default();
-            let info = [app.clone(), v.id.clone(), v.region.clone()];
-            m.app_info
-                .with_label_values(&info.each_ref().map(String::as_str))
-                .set(1);
-            ex.info = Some(info);
-            let latest_phase = v.latest.as_ref().map(|d| d.phase).unwrap_or(Phase::Unknown);
-            for p in Phase::ALL {
-                m.deployment_phase
-                    .with_label_values(&[&app, p.as_str()])
-                    .set((p == latest_phase) as i64);
-            }
-            m.deployment_in_progress
-                .with_label_values(&[&app])
-                .set(v.in_progress.is_some() as i64);
-            if let Some(outcome) = v.last_ended.as_ref().and_then(|d| d.phase.outcome()) {
-                for o in Outcome::ALL {
-                    m.deployment_last_outcome
-                        .with_label_values(&[&app, o.as_str()])
-                        .set((o == outcome) as i64);
-                }
-            }
-            m.pinned_deployment
-                .with_label_values(&[&app])
-                .set(v.pinned_deployment_id.is_some() as i64);
-            m.deployment_stuck
-                .with_label_values(&[&app])
-                .set(v.stuck as i64);
-            // One series per meaning, each about one deployment: the latest, and the active one.
-            if let Some(l) = &v.latest {
-                let di = [
-                    app.clone(),
-                    l.id.clone(),
-                    l.commit.clone().unwrap_or_default(),
-                    l.cause
-                        .clone()
-                        .unwrap_or_default()
-                        .chars()
-                        .take(120)
-                        .collect(),
-                ];
-                m.deployment_info
-                    .with_label_values(&di.each_ref().map(String::as_str))
-                    .set(1);
-                ex.deployment_info = Some(di);
-            }
-            if let Some(a) = &v.active {
-                let ai = [
-                    app.clone(),
-                    a.id.clone(),
-                    a.commit.clone().unwrap_or_default(),
-                ];
-                m.active_deployment_info
-                    .with_label_values(&ai.each_ref().map(String::as_str))
-                    .set(1);
-                ex.active_info = Some(ai);
-            }
-            // The latest deployment failed: say which step and why (both from bounded sets).
-            if let (Some(f), Some(latest)) = (&v.last_failure, &v.latest)
-                && latest.id == f.deployment_id
-            {
-                let step = f
-                    .failed_step
-                    .as_ref()
-                    .map(|s| s.top_step.clone())
-                    .unwrap_or_else(|| "unknown".into());
-                let reason = f
-                    .failed_step
-                    .as_ref()
-                    .and_then(|s| s.reason_code.clone())
-                    .map(|r| LabelValue::sanitize(&r).as_str().to_string())
-                    .unwrap_or_else(|| "unknown".into());
-                let fl = [app.clone(), step, reason];
-                m.deployment_failed_step
-                    .with_label_values(&fl.each_ref().map(String::as_str))
-                    .set(1);
-                ex.failed_step = Some(fl);
-            }
-            next.insert(app, ex);
-        }
-        // Remove series whose label values changed or whose app is gone.
-        for (app, old) in std::mem::take(&mut self.exported) {
-            if !complete && !next.contains_key(&app) {
-                next.insert(app, old);
-                continue;
-            }
-            let new = next.get(&app).cloned().unwrap_or_default();
-            if let Some(l) = old.info.as_ref().filter(|l| Some(*l) != new.info.as_ref()) {
-                let _ = m
-                    .app_info
-                    .remove_label_values(&l.each_ref().map(String::as_str));
-            }
-            if let Some(l) = old
-                .deployment_info
-                .as_ref()
-                .filter(|l| Some(*l) != new.deployment_info.as_ref())
-            {
-                let _ = m
-                    .deployment_info
-                    .remove_label_values(&l.each_ref().map(String::as_str));
-            }
-            if let Some(l) = old
-                .active_info
-                .as_ref()
-                .filter(|l| Some(*l) != new.active_info.as_ref())
-            {
-                let _ = m
-                    .active_deployment_info
-                    .remove_label_values(&l.each_ref().map(String::as_str));
-            }
-            if let Some(l) = old
-                .failed_step
-                .as_ref()
-                .filter(|l| Some(*l) != new.failed_step.as_ref())
-            {
-                let _ = m
-                    .deployment_failed_step
-                    .remove_label_values(&l.each_ref().map(String::as_str));
-            }
-            if !next.contains_key(&app) {
-                for p in Phase::ALL {
-                    let _ = m.deployment_phase.remove_label_values(&[&app, p.as_str()]);
-                }
-                let _ = m.deployment_in_progress.remove_label_values(&[&app]);
-                for o in Outcome::ALL {
-                    let _ = m
-                        .deployment_last_outcome
-                        .remove_label_values(&[&app, o.as_str()]);
-                }
-                let _ = m.pinned_deployment.remove_label_values(&[&app]);
-                let _ = m.deployment_stuck.remove_label_values(&[&app]);
-            }
-        }
-        self.exported = next;
     }
 }

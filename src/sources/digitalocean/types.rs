@@ -324,7 +324,7 @@ impl Deployment {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailedStep {
     /// `build` or `deploy` (the top-level step).
     pub top_step: String,

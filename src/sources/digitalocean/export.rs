@@ -1,0 +1,167 @@
+//! The deployment series of `/metrics`, set from the deployment view: by the poller after each
+//! cycle, and by every other replica from the snapshot the poller stored (so any replica can be
+//! scraped). Label sets are remembered so an app's old `_info` series are replaced, never piled up.
+
+use std::collections::BTreeMap;
+
+use super::AppView;
+use crate::domain::{LabelValue, Outcome, Phase};
+use crate::metrics::Metrics;
+
+#[derive(Default, Clone)]
+struct ExportedLabels {
+    info: Option<[String; 3]>,
+    deployment_info: Option<[String; 4]>,
+    active_info: Option<[String; 3]>,
+    failed_step: Option<[String; 3]>,
+}
+
+/// Label sets currently exported per app, so vanished apps' series are removed.
+#[derive(Default)]
+pub struct Exporter {
+    exported: BTreeMap<String, ExportedLabels>,
+}
+
+impl Exporter {
+    /// Sets every deployment series from `views`. With `complete` false (a page of the list
+    /// failed), series of apps not in `views` are kept; otherwise they are removed.
+    pub fn export(&mut self, m: &Metrics, views: &BTreeMap<String, AppView>, complete: bool) {
+        let mut next: BTreeMap<String, ExportedLabels> = BTreeMap::new();
+        for v in views.values() {
+            let app = LabelValue::sanitize(&v.name).as_str().to_string();
+            let mut ex = ExportedLabels::default();
+            let info = [app.clone(), v.id.clone(), v.region.clone()];
+            m.app_info
+                .with_label_values(&info.each_ref().map(String::as_str))
+                .set(1);
+            ex.info = Some(info);
+            let latest_phase = v.latest.as_ref().map(|d| d.phase).unwrap_or(Phase::Unknown);
+            for p in Phase::ALL {
+                m.deployment_phase
+                    .with_label_values(&[&app, p.as_str()])
+                    .set((p == latest_phase) as i64);
+            }
+            m.deployment_in_progress
+                .with_label_values(&[&app])
+                .set(v.in_progress.is_some() as i64);
+            if let Some(outcome) = v.last_ended.as_ref().and_then(|d| d.phase.outcome()) {
+                for o in Outcome::ALL {
+                    m.deployment_last_outcome
+                        .with_label_values(&[&app, o.as_str()])
+                        .set((o == outcome) as i64);
+                }
+            }
+            m.pinned_deployment
+                .with_label_values(&[&app])
+                .set(v.pinned_deployment_id.is_some() as i64);
+            m.deployment_stuck
+                .with_label_values(&[&app])
+                .set(v.stuck as i64);
+            // One series per meaning, each about one deployment: the latest, and the active one.
+            if let Some(l) = &v.latest {
+                let di = [
+                    app.clone(),
+                    l.id.clone(),
+                    l.commit.clone().unwrap_or_default(),
+                    l.cause
+                        .clone()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(120)
+                        .collect(),
+                ];
+                m.deployment_info
+                    .with_label_values(&di.each_ref().map(String::as_str))
+                    .set(1);
+                ex.deployment_info = Some(di);
+            }
+            if let Some(a) = &v.active {
+                let ai = [
+                    app.clone(),
+                    a.id.clone(),
+                    a.commit.clone().unwrap_or_default(),
+                ];
+                m.active_deployment_info
+                    .with_label_values(&ai.each_ref().map(String::as_str))
+                    .set(1);
+                ex.active_info = Some(ai);
+            }
+            // The latest deployment failed: say which step and why (both from bounded sets).
+            if let (Some(f), Some(latest)) = (&v.last_failure, &v.latest)
+                && latest.id == f.deployment_id
+            {
+                let step = f
+                    .failed_step
+                    .as_ref()
+                    .map(|s| s.top_step.clone())
+                    .unwrap_or_else(|| "unknown".into());
+                let reason = f
+                    .failed_step
+                    .as_ref()
+                    .and_then(|s| s.reason_code.clone())
+                    .map(|r| LabelValue::sanitize(&r).as_str().to_string())
+                    .unwrap_or_else(|| "unknown".into());
+                let fl = [app.clone(), step, reason];
+                m.deployment_failed_step
+                    .with_label_values(&fl.each_ref().map(String::as_str))
+                    .set(1);
+                ex.failed_step = Some(fl);
+            }
+            next.insert(app, ex);
+        }
+        // Remove series whose label values changed or whose app is gone.
+        for (app, old) in std::mem::take(&mut self.exported) {
+            if !complete && !next.contains_key(&app) {
+                next.insert(app, old);
+                continue;
+            }
+            let new = next.get(&app).cloned().unwrap_or_default();
+            if let Some(l) = old.info.as_ref().filter(|l| Some(*l) != new.info.as_ref()) {
+                let _ = m
+                    .app_info
+                    .remove_label_values(&l.each_ref().map(String::as_str));
+            }
+            if let Some(l) = old
+                .deployment_info
+                .as_ref()
+                .filter(|l| Some(*l) != new.deployment_info.as_ref())
+            {
+                let _ = m
+                    .deployment_info
+                    .remove_label_values(&l.each_ref().map(String::as_str));
+            }
+            if let Some(l) = old
+                .active_info
+                .as_ref()
+                .filter(|l| Some(*l) != new.active_info.as_ref())
+            {
+                let _ = m
+                    .active_deployment_info
+                    .remove_label_values(&l.each_ref().map(String::as_str));
+            }
+            if let Some(l) = old
+                .failed_step
+                .as_ref()
+                .filter(|l| Some(*l) != new.failed_step.as_ref())
+            {
+                let _ = m
+                    .deployment_failed_step
+                    .remove_label_values(&l.each_ref().map(String::as_str));
+            }
+            if !next.contains_key(&app) {
+                for p in Phase::ALL {
+                    let _ = m.deployment_phase.remove_label_values(&[&app, p.as_str()]);
+                }
+                let _ = m.deployment_in_progress.remove_label_values(&[&app]);
+                for o in Outcome::ALL {
+                    let _ = m
+                        .deployment_last_outcome
+                        .remove_label_values(&[&app, o.as_str()]);
+                }
+                let _ = m.pinned_deployment.remove_label_values(&[&app]);
+                let _ = m.deployment_stuck.remove_label_values(&[&app]);
+            }
+        }
+        self.exported = next;
+    }
+}

@@ -1,0 +1,243 @@
+//! Several replicas on one PostgreSQL behave as one: one poller at a time, a quick takeover after
+//! `kill -9`, and the same deployment series from every replica throughout.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use deploywatch::simulator::{Script, Simulator};
+
+use crate::helpers::*;
+
+const POLL: Duration = Duration::from_secs(2);
+
+struct Replica {
+    child: Child,
+    url: String,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &std::path::Path, db: &str, api: &str, n: usize) -> Replica {
+    let port = free_port();
+    let cfg = dir.join(format!("replica{n}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[digitalocean]\napi_url = \"{api}\"\npoll_interval = \"2s\"\nfast_poll_interval = \"2s\"\n\
+             request_timeout = \"1s\"\nbudget_share = 1.0\nlease = \"1s\"\n\n[health]\ndiscover = false\n"
+        ),
+    )
+    .expect("config");
+    let log = dir.join(format!("replica{n}.log"));
+    let f = std::fs::File::create(&log).expect("log");
+    let child = Command::new(bin())
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--config",
+        ])
+        .arg(&cfg)
+        .env("DIGITALOCEAN_TOKEN", "sim-token")
+        .env("DEPLOYWATCH_DATABASE_URL", db)
+        .env("RUST_LOG", "info")
+        .env_remove("DEPLOYWATCH_WEBHOOK_TOKEN")
+        .stdout(Stdio::from(f.try_clone().expect("clone")))
+        .stderr(Stdio::from(f))
+        .spawn()
+        .expect("replica");
+    Replica {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        log,
+    }
+}
+
+async fn scrape(c: &reqwest::Client, r: &Replica) -> Option<String> {
+    c.get(format!("{}/metrics", r.url))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+/// What one scrape of one replica says.
+struct Seen {
+    leader: bool,
+    success: Option<f64>,
+    has_series: bool,
+}
+
+fn read(m: &str) -> Seen {
+    Seen {
+        leader: metric(m, "deploywatch_leader{source=\"digitalocean\"}") == Some(1.0),
+        success: metric(
+            m,
+            "deploywatch_deployments_total{app=\"api\",outcome=\"success\"}",
+        ),
+        has_series: m.contains("deploywatch_deployment_phase{app=\"api\",phase=\"ACTIVE\"}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_replicas_take_over_quickly_and_serve_the_same_picture() {
+    let db = pg_db().await;
+    let sim = Simulator::new(Duration::from_millis(100));
+    let (addr, _) = sim
+        .serve("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("simulator");
+    let api = format!("http://{addr}");
+    sim.add_app("api", "9a4df0b8e161e323bc3cdf1dc71878080fe144fa");
+    sim.deploy(
+        "api",
+        "54d4a727f45723106243989b6c8b2ad4e4a9b3bb",
+        Script::Success,
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut replicas: Vec<Option<Replica>> = (0..3)
+        .map(|n| Some(start(dir.path(), &db.url, &api, n)))
+        .collect();
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client");
+
+    // Every replica shows the deployment series and the counted successes, one of them leads.
+    let started = Instant::now();
+    let base = loop {
+        let mut seen = Vec::new();
+        for r in replicas.iter().flatten() {
+            seen.push(scrape(&c, r).await.map(|m| read(&m)));
+        }
+        let leaders = seen.iter().flatten().filter(|s| s.leader).count();
+        let counts: Vec<Option<f64>> = seen
+            .iter()
+            .map(|s| s.as_ref().and_then(|s| s.success))
+            .collect();
+        if leaders == 1
+            && seen
+                .iter()
+                .all(|s| s.as_ref().is_some_and(|s| s.has_series))
+            && counts.iter().all(|c| c.is_some() && *c == counts[0])
+            && counts[0] >= Some(1.0)
+        {
+            break counts[0].unwrap_or_default();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "replicas never agreed: leaders {leaders}, successes {counts:?}, series {:?}\n{}",
+            seen.iter()
+                .map(|s| s.as_ref().map(|s| s.has_series))
+                .collect::<Vec<_>>(),
+            std::fs::read_to_string(&replicas[0].as_ref().expect("r0").log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let mut highest = [0.0f64; 3];
+    for round in 0..2 {
+        // Find the poller and the time of its last DigitalOcean request before the kill.
+        let mut leader = None;
+        for (i, r) in replicas.iter().enumerate() {
+            if let Some(r) = r
+                && scrape(&c, r).await.is_some_and(|m| read(&m).leader)
+            {
+                leader = Some(i);
+            }
+        }
+        let leader = leader.expect("one replica leads");
+        let mut count = sim.requests();
+        let mut last_request = Instant::now();
+        let watch_from = Instant::now();
+        while watch_from.elapsed() < POLL * 2 {
+            let n = sim.requests();
+            if n != count {
+                count = n;
+                last_request = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        replicas[leader] = None; // kill -9 (SIGKILL on drop)
+        let killed_at = Instant::now();
+        while sim.requests() == count {
+            assert!(
+                killed_at.elapsed() < Duration::from_secs(30),
+                "round {round}: no replica took over"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The takeover is a functional bound of the lease design (lease 1s, retries every ~250ms):
+        // the next poll comes within two poll intervals of the last one.
+        let took = last_request.elapsed();
+        eprintln!("round {round}: next poll {took:?} after the last one");
+        assert!(
+            took <= POLL * 2 + Duration::from_millis(500),
+            "round {round}: the next poll came {took:?} after the last one"
+        );
+
+        // A deployment after the takeover is counted once, and every live replica shows it.
+        sim.deploy("api", &format!("{:040x}", 0xabc0 + round), Script::Success);
+        let want = base + 1.0 + round as f64;
+        let samples = Instant::now();
+        loop {
+            assert!(
+                samples.elapsed() < Duration::from_secs(30),
+                "round {round}: not every replica showed {want} successes"
+            );
+            let mut ok = true;
+            for (i, r) in replicas.iter().enumerate() {
+                let Some(r) = r else { continue };
+                let Some(m) = scrape(&c, r).await else {
+                    ok = false;
+                    continue;
+                };
+                let s = read(&m);
+                assert!(
+                    s.has_series,
+                    "replica {i} lost the deployment series ({:?} into round {round})",
+                    samples.elapsed()
+                );
+                let v = s.success.unwrap_or(0.0);
+                assert!(
+                    v >= highest[i],
+                    "replica {i}: the counter went back from {} to {v}",
+                    highest[i]
+                );
+                assert!(v <= want, "replica {i}: the counter doubled ({v} > {want})");
+                highest[i] = v;
+                ok &= v == want;
+            }
+            if ok {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let leaders: usize = {
+            let mut n = 0;
+            for r in replicas.iter().flatten() {
+                n += usize::from(scrape(&c, r).await.is_some_and(|m| read(&m).leader));
+            }
+            n
+        };
+        assert_eq!(leaders, 1, "round {round}: exactly one poller");
+    }
+    // The takeovers were logged with the previous holder's name.
+    let logs: String = replicas
+        .iter()
+        .flatten()
+        .map(|r| std::fs::read_to_string(&r.log).unwrap_or_default())
+        .collect();
+    assert!(
+        logs.contains("took over the lease") && logs.contains("previous_holder="),
+        "{logs}"
+    );
+}
