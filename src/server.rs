@@ -168,6 +168,16 @@ pub async fn start(
                 r = schema_rx.wait_for(|ok| *ok) => if r.is_err() { return; },
                 _ = stop.wait_for(|s| *s) => return,
             }
+            // One git pass first (bounded), so the first deployments counted find their commit
+            // times (DORA lead time); the git loop refreshes again on its own schedule.
+            if !app.config.git.repos.is_empty() {
+                let mut exported = std::collections::HashSet::new();
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    crate::sources::git::refresh(&app, &mut exported),
+                )
+                .await;
+            }
             let loops = start_loops(&app, &rx, &opts);
             for t in loops {
                 let _ = t.await;

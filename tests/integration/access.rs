@@ -8,6 +8,16 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
+/// Kills the child when dropped, so a failing assertion leaves no server behind.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 const CUR: &str = "current-token-abc";
 const PREV: &str = "previous-token-xyz";
 const CANARY: &str = "canary-app-q7z";
@@ -212,7 +222,7 @@ async fn a_non_loopback_listener_without_a_token_warns_at_start_and_in_check() {
     let port = free_port();
     let log = dir.path().join("serve.log");
     let f = std::fs::File::create(&log).expect("log");
-    let mut child = Command::new(bin())
+    let child = Command::new(bin())
         .args(["serve", "--listen", &format!("0.0.0.0:{port}")])
         .env_remove("DEPLOYWATCH_WEBHOOK_TOKEN")
         .env_remove("DEPLOYWATCH_WEBHOOK_PREVIOUS_TOKEN")
@@ -222,12 +232,12 @@ async fn a_non_loopback_listener_without_a_token_warns_at_start_and_in_check() {
         .stderr(Stdio::from(f))
         .spawn()
         .expect("spawn");
+    let child = Reap(child);
     wait_for(Duration::from_secs(30), || async {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains("listening"))
     })
     .await;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(
         text.contains("WARN")

@@ -9,6 +9,16 @@ use tokio::net::TcpStream;
 
 use crate::helpers::*;
 
+/// Kills the child when dropped, so a failing assertion leaves no server behind.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 const SHORT: &str = "[http]\nheader_timeout = \"500ms\"\nbody_timeout = \"500ms\"\n";
 
 fn addr(app: &TestApp) -> String {
@@ -99,7 +109,7 @@ async fn many_unfinished_bodies_do_not_keep_memory() {
     )
     .expect("cfg");
     let port = free_port();
-    let mut child = Command::new(bin())
+    let child = Command::new(bin())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--config", &cfg.to_string_lossy()])
         .env_remove("DEPLOYWATCH_WEBHOOK_TOKEN")
@@ -113,6 +123,7 @@ async fn many_unfinished_bodies_do_not_keep_memory() {
         .spawn()
         .expect("spawn");
     let pid = child.id();
+    let child = Reap(child);
     let url = format!("http://127.0.0.1:{port}");
     let c = reqwest::Client::new();
     let live = || async {
@@ -162,7 +173,6 @@ async fn many_unfinished_bodies_do_not_keep_memory() {
     .await;
     let after = vm_rss_kib(pid);
     drop(held);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(after < bound, "idle {idle} KiB, after {after} KiB");
 }

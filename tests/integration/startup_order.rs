@@ -8,6 +8,16 @@ use deploywatch::simulator::Simulator;
 
 use crate::helpers::*;
 
+/// Kills the child when dropped, so a failing assertion leaves no server behind.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn nothing_touches_the_store_before_migrations() {
     let sim = Simulator::new(Duration::from_millis(150));
@@ -40,7 +50,7 @@ async fn nothing_touches_the_store_before_migrations() {
                 .stderr(Stdio::from(f))
                 .spawn()
                 .expect("spawn");
-            runs.push((child, log));
+            runs.push((Reap(child), log));
         }
         let before = sim.requests_to("/v2/apps");
         // Every process has polled at least once (or the run is long enough to have raced).
@@ -48,9 +58,8 @@ async fn nothing_touches_the_store_before_migrations() {
             sim.requests_to("/v2/apps") >= before + 6
         })
         .await;
-        for (mut child, log) in runs {
-            let _ = child.kill();
-            let _ = child.wait();
+        for (child, log) in runs {
+            drop(child);
             let text = std::fs::read_to_string(&log).expect("log");
             assert!(
                 !text.to_ascii_lowercase().contains("no such table"),
