@@ -40,6 +40,17 @@ pub struct AlertRecord {
     pub cancel_keys: Vec<String>,
 }
 
+impl AlertRecord {
+    /// When this event happened by the alert's own clock.
+    fn event_at(&self, now: i64) -> i64 {
+        if self.firing {
+            self.starts_at_ms
+        } else {
+            self.ends_at_ms.unwrap_or(now)
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct IngestReport {
     pub alerts: usize,
@@ -152,6 +163,7 @@ async fn place_task(
     max_attempts: i64,
     reopen_window: Duration,
     now: i64,
+    episode_start: Option<i64>,
 ) -> Result<Placed, StoreError> {
     let touched = sqlx::query(
         "UPDATE tasks SET last_seen_at = $1, seen_count = seen_count + 1 WHERE open_key = $2",
@@ -208,6 +220,11 @@ async fn place_task(
             .await?;
             return Ok(Placed::Reopened);
         }
+        if let Some(start) = episode_start
+            && let Some(placed) = reopen_completed(tx, t, start, now).await?
+        {
+            return Ok(placed);
+        }
     }
     let id = uuid::Uuid::new_v4().to_string();
     let row = sqlx::query(
@@ -237,6 +254,93 @@ async fn place_task(
     Ok(Placed::Created(id))
 }
 
+/// The alert of this episode still fires after its task was completed during the episode: the fix
+/// did not work, which is news for the same task. A fix task is queued again with its history, one
+/// more attempt allowed and a note; a completed rollback is not repeated (rolling back further is a
+/// decision for the fix task), so the repeat is absorbed.
+async fn reopen_completed(
+    tx: &mut Transaction<'static, Any>,
+    t: &NewTask,
+    episode_start: i64,
+    now: i64,
+) -> Result<Option<Placed>, StoreError> {
+    let done = sqlx::query(
+        "SELECT id FROM tasks WHERE dedup_key = $1 AND state = 'done' AND closed_at >= $2 \
+         ORDER BY closed_at DESC LIMIT 1",
+    )
+    .bind(&t.dedup_key)
+    .bind(episode_start)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(done) = done else { return Ok(None) };
+    let id: String = done.try_get("id")?;
+    if t.kind != Kind::Fix {
+        sqlx::query("UPDATE tasks SET last_seen_at = $1, seen_count = seen_count + 1 WHERE id = $2")
+            .bind(now)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+        return Ok(Some(Placed::Absorbed));
+    }
+    sqlx::query(
+        "UPDATE tasks SET state = 'queued', open_key = dedup_key, closed_reason = NULL, closed_at = NULL, \
+         worker = NULL, lease_expires_at = NULL, max_attempts = CASE WHEN max_attempts > attempts THEN max_attempts ELSE attempts + 1 END, \
+         updated_at = $1, last_seen_at = $1, seen_count = seen_count + 1 WHERE id = $2",
+    )
+    .bind(now)
+    .bind(&id)
+    .execute(&mut **tx)
+    .await?;
+    add_event(
+        tx,
+        &id,
+        now,
+        "reopened",
+        None,
+        Some(&serde_json::json!({"reason": "alert still firing after completion"})),
+    )
+    .await?;
+    Ok(Some(Placed::Reopened))
+}
+
+/// An episode's stored state, as the transition decision reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EpisodeRow {
+    pub firing: bool,
+    pub starts_at: i64,
+    pub resolved_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transition {
+    /// The event is news: store it and act on it.
+    Apply,
+    /// Already known (a repeat, an HA duplicate): count it; a firing still touches its tasks.
+    Repeat,
+    /// Older than what is stored (a firing after its own resolve, a resolve of an earlier episode).
+    Stale,
+}
+
+/// Orders events of one episode by the alert's own times, never by arrival. Pure.
+pub(crate) fn transition(row: &EpisodeRow, a: &AlertRecord, now: i64) -> Transition {
+    if a.firing {
+        match row.resolved_at {
+            Some(r) if a.starts_at_ms <= r => Transition::Stale,
+            _ if row.firing && a.starts_at_ms <= row.starts_at => Transition::Repeat,
+            _ if row.firing => Transition::Apply,
+            _ => Transition::Apply,
+        }
+    } else {
+        let ends = a.ends_at_ms.unwrap_or(now);
+        match row.resolved_at {
+            Some(r) if r >= ends => Transition::Repeat,
+            // A later episode already fires: this resolve belongs to an earlier one.
+            _ if row.firing && row.starts_at > ends => Transition::Stale,
+            _ => Transition::Apply,
+        }
+    }
+}
+
 async fn enqueue_outbox(
     tx: &mut Transaction<'static, Any>,
     notifiers: &[String],
@@ -261,10 +365,11 @@ async fn place_all(
     tasks: &[NewTask],
     opts: &PlaceOptions<'_>,
     now: i64,
+    episode_start: Option<i64>,
     report: &mut IngestReport,
 ) -> Result<(), StoreError> {
     for t in tasks {
-        match place_task(tx, t, opts.max_attempts, opts.reopen_window, now).await? {
+        match place_task(tx, t, opts.max_attempts, opts.reopen_window, now, episode_start).await? {
             Placed::Created(_) => {
                 report.tasks_created += 1;
                 report.created.push((t.kind.queue(), t.kind));
@@ -289,8 +394,20 @@ pub struct PlaceOptions<'a> {
 }
 
 impl Store {
-    /// Stores a notification and everything it causes in one transaction.
+    /// Stores a notification and everything it causes in one transaction, and answers only once the
+    /// commit is durable (for SQLite: in the file still at the configured path).
     pub async fn ingest_notification(
+        &self,
+        n: &NotificationRecord,
+        alerts: &[AlertRecord],
+        opts: &PlaceOptions<'_>,
+    ) -> Result<IngestReport, StoreError> {
+        let r = self.ingest_tx(n, alerts, opts).await;
+        let r = r.and_then(|report| self.check_file().map(|()| report));
+        self.note_write(r)
+    }
+
+    async fn ingest_tx(
         &self,
         n: &NotificationRecord,
         alerts: &[AlertRecord],
@@ -318,75 +435,106 @@ impl Store {
             alerts: alerts.len(),
             ..Default::default()
         };
-        for a in alerts {
-            let prior = sqlx::query(
-                "SELECT resolved_at, starts_at, status FROM alerts WHERE fingerprint = $1",
+        // Row locks are taken in one order (by episode key, then by time) so two deliveries touching
+        // the same episodes in opposite orders cannot deadlock, and a resolve and a firing of one
+        // notification apply in the order they happened.
+        let mut ordered: Vec<&AlertRecord> = alerts.iter().collect();
+        ordered.sort_by(|a, b| {
+            (&a.fingerprint, a.event_at(now)).cmp(&(&b.fingerprint, b.event_at(now)))
+        });
+        let lock = match self.backend {
+            Backend::Postgres => "FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        let select = format!(
+            "SELECT resolved_at, starts_at, status FROM alerts WHERE fingerprint = $1 {lock}"
+        );
+        for a in ordered {
+            // The row exists before it is read, so the read below can lock it: without a row there is
+            // nothing to lock and two first deliveries would each decide alone.
+            let inserted = sqlx::query(
+                "INSERT INTO alerts (fingerprint, alertname, app, status, starts_at, resolved_at, first_seen_at, last_seen_at, seen_count, labels, annotations) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 1, $8, $9) ON CONFLICT (fingerprint) DO NOTHING",
             )
             .bind(&a.fingerprint)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let resolved_at: Option<i64> = prior
-                .as_ref()
-                .map(|r| r.try_get("resolved_at"))
-                .transpose()?
-                .flatten();
-            if a.firing {
-                // Alertmanager can deliver a firing after the resolve of the same episode.
-                if resolved_at.is_some_and(|r| a.starts_at_ms <= r) {
+            .bind(&a.alertname)
+            .bind(&a.app)
+            .bind(if a.firing { "firing" } else { "resolved" })
+            .bind(a.starts_at_ms)
+            .bind(if a.firing { None } else { Some(a.ends_at_ms.unwrap_or(now)) })
+            .bind(now)
+            .bind(&a.labels_json)
+            .bind(&a.annotations_json)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            let prior = sqlx::query(sqlx::AssertSqlSafe(select.clone()))
+                .bind(&a.fingerprint)
+                .fetch_one(&mut *tx)
+                .await?;
+            let row = EpisodeRow {
+                firing: prior.try_get::<String, _>("status")? == "firing",
+                starts_at: prior.try_get("starts_at")?,
+                resolved_at: prior.try_get("resolved_at")?,
+            };
+            let step = if inserted {
+                Transition::Apply
+            } else {
+                transition(&row, a, now)
+            };
+            match step {
+                Transition::Stale => {
                     report.stale_ignored += 1;
                     continue;
                 }
-                sqlx::query(
-                    "INSERT INTO alerts (fingerprint, alertname, app, status, starts_at, resolved_at, first_seen_at, last_seen_at, seen_count, labels, annotations) \
-                     VALUES ($1, $2, $3, 'firing', $4, NULL, $5, $5, 1, $6, $7) \
-                     ON CONFLICT (fingerprint) DO UPDATE SET status = 'firing', starts_at = excluded.starts_at, \
-                     resolved_at = NULL, last_seen_at = excluded.last_seen_at, seen_count = alerts.seen_count + 1, \
-                     labels = excluded.labels, annotations = excluded.annotations",
-                )
-                .bind(&a.fingerprint)
-                .bind(&a.alertname)
-                .bind(&a.app)
-                .bind(a.starts_at_ms)
-                .bind(now)
-                .bind(&a.labels_json)
-                .bind(&a.annotations_json)
-                .execute(&mut *tx)
-                .await?;
-            } else {
-                let ends = a.ends_at_ms.unwrap_or(now);
-                if resolved_at.is_some_and(|r| r >= ends) {
-                    // A repeated resolve: nothing new to do but note we saw it.
+                Transition::Repeat => {
                     sqlx::query("UPDATE alerts SET last_seen_at = $1, seen_count = seen_count + 1 WHERE fingerprint = $2")
                         .bind(now)
                         .bind(&a.fingerprint)
                         .execute(&mut *tx)
                         .await?;
-                    report.duplicates_absorbed += 1;
-                    continue;
+                    if !a.firing {
+                        report.duplicates_absorbed += 1;
+                        continue;
+                    }
                 }
-                sqlx::query(
-                    "INSERT INTO alerts (fingerprint, alertname, app, status, starts_at, resolved_at, first_seen_at, last_seen_at, seen_count, labels, annotations) \
-                     VALUES ($1, $2, $3, 'resolved', $4, $5, $6, $6, 1, $7, $8) \
-                     ON CONFLICT (fingerprint) DO UPDATE SET status = 'resolved', resolved_at = excluded.resolved_at, \
-                     last_seen_at = excluded.last_seen_at, seen_count = alerts.seen_count + 1",
-                )
-                .bind(&a.fingerprint)
-                .bind(&a.alertname)
-                .bind(&a.app)
-                .bind(a.starts_at_ms)
-                .bind(ends)
-                .bind(now)
-                .bind(&a.labels_json)
-                .bind(&a.annotations_json)
-                .execute(&mut *tx)
-                .await?;
+                Transition::Apply if inserted => {}
+                Transition::Apply if a.firing => {
+                    sqlx::query(
+                        "UPDATE alerts SET status = 'firing', starts_at = $1, resolved_at = NULL, last_seen_at = $2, \
+                         seen_count = seen_count + 1, labels = $3, annotations = $4 WHERE fingerprint = $5",
+                    )
+                    .bind(a.starts_at_ms)
+                    .bind(now)
+                    .bind(&a.labels_json)
+                    .bind(&a.annotations_json)
+                    .bind(&a.fingerprint)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Transition::Apply => {
+                    sqlx::query(
+                        "UPDATE alerts SET status = 'resolved', resolved_at = $1, last_seen_at = $2, \
+                         seen_count = seen_count + 1 WHERE fingerprint = $3",
+                    )
+                    .bind(a.ends_at_ms.unwrap_or(now))
+                    .bind(now)
+                    .bind(&a.fingerprint)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            if !a.firing {
+                let ends = a.ends_at_ms.unwrap_or(now);
                 for key in &a.cancel_keys {
                     let (c, noted) = close_on_resolve(&mut tx, key, ends, now).await?;
                     report.tasks_cancelled += c;
                     report.tasks_noted += noted;
                 }
             }
-            place_all(&mut tx, &a.create, opts, now, &mut report).await?;
+            let episode = a.firing.then_some(a.starts_at_ms);
+            place_all(&mut tx, &a.create, opts, now, episode, &mut report).await?;
         }
         tx.commit().await?;
         Ok(report)
@@ -398,10 +546,19 @@ impl Store {
         tasks: &[NewTask],
         opts: &PlaceOptions<'_>,
     ) -> Result<IngestReport, StoreError> {
+        let r = self.create_tasks_tx(tasks, opts).await;
+        self.note_write(r)
+    }
+
+    async fn create_tasks_tx(
+        &self,
+        tasks: &[NewTask],
+        opts: &PlaceOptions<'_>,
+    ) -> Result<IngestReport, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let mut report = IngestReport::default();
-        place_all(&mut tx, tasks, opts, now, &mut report).await?;
+        place_all(&mut tx, tasks, opts, now, None, &mut report).await?;
         tx.commit().await?;
         Ok(report)
     }

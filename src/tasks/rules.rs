@@ -91,15 +91,27 @@ impl AlertInput {
             .to_string()
     }
 
-    /// Labels that make two alerts of one name distinct problems (a probe target, a check).
+    /// The episode identity in task dedup keys: every label counts (as in Alertmanager's own
+    /// fingerprint), so `environment=staging` and `environment=production` are two problems, while
+    /// the same labels from two Alertmanagers of an HA pair are one. `fingerprint` is that label-set
+    /// hash (see the webhook); the name and subject in front are readable hints, bounded so keys stay
+    /// indexable whatever the label values are.
     fn identity(&self) -> String {
-        let mut parts = vec![self.alertname.clone(), self.subject()];
-        for k in ["target", "check", "source"] {
-            if let Some(v) = self.labels.get(k) {
-                parts.push(format!("{k}={v}"));
-            }
-        }
-        parts.join(":")
+        format!(
+            "{}:{}:{}",
+            bounded(&self.alertname),
+            bounded(&self.subject()),
+            self.fingerprint
+        )
+    }
+}
+
+/// At most 64 characters of `s` (on a character boundary), with `…` when cut.
+fn bounded(s: &str) -> String {
+    const MAX: usize = 64;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
     }
 }
 

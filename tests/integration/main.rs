@@ -10,3 +10,4 @@ mod probes;
 mod process;
 mod rollback;
 mod stack;
+mod trust;
