@@ -425,7 +425,7 @@ mod tests {
     #[test]
     fn nul_bytes_are_stripped_and_counted() {
         let body = SAMPLE
-            .replace("\"app\",\"severity\"", "\"ap\\u0000p\",\"severity\"")
+            .replace("\"api\",\"severity\"", "\"a\\u0000pi\",\"severity\"")
             .replace("\"summary\":\"s\"", "\"summary\":\"s\\u0000\"")
             .replace("c0ffee", "c0\\u0000ffee");
         let (_, inputs, s) = parse_sanitized(body.as_bytes()).expect("valid");
