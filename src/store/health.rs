@@ -116,7 +116,10 @@ mod tests {
 
     #[test]
     fn sqlite_paths_from_urls() {
-        assert_eq!(sqlite_path("sqlite:///tmp/a.db?mode=rwc"), Some(PathBuf::from("/tmp/a.db")));
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/a.db?mode=rwc"),
+            Some(PathBuf::from("/tmp/a.db"))
+        );
         assert_eq!(sqlite_path("sqlite://x.db"), Some(PathBuf::from("x.db")));
         assert_eq!(sqlite_path("sqlite:x.db"), Some(PathBuf::from("x.db")));
         assert_eq!(sqlite_path("sqlite::memory:"), None);

@@ -103,7 +103,9 @@ impl From<sqlx::Error> for StoreError {
 fn input_error_code(code: &str) -> bool {
     matches!(code.get(..2), Some("22" | "23" | "54")) && code.len() == 5
         || matches!(code, "18" | "19" | "20" | "25")
-        || code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 18 | 19 | 20 | 25))
+        || code
+            .parse::<u32>()
+            .is_ok_and(|c| matches!(c & 0xff, 18 | 19 | 20 | 25))
 }
 
 /// sqlx errors can quote a connection string; strip anything that looks like a password.

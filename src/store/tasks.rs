@@ -275,11 +275,13 @@ async fn reopen_completed(
     let Some(done) = done else { return Ok(None) };
     let id: String = done.try_get("id")?;
     if t.kind != Kind::Fix {
-        sqlx::query("UPDATE tasks SET last_seen_at = $1, seen_count = seen_count + 1 WHERE id = $2")
-            .bind(now)
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "UPDATE tasks SET last_seen_at = $1, seen_count = seen_count + 1 WHERE id = $2",
+        )
+        .bind(now)
+        .bind(&id)
+        .execute(&mut **tx)
+        .await?;
         return Ok(Some(Placed::Absorbed));
     }
     sqlx::query(
@@ -369,7 +371,16 @@ async fn place_all(
     report: &mut IngestReport,
 ) -> Result<(), StoreError> {
     for t in tasks {
-        match place_task(tx, t, opts.max_attempts, opts.reopen_window, now, episode_start).await? {
+        match place_task(
+            tx,
+            t,
+            opts.max_attempts,
+            opts.reopen_window,
+            now,
+            episode_start,
+        )
+        .await?
+        {
             Placed::Created(_) => {
                 report.tasks_created += 1;
                 report.created.push((t.kind.queue(), t.kind));

@@ -162,9 +162,16 @@ async fn a_deleted_database_file_is_not_ready_and_never_acknowledged() {
 
 #[tokio::test]
 async fn unstorable_input_is_stored_safely_or_refused_with_a_reason() {
-    for kind in BACKENDS {
+    for kind in [Kind::Postgres, Kind::Sqlite] {
         let app = spawn_app(kind, "", &[]).await;
-        let long = "v".repeat(3_000);
+        // Random text: a repeated character compresses under PostgreSQL's index size limit.
+        let noise = |n: usize| -> String {
+            std::iter::repeat_with(|| uuid::Uuid::new_v4().simple().to_string())
+                .flat_map(|u| u.chars().collect::<Vec<_>>())
+                .take(n)
+                .collect()
+        };
+        let long = noise(3_000);
         let mut nul = alert_for(1);
         nul["alerts"][0]["labels"]["pod"] = json!("a\u{0}b");
         nul["alerts"][0]["annotations"]["summary"] = json!("s\u{0}");
@@ -172,8 +179,12 @@ async fn unstorable_input_is_stored_safely_or_refused_with_a_reason() {
         let mut long_label = alert_for(2);
         long_label["alerts"][0]["labels"]["app"] = json!(long);
         let mut long_fp = alert_for(3);
-        long_fp["alerts"][0]["fingerprint"] = json!("f".repeat(3_072));
-        for (what, body) in [("nul", &nul), ("long label", &long_label), ("long fingerprint", &long_fp)] {
+        long_fp["alerts"][0]["fingerprint"] = json!(noise(3_072));
+        for (what, body) in [
+            ("nul", &nul),
+            ("long label", &long_label),
+            ("long fingerprint", &long_fp),
+        ] {
             assert_eq!(post(&app, body).await, 200, "{kind:?} {what}");
         }
         // 2,300 alerts fit in the 1 MiB body limit; more is refused with a reason, never a 503.
@@ -183,7 +194,12 @@ async fn unstorable_input_is_stored_safely_or_refused_with_a_reason() {
         let mut big = alert_for(0);
         big["alerts"] = json!(many);
         let r = app.post_json("/webhook/alertmanager", &big, None).await;
-        assert_eq!(r.status(), 200, "{kind:?} 2,300 alerts: {:?}", r.text().await);
+        assert_eq!(
+            r.status(),
+            200,
+            "{kind:?} 2,300 alerts: {:?}",
+            r.text().await
+        );
         let huge: Vec<Value> = (0..5_000)
             .map(|i| alert_for(10_000 + i)["alerts"][0].clone())
             .collect();
@@ -198,12 +214,16 @@ async fn unstorable_input_is_stored_safely_or_refused_with_a_reason() {
         // Later alerts are not blocked.
         assert_eq!(post(&app, &alert_for(4)).await, 200, "{kind:?} later alert");
         let stored = stored_apps(&app).await;
-        for want in ["app1", "app4", long.as_str(), "app3", "app1000", "app3299"] {
-            assert!(stored.contains(want), "{kind:?}: {want:.20} stored");
-        }
+        let acked = ["app1", "app4", long.as_str(), "app3", "app1000", "app3299"];
+        let lost = acked.iter().filter(|w| !stored.contains(**w)).count();
+        println!("{lost} acknowledged alerts lost");
+        assert_eq!(lost, 0, "{kind:?}: acknowledged alerts missing");
         let m = app.metrics().await;
         assert_eq!(
-            metric(&m, "deploywatch_webhook_sanitized_total{reason=\"nul_byte\"}"),
+            metric(
+                &m,
+                "deploywatch_webhook_sanitized_total{reason=\"nul_byte\"}"
+            ),
             Some(3.0),
             "{kind:?}"
         );
@@ -219,7 +239,11 @@ async fn a_resolve_in_one_environment_leaves_the_other_open() {
             notification(&[(
                 "DeploymentFailed",
                 status,
-                &[("app", "api"), ("environment", env), ("severity", "critical")],
+                &[
+                    ("app", "api"),
+                    ("environment", env),
+                    ("severity", "critical"),
+                ],
                 "2026-11-22T10:00:00Z",
             )])
         };
@@ -229,11 +253,18 @@ async fn a_resolve_in_one_environment_leaves_the_other_open() {
         let mut peer = fire("production", "firing");
         peer["externalURL"] = json!("http://alertmanager-2:9093");
         assert_eq!(post(&app, &peer).await, 200);
-        assert_eq!(tasks(&app, "queue=execution&state=queued").await.len(), 2, "{kind:?}");
+        assert_eq!(
+            tasks(&app, "queue=execution&state=queued").await.len(),
+            2,
+            "{kind:?}"
+        );
         assert_eq!(post(&app, &fire("staging", "resolved")).await, 200);
         let open = tasks(&app, "queue=execution&state=queued").await;
         assert_eq!(open.len(), 1, "{kind:?}: {open:?}");
-        assert!(open[0]["context"].to_string().contains("production"), "{open:?}");
+        assert!(
+            open[0]["context"].to_string().contains("production"),
+            "{open:?}"
+        );
         app.stop().await;
     }
 }
@@ -245,14 +276,22 @@ async fn a_fix_completed_while_the_alert_still_fires_is_reopened() {
         let n = alert_for(7);
         assert_eq!(post(&app, &n).await, 200);
         let claimed: Value = app
-            .post_json("/api/v1/tasks/claim", &json!({"queue": "execution", "worker": "w"}), None)
+            .post_json(
+                "/api/v1/tasks/claim",
+                &json!({"queue": "execution", "worker": "w"}),
+                None,
+            )
             .await
             .json()
             .await
             .expect("claim");
         let id = claimed["id"].as_str().expect("a task").to_string();
         let done = app
-            .post_json(&format!("/api/v1/tasks/{id}/complete"), &json!({"worker": "w", "result": {}}), None)
+            .post_json(
+                &format!("/api/v1/tasks/{id}/complete"),
+                &json!({"worker": "w", "result": {}}),
+                None,
+            )
             .await;
         assert_eq!(done.status(), 200);
         // Alertmanager repeats the still-firing alert.
@@ -261,9 +300,15 @@ async fn a_fix_completed_while_the_alert_still_fires_is_reopened() {
         assert_eq!(all.len(), 1, "{kind:?}: no second task: {all:?}");
         assert_eq!(all[0]["id"], id.as_str());
         assert_eq!(all[0]["state"], "queued");
-        let t: Value = app.get(&format!("/api/v1/tasks/{id}")).await.json().await.expect("task");
+        let t: Value = app
+            .get(&format!("/api/v1/tasks/{id}"))
+            .await
+            .json()
+            .await
+            .expect("task");
         assert!(
-            t.to_string().contains("alert still firing after completion"),
+            t.to_string()
+                .contains("alert still firing after completion"),
             "{kind:?}: {t}"
         );
         app.stop().await;
@@ -274,7 +319,9 @@ async fn a_fix_completed_while_the_alert_still_fires_is_reopened() {
 async fn concurrent_firing_and_resolved_end_resolved_without_deadlock() {
     let app = spawn_app(Kind::Postgres, "", &[]).await;
     let episodes = 40;
-    let firing: Vec<Value> = (0..episodes).map(|i| alert_for(i)["alerts"][0].clone()).collect();
+    let firing: Vec<Value> = (0..episodes)
+        .map(|i| alert_for(i)["alerts"][0].clone())
+        .collect();
     let resolved: Vec<Value> = (0..episodes)
         .map(|i| {
             let app = format!("app{i}");
@@ -306,15 +353,30 @@ async fn concurrent_firing_and_resolved_end_resolved_without_deadlock() {
             let http = app.http.clone();
             let url = format!("{}/webhook/alertmanager", app.url);
             handles.push(tokio::spawn(async move {
-                http.post(url).json(&body).send().await.expect("post").status().as_u16()
+                http.post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("post")
+                    .status()
+                    .as_u16()
             }));
         }
         for i in 0..episodes {
-            for body in [batch(vec![firing[i].clone()]), batch(vec![resolved[i].clone()])] {
+            for body in [
+                batch(vec![firing[i].clone()]),
+                batch(vec![resolved[i].clone()]),
+            ] {
                 let http = app.http.clone();
                 let url = format!("{}/webhook/alertmanager", app.url);
                 handles.push(tokio::spawn(async move {
-                    http.post(url).json(&body).send().await.expect("post").status().as_u16()
+                    http.post(url)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("post")
+                        .status()
+                        .as_u16()
                 }));
             }
         }
