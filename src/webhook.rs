@@ -23,6 +23,9 @@ use crate::tasks::rules::{self, AlertInput, PlanContext};
 
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
+/// Added to `webhook.store_timeout` per alert of a notification (2,300 alerts: about 7 s more).
+const PER_ALERT_BUDGET: std::time::Duration = std::time::Duration::from_millis(3);
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
@@ -298,8 +301,11 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
         reopen_window: cfg.reopen_window,
         notifiers: &notifiers,
     };
+    // The deadline grows with the notification: a large one is slow to store, not a broken store,
+    // and a deadline it can never meet would make Alertmanager retry it (and block its group) forever.
+    let deadline = cfg.store_timeout + PER_ALERT_BUDGET * (records.len() as u32);
     let report = tokio::time::timeout(
-        cfg.store_timeout,
+        deadline,
         app.store.ingest_notification(&record, &records, &opts),
     )
     .await
@@ -307,10 +313,7 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
-            format!(
-                "the store did not commit within {:?}; Alertmanager will retry",
-                cfg.store_timeout
-            ),
+            format!("the store did not commit within {deadline:?}; Alertmanager will retry"),
         )
     })?
     .map_err(store_error)?;

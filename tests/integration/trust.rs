@@ -395,3 +395,52 @@ async fn concurrent_firing_and_resolved_end_resolved_without_deadlock() {
     assert!(open.is_empty(), "no open task: {open:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_newline_in_alert_data_cannot_forge_a_log_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let log = dir.path().join("server.log");
+    let f = std::fs::File::create(&log).expect("log");
+    let mut child = Command::new(bin())
+        .arg("serve")
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::from(f.try_clone().expect("clone")))
+        .stderr(std::process::Stdio::from(f))
+        .spawn()
+        .expect("spawn deploywatch");
+    let url = format!("http://127.0.0.1:{port}");
+    let c = reqwest::Client::new();
+    wait_for(Duration::from_secs(30), || async {
+        c.get(format!("{url}/health/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let mut n = alert_for(1);
+    n["receiver"] = json!("deploywatch\nFAKE LOG LINE receiver");
+    n["alerts"][0]["labels"]["app"] = json!("api\nFAKE LOG LINE label");
+    n["alerts"][0]["annotations"]["summary"] = json!("s\r\nFAKE LOG LINE annotation");
+    let r = c
+        .post(format!("{url}/webhook/alertmanager"))
+        .json(&n)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    // The stored-notification line is written before the answer; give the writer a moment by
+    // asking for something else first.
+    let _ = c.get(format!("{url}/health/live")).send().await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("webhook notification stored"),
+        "the line under test was logged: {text}"
+    );
+    let forged: Vec<&str> = text.lines().filter(|l| l.starts_with("FAKE")).collect();
+    assert!(forged.is_empty(), "forged log lines: {forged:?}\n{text}");
+}
