@@ -6,6 +6,7 @@
 //! without waiting for the next webhook.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use super::{Store, StoreError, now_ms};
@@ -16,10 +17,35 @@ pub(super) struct WriteHealth {
     failing: Mutex<Option<String>>,
     /// The SQLite file and its inode when first seen, to notice it being deleted or replaced.
     file: OnceLock<(PathBuf, u64)>,
+    /// Set by a failed write: the next acquire replaces the pooled connection, which may have been
+    /// opened read-only (SQLite falls back to read-only when the file is not writable) and would
+    /// otherwise keep failing after the file system is writable again.
+    recycle: AtomicBool,
+    /// Once the file was seen deleted or replaced, it stays so until restart: a new connection would
+    /// create an empty database at the path (and the inode number may even be reused).
+    file_lost: Mutex<Option<String>>,
 }
 
 impl WriteHealth {
+    /// For the pool's `before_acquire`: whether a pooled connection may be reused.
+    pub(super) fn reuse_connection(&self) -> bool {
+        if self.lost().is_some() {
+            return true;
+        }
+        !self.recycle.swap(false, Ordering::AcqRel)
+    }
+
+    fn lost(&self) -> Option<String> {
+        self.file_lost
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn set(&self, v: Option<String>) {
+        if v.is_some() {
+            self.recycle.store(true, Ordering::Release);
+        }
         *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = v;
     }
 
@@ -72,23 +98,32 @@ impl Store {
         let Some(path) = &self.sqlite_path else {
             return Ok(());
         };
+        if let Some(lost) = self.health.lost() {
+            return Err(StoreError::Unavailable(lost));
+        }
         let now = inode(path);
         let first = match (self.health.file.get(), now) {
             (Some(f), _) => f.1,
             (None, Some(ino)) => self.health.file.get_or_init(|| (path.clone(), ino)).1,
             (None, None) => return Ok(()),
         };
-        match now {
-            Some(ino) if ino == first => Ok(()),
-            Some(_) => Err(StoreError::Unavailable(format!(
+        let lost = match now {
+            Some(ino) if ino == first => return Ok(()),
+            Some(_) => format!(
                 "the database file {} was replaced while deploywatch was running; restart it",
                 path.display()
-            ))),
-            None => Err(StoreError::Unavailable(format!(
-                "the database file {} was deleted while deploywatch was running; restore it or restart",
+            ),
+            None => format!(
+                "the database file {} was deleted while deploywatch was running; restore it and restart",
                 path.display()
-            ))),
-        }
+            ),
+        };
+        *self
+            .health
+            .file_lost
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(lost.clone());
+        Err(StoreError::Unavailable(lost))
     }
 
     /// Why the store cannot take writes now, if it cannot. While the last write failed this makes a

@@ -172,8 +172,14 @@ impl Store {
         // SQLite rolled back on its own, e.g. on SQLITE_FULL) must never serve another request: its
         // next BEGIN would become a SAVEPOINT inside a transaction that is never committed. The ping
         // first flushes a rollback queued by a dropped transaction.
+        let health = Arc::new(health::WriteHealth::default());
+        let recycle = health.clone();
         let pool_opts = AnyPoolOptions::new()
             .acquire_timeout(acquire_timeout)
+            .before_acquire(move |_, _| {
+                let reuse = recycle.reuse_connection();
+                Box::pin(async move { Ok(reuse) })
+            })
             .after_release(|conn, _| {
                 Box::pin(async move {
                     use sqlx::Connection;
@@ -211,7 +217,7 @@ impl Store {
         Ok(Store {
             pool,
             backend,
-            health: Arc::default(),
+            health,
             sqlite_path: health::sqlite_path(raw),
         })
     }
