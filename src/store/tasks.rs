@@ -326,19 +326,22 @@ pub(crate) enum Transition {
 /// Orders events of one episode by the alert's own times, never by arrival. Pure.
 pub(crate) fn transition(row: &EpisodeRow, a: &AlertRecord, now: i64) -> Transition {
     if a.firing {
-        match row.resolved_at {
-            Some(r) if a.starts_at_ms <= r => Transition::Stale,
-            _ if row.firing && a.starts_at_ms <= row.starts_at => Transition::Repeat,
-            _ if row.firing => Transition::Apply,
-            _ => Transition::Apply,
+        if row.resolved_at.is_some_and(|r| a.starts_at_ms <= r) {
+            Transition::Stale
+        } else if row.firing && a.starts_at_ms <= row.starts_at {
+            Transition::Repeat
+        } else {
+            Transition::Apply
         }
     } else {
         let ends = a.ends_at_ms.unwrap_or(now);
-        match row.resolved_at {
-            Some(r) if r >= ends => Transition::Repeat,
+        if row.resolved_at.is_some_and(|r| r >= ends) {
+            Transition::Repeat
+        } else if row.firing && row.starts_at > ends {
             // A later episode already fires: this resolve belongs to an earlier one.
-            _ if row.firing && row.starts_at > ends => Transition::Stale,
-            _ => Transition::Apply,
+            Transition::Stale
+        } else {
+            Transition::Apply
         }
     }
 }
@@ -925,5 +928,82 @@ async fn close_on_resolve(
         )
         .await?;
         Ok((0, 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(firing: bool, starts: i64, ends: Option<i64>) -> AlertRecord {
+        AlertRecord {
+            fingerprint: "f".into(),
+            alertname: "A".into(),
+            app: None,
+            firing,
+            starts_at_ms: starts,
+            ends_at_ms: ends,
+            labels_json: "{}".into(),
+            annotations_json: "{}".into(),
+            create: Vec::new(),
+            cancel_keys: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn transitions_follow_the_alerts_own_times() {
+        let firing = |s| EpisodeRow {
+            firing: true,
+            starts_at: s,
+            resolved_at: None,
+        };
+        let resolved = |s, r| EpisodeRow {
+            firing: false,
+            starts_at: s,
+            resolved_at: Some(r),
+        };
+        use Transition::*;
+        let cases = [
+            ("repeat firing", firing(10), ev(true, 10, None), Repeat),
+            (
+                "HA peer, older startsAt",
+                firing(10),
+                ev(true, 9, None),
+                Repeat,
+            ),
+            (
+                "resolve of the firing episode",
+                firing(10),
+                ev(false, 10, Some(20)),
+                Apply,
+            ),
+            (
+                "firing after its own resolve",
+                resolved(10, 20),
+                ev(true, 10, None),
+                Stale,
+            ),
+            (
+                "new episode after a resolve",
+                resolved(10, 20),
+                ev(true, 30, None),
+                Apply,
+            ),
+            (
+                "repeated resolve",
+                resolved(10, 20),
+                ev(false, 10, Some(20)),
+                Repeat,
+            ),
+            (
+                "resolve of an earlier episode",
+                firing(30),
+                ev(false, 10, Some(20)),
+                Stale,
+            ),
+        ];
+        for (what, row, a, want) in cases {
+            assert_eq!(transition(&row, &a, 1_000), want, "{what}");
+        }
     }
 }

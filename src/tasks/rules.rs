@@ -434,6 +434,24 @@ mod tests {
     }
 
     #[test]
+    fn dedup_keys_follow_the_label_set_and_stay_bounded() {
+        let key = |a: &AlertInput| plan(a, &cx(None)).create[0].dedup_key.clone();
+        let mut prod = alert("DeploymentFailed", true, &[("app", "api")]);
+        prod.fingerprint = "hash-of-production-labels".into();
+        let mut staging = prod.clone();
+        staging.fingerprint = "hash-of-staging-labels".into();
+        assert_ne!(key(&prod), key(&staging));
+        assert_eq!(
+            key(&prod),
+            key(&prod.clone()),
+            "HA peers: same labels, same key"
+        );
+        let long = "x".repeat(3_000);
+        let big = alert("DeploymentFailed", true, &[("app", long.as_str())]);
+        assert!(key(&big).chars().count() < 200, "{}", key(&big));
+    }
+
+    #[test]
     fn no_rollback_without_a_known_good_target() {
         let p = plan(
             &alert("HealthCheckFailing", true, &[("app", "api")]),
