@@ -7,11 +7,11 @@
 //! query, connection pragmas) branch on [`Backend`]. Each backend has its own migrations folder.
 
 mod health;
+mod ingest;
 mod tasks;
 
-pub use tasks::{
-    AlertRecord, IngestReport, NotificationRecord, PlaceOptions, TaskFilter, TaskUpdateError,
-};
+pub use ingest::{AlertRecord, IngestReport, NotificationRecord, PlaceOptions};
+pub use tasks::{TaskFilter, TaskUpdateError};
 
 use std::str::FromStr;
 use std::sync::Arc;
