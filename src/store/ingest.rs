@@ -493,29 +493,25 @@ impl Store {
     }
 }
 
+/// Closes the open task of `key` for a resolve. Each branch is one conditional statement, so a claim
+/// committing meanwhile turns the cancel into a note instead of cancelling a claimed task.
 async fn close_on_resolve(
     tx: &mut Transaction<'static, Any>,
     key: &str,
     resolved_at: i64,
     now: i64,
 ) -> Result<(usize, usize), StoreError> {
-    let open = sqlx::query("SELECT id, state, worker FROM tasks WHERE open_key = $1")
-        .bind(key)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let Some(open) = open else { return Ok((0, 0)) };
-    let id: String = open.try_get("id")?;
-    let state: String = open.try_get("state")?;
-    if state == "queued" {
-        sqlx::query(
-            "UPDATE tasks SET state = 'cancelled', open_key = NULL, closed_reason = 'alert resolved', closed_at = $1, \
-             alert_resolved_at = $2, updated_at = $1 WHERE id = $3",
-        )
-        .bind(now)
-        .bind(resolved_at)
-        .bind(&id)
-        .execute(&mut **tx)
-        .await?;
+    let cancelled = sqlx::query(
+        "UPDATE tasks SET state = 'cancelled', open_key = NULL, closed_reason = 'alert resolved', closed_at = $1, \
+         alert_resolved_at = $2, updated_at = $1 WHERE open_key = $3 AND state = 'queued' RETURNING id",
+    )
+    .bind(now)
+    .bind(resolved_at)
+    .bind(key)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(row) = cancelled {
+        let id: String = row.try_get("id")?;
         add_event(
             tx,
             &id,
@@ -525,26 +521,29 @@ async fn close_on_resolve(
             Some(&serde_json::json!({"reason": "alert resolved"})),
         )
         .await?;
-        Ok((1, 0))
-    } else {
-        // An agent is already working on it: tell it, don't pull the rug.
-        sqlx::query("UPDATE tasks SET alert_resolved_at = $1, updated_at = $2 WHERE id = $3")
-            .bind(resolved_at)
-            .bind(now)
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
-        add_event(
-            tx,
-            &id,
-            now,
-            "note",
-            None,
-            Some(&serde_json::json!({"note": "the alert resolved while this task was claimed"})),
-        )
-        .await?;
-        Ok((0, 1))
+        return Ok((1, 0));
     }
+    // An agent is already working on it: tell it, don't pull the rug.
+    let noted = sqlx::query(
+        "UPDATE tasks SET alert_resolved_at = $1, updated_at = $2 WHERE open_key = $3 RETURNING id",
+    )
+    .bind(resolved_at)
+    .bind(now)
+    .bind(key)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = noted else { return Ok((0, 0)) };
+    let id: String = row.try_get("id")?;
+    add_event(
+        tx,
+        &id,
+        now,
+        "note",
+        None,
+        Some(&serde_json::json!({"note": "the alert resolved while this task was claimed"})),
+    )
+    .await?;
+    Ok((0, 1))
 }
 
 #[cfg(test)]
