@@ -209,6 +209,14 @@ async fn ready(State(app): State<AppState>) -> Response {
             reasons.push(json!({"check": "store", "reason": "the store did not answer within 2s"}))
         }
     }
+    // Reads can work while writes fail (disk full, read-only, deleted file): not ready either.
+    match tokio::time::timeout(Duration::from_secs(2), app.store.write_problem()).await {
+        Ok(None) => {}
+        Ok(Some(reason)) => reasons.push(json!({"check": "store_writes", "reason": reason})),
+        Err(_) => reasons.push(
+            json!({"check": "store_writes", "reason": "the write probe did not finish within 2s"}),
+        ),
+    }
     if reasons.is_empty() {
         Json(json!({"status": "ok"})).into_response()
     } else {

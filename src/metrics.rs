@@ -78,6 +78,7 @@ pub struct Metrics {
     pub webhook_alerts_total: IntCounterVec,
     pub webhook_requests_total: IntCounterVec,
     pub webhook_duplicates_total: prometheus::IntCounter,
+    pub webhook_sanitized_total: IntCounterVec,
     pub tasks: IntGaugeVec,
     pub tasks_created_total: IntCounterVec,
     pub task_claims_total: IntCounterVec,
@@ -304,6 +305,7 @@ impl Metrics {
                 registry.register(Box::new(c.clone())).expect("unique");
                 c
             },
+            webhook_sanitized_total: r.counter("webhook_sanitized_total", "Alert fields changed so the store can take them, by reason (nul_byte: NUL bytes removed).", &["reason"]),
             tasks: r.gauge("tasks", "Tasks by queue and state.", &["queue", "state"]),
             tasks_created_total: r.counter("tasks_created_total", "Tasks created, by queue and kind.", &["queue", "kind"]),
             task_claims_total: r.counter("task_claims_total", "Tasks claimed, by queue.", &["queue"]),

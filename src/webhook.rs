@@ -23,6 +23,9 @@ use crate::tasks::rules::{self, AlertInput, PlanContext};
 
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
+/// Added to `webhook.store_timeout` per alert of a notification (2,300 alerts: about 7 s more).
+const PER_ALERT_BUDGET: std::time::Duration = std::time::Duration::from_millis(3);
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
@@ -77,9 +80,58 @@ impl PayloadError {
     }
 }
 
+/// What parsing changed so the store can take the input (counted in
+/// `deploywatch_webhook_sanitized_total{reason}`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Sanitized {
+    /// Fields that had NUL bytes (PostgreSQL text cannot hold them), which were removed.
+    pub nul_byte: u64,
+}
+
+fn strip_nul(s: &mut String, count: &mut u64) {
+    if s.contains('\0') {
+        s.retain(|c| c != '\0');
+        *count += 1;
+    }
+}
+
+fn strip_nul_map(m: &mut BTreeMap<String, String>, count: &mut u64) {
+    if m.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')) {
+        *m = std::mem::take(m)
+            .into_iter()
+            .map(|(mut k, mut v)| {
+                strip_nul(&mut k, count);
+                strip_nul(&mut v, count);
+                (k, v)
+            })
+            .collect();
+    }
+}
+
+/// Removes what no store can hold (NUL bytes) from every string the store will see.
+fn sanitize(n: &mut Notification) -> Sanitized {
+    let mut c = 0;
+    strip_nul(&mut n.receiver, &mut c);
+    strip_nul(&mut n.group_key, &mut c);
+    for a in &mut n.alerts {
+        strip_nul_map(&mut a.labels, &mut c);
+        strip_nul_map(&mut a.annotations, &mut c);
+        strip_nul(&mut a.fingerprint, &mut c);
+        strip_nul(&mut a.generator_url, &mut c);
+    }
+    Sanitized { nul_byte: c }
+}
+
 /// Parses and validates a notification into alert inputs. Pure.
 pub fn parse(body: &[u8]) -> Result<(Notification, Vec<AlertInput>), PayloadError> {
-    let n: Notification = serde_json::from_slice(body).map_err(|e| match e.classify() {
+    parse_sanitized(body).map(|(n, i, _)| (n, i))
+}
+
+/// [`parse`], also telling what was removed to make the input storable. Pure.
+pub fn parse_sanitized(
+    body: &[u8],
+) -> Result<(Notification, Vec<AlertInput>, Sanitized), PayloadError> {
+    let mut n: Notification = serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => PayloadError::Shape(e.to_string()),
         _ => PayloadError::Syntax(e.to_string()),
     })?;
@@ -95,6 +147,7 @@ pub fn parse(body: &[u8]) -> Result<(Notification, Vec<AlertInput>), PayloadErro
             n.status
         )));
     }
+    let sanitized = sanitize(&mut n);
     let mut inputs = Vec::with_capacity(n.alerts.len());
     for (i, a) in n.alerts.iter().enumerate() {
         let firing = match a.status.as_str() {
@@ -113,11 +166,10 @@ pub fn parse(body: &[u8]) -> Result<(Notification, Vec<AlertInput>), PayloadErro
         };
         // Alertmanager's zero time means "no end".
         let ends_at = a.ends_at.filter(|t| t.timestamp() > 0);
-        let fingerprint = if a.fingerprint.is_empty() {
-            label_fingerprint(&a.labels)
-        } else {
-            a.fingerprint.clone()
-        };
+        // The episode identity is the full label set, hashed (what Alertmanager's fingerprint is
+        // too): bounded whatever the labels hold, and not trusted from the sender's field, which
+        // may be missing, huge or differ between versions.
+        let fingerprint = label_fingerprint(&a.labels);
         inputs.push(AlertInput {
             alertname: alertname.clone(),
             firing,
@@ -129,11 +181,11 @@ pub fn parse(body: &[u8]) -> Result<(Notification, Vec<AlertInput>), PayloadErro
             generator_url: a.generator_url.clone(),
         });
     }
-    Ok((n, inputs))
+    Ok((n, inputs, sanitized))
 }
 
-/// Same labels, same fingerprint, for senders that leave it out.
-fn label_fingerprint(labels: &BTreeMap<String, String>) -> String {
+/// Same labels, same fingerprint: SHA-256 over the sorted label pairs, 32 hex digits.
+pub fn label_fingerprint(labels: &BTreeMap<String, String>) -> String {
     let mut h = Sha256::new();
     for (k, v) in labels {
         h.update(k.as_bytes());
@@ -141,7 +193,7 @@ fn label_fingerprint(labels: &BTreeMap<String, String>) -> String {
         h.update(v.as_bytes());
         h.update([0xff]);
     }
-    format!("{:x}", h.finalize())[..16].to_string()
+    format!("{:x}", h.finalize())[..32].to_string()
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -185,7 +237,7 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
             "send the notification as Content-Type: application/json",
         ));
     }
-    let (n, inputs) = parse(body).map_err(|e| {
+    let (n, inputs, sanitized) = parse_sanitized(body).map_err(|e| {
         ApiError::new(
             e.status(),
             if e.status() == StatusCode::BAD_REQUEST {
@@ -196,6 +248,12 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
             e.to_string(),
         )
     })?;
+    if sanitized.nul_byte > 0 {
+        app.metrics
+            .webhook_sanitized_total
+            .with_label_values(&["nul_byte"])
+            .inc_by(sanitized.nul_byte);
+    }
     let snapshot = app.do_snapshot();
     let checks = app.checks.status();
     let cfg = &app.config.webhook;
@@ -243,8 +301,11 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
         reopen_window: cfg.reopen_window,
         notifiers: &notifiers,
     };
+    // The deadline grows with the notification: a large one is slow to store, not a broken store,
+    // and a deadline it can never meet would make Alertmanager retry it (and block its group) forever.
+    let deadline = cfg.store_timeout + PER_ALERT_BUDGET * (records.len() as u32);
     let report = tokio::time::timeout(
-        cfg.store_timeout,
+        deadline,
         app.store.ingest_notification(&record, &records, &opts),
     )
     .await
@@ -252,20 +313,10 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
-            format!(
-                "the store did not commit within {:?}; Alertmanager will retry",
-                cfg.store_timeout
-            ),
+            format!("the store did not commit within {deadline:?}; Alertmanager will retry"),
         )
     })?
-    .map_err(|e| {
-        tracing::warn!(error = %e, "webhook: store failed; answering 503 so Alertmanager retries");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            format!("{e}; Alertmanager will retry"),
-        )
-    })?;
+    .map_err(store_error)?;
     for a in &inputs {
         app.metrics
             .webhook_alerts_total
@@ -276,8 +327,9 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
         .webhook_duplicates_total
         .inc_by(report.duplicates_absorbed as u64);
     app.metrics.tasks_created(&report);
+    // Alert-derived strings are logged Debug-quoted: a newline in a label cannot start a log line.
     tracing::info!(
-        receiver = %n.receiver, alerts = report.alerts, created = report.tasks_created,
+        receiver = ?n.receiver, alerts = report.alerts, created = report.tasks_created,
         duplicates = report.duplicates_absorbed, cancelled = report.tasks_cancelled,
         stale = report.stale_ignored, "webhook notification stored"
     );
@@ -286,6 +338,28 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
         axum::Json(serde_json::json!({"status": "stored", "report": report})),
     )
         .into_response())
+}
+
+/// 503 only when retrying can help (the store is down, full, read-only, slow or deadlocked); input
+/// the store can never take is a 422 naming why, so Alertmanager drops it instead of retrying the
+/// group forever and blocking every later alert in it.
+fn store_error(e: crate::store::StoreError) -> ApiError {
+    let msg = e.to_string();
+    if e.is_transient() {
+        tracing::warn!(error = ?msg, "webhook: store failed; answering 503 so Alertmanager retries");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("{msg}; Alertmanager will retry"),
+        )
+    } else {
+        tracing::warn!(error = ?msg, "webhook: the store refused this notification; answering 422");
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unstorable",
+            format!("{msg}; retrying the same notification cannot succeed"),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -308,7 +382,8 @@ mod tests {
         assert_eq!(inputs[0].alertname, "DeploymentFailed");
         assert!(inputs[0].firing);
         assert_eq!(inputs[0].ends_at, None, "zero time is no end");
-        assert_eq!(inputs[0].fingerprint, "c0ffee");
+        assert_eq!(inputs[0].fingerprint, label_fingerprint(&inputs[0].labels));
+        assert_eq!(inputs[0].fingerprint.len(), 32);
     }
 
     #[test]
@@ -348,6 +423,35 @@ mod tests {
         );
         let deep_open = "[".repeat(10_000);
         assert!(parse(deep_open.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn nul_bytes_are_stripped_and_counted() {
+        let body = SAMPLE
+            .replace("\"api\",\"severity\"", "\"a\\u0000pi\",\"severity\"")
+            .replace("\"summary\":\"s\"", "\"summary\":\"s\\u0000\"")
+            .replace("c0ffee", "c0\\u0000ffee");
+        let (_, inputs, s) = parse_sanitized(body.as_bytes()).expect("valid");
+        assert_eq!(s.nul_byte, 3, "{body}");
+        assert_eq!(inputs[0].labels.get("app").map(String::as_str), Some("api"));
+        assert_eq!(inputs[0].annotations["summary"], "s");
+    }
+
+    #[test]
+    fn store_errors_map_to_retry_or_refusal() {
+        use crate::store::StoreError;
+        assert_eq!(
+            store_error(StoreError::Unavailable("disk full".into())).status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            store_error(StoreError::Timeout(std::time::Duration::from_secs(1))).status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            store_error(StoreError::Rejected("index row size".into())).status,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
     }
 
     #[test]

@@ -6,15 +6,17 @@
 //! both share (BIGINT milliseconds, TEXT JSON) and the few statements that must differ (the claim
 //! query, connection pragmas) branch on [`Backend`]. Each backend has its own migrations folder.
 
+mod health;
+mod ingest;
 mod leases;
 pub mod sqlite_file;
 mod tasks;
 
-pub use tasks::{
-    AlertRecord, IngestReport, NotificationRecord, PlaceOptions, TaskFilter, TaskUpdateError,
-};
+pub use ingest::{AlertRecord, IngestReport, NotificationRecord, PlaceOptions};
+pub use tasks::{TaskFilter, TaskUpdateError};
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -67,6 +69,10 @@ pub enum StoreError {
     Migrate(String),
     #[error("database error: {0}")]
     Query(String),
+    /// The database refused the data itself (too long for an index, an invalid byte, a limit):
+    /// retrying the same input can never succeed.
+    #[error("the database cannot store this input: {0}")]
+    Rejected(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
@@ -78,9 +84,30 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_) => StoreError::Unavailable(redact(&e.to_string())),
+            sqlx::Error::Database(db) => {
+                let msg = redact(&db.to_string());
+                if db.code().is_some_and(|c| input_error_code(&c)) {
+                    StoreError::Rejected(msg)
+                } else {
+                    // Disk full, read-only, I/O, busy, deadlock, serialization, timeouts, a lost
+                    // connection and codes not known here: the store, not the data, is at fault.
+                    StoreError::Unavailable(msg)
+                }
+            }
             other => StoreError::Query(redact(&other.to_string())),
         }
     }
+}
+
+/// Database error codes that blame the input, never the store. PostgreSQL SQLSTATE classes 22 (data
+/// exception: NUL byte, bad encoding, value too long), 23 (integrity) and 54 (program limit: index
+/// row size, too many columns); SQLite's TOOBIG (18), CONSTRAINT (19), MISMATCH (20), RANGE (25).
+fn input_error_code(code: &str) -> bool {
+    matches!(code.get(..2), Some("22" | "23" | "54")) && code.len() == 5
+        || matches!(code, "18" | "19" | "20" | "25")
+        || code
+            .parse::<u32>()
+            .is_ok_and(|c| matches!(c & 0xff, 18 | 19 | 20 | 25))
 }
 
 /// sqlx errors can quote a connection string; strip anything that looks like a password.
@@ -100,6 +127,8 @@ impl StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    health: Arc<health::WriteHealth>,
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Store {
@@ -141,7 +170,25 @@ impl Store {
         };
         let opts = AnyConnectOptions::from_str(&url)
             .map_err(|e| StoreError::Unavailable(redact(&e.to_string())))?;
-        let pool_opts = AnyPoolOptions::new().acquire_timeout(acquire_timeout);
+        // A connection whose transaction was not closed (a failed COMMIT, a ROLLBACK that failed after
+        // SQLite rolled back on its own, e.g. on SQLITE_FULL) must never serve another request: its
+        // next BEGIN would become a SAVEPOINT inside a transaction that is never committed. The ping
+        // first flushes a rollback queued by a dropped transaction.
+        let health = Arc::new(health::WriteHealth::default());
+        let recycle = health.clone();
+        let pool_opts = AnyPoolOptions::new()
+            .acquire_timeout(acquire_timeout)
+            .before_acquire(move |_, _| {
+                let reuse = recycle.reuse_connection();
+                Box::pin(async move { Ok(reuse) })
+            })
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            });
         let pool = match backend {
             // SQLite allows one writer; a single connection serialises writers without SQLITE_BUSY
             // upgrade deadlocks. WAL + synchronous=FULL: an acknowledged commit survives power loss.
@@ -169,7 +216,12 @@ impl Store {
                 })
                 .connect_lazy_with(opts),
         };
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            health,
+            sqlite_path: health::sqlite_path(raw),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -480,6 +532,27 @@ mod tests {
             "error connecting to postgres://bob:***@db:5432/x"
         );
         assert_eq!(redact("no url here"), "no url here");
+    }
+
+    #[test]
+    fn input_errors_are_told_from_store_errors() {
+        for (code, input) in [
+            ("22021", true),  // PostgreSQL: NUL byte / invalid byte sequence
+            ("54000", true),  // PostgreSQL: index row size exceeded
+            ("23505", true),  // PostgreSQL: unique violation
+            ("53100", false), // PostgreSQL: disk full
+            ("40P01", false), // PostgreSQL: deadlock
+            ("40001", false), // PostgreSQL: serialization failure
+            ("57014", false), // PostgreSQL: statement timeout
+            ("13", false),    // SQLite: FULL
+            ("8", false),     // SQLite: READONLY
+            ("10", false),    // SQLite: IOERR
+            ("1032", false),  // SQLite: READONLY_DBMOVED
+            ("18", true),     // SQLite: TOOBIG
+            ("2067", true),   // SQLite: CONSTRAINT_UNIQUE
+        ] {
+            assert_eq!(input_error_code(code), input, "{code}");
+        }
     }
 
     #[test]

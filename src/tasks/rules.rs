@@ -91,15 +91,27 @@ impl AlertInput {
             .to_string()
     }
 
-    /// Labels that make two alerts of one name distinct problems (a probe target, a check).
+    /// The episode identity in task dedup keys: every label counts (as in Alertmanager's own
+    /// fingerprint), so `environment=staging` and `environment=production` are two problems, while
+    /// the same labels from two Alertmanagers of an HA pair are one. `fingerprint` is that label-set
+    /// hash (see the webhook); the name and subject in front are readable hints, bounded so keys stay
+    /// indexable whatever the label values are.
     fn identity(&self) -> String {
-        let mut parts = vec![self.alertname.clone(), self.subject()];
-        for k in ["target", "check", "source"] {
-            if let Some(v) = self.labels.get(k) {
-                parts.push(format!("{k}={v}"));
-            }
-        }
-        parts.join(":")
+        format!(
+            "{}:{}:{}",
+            bounded(&self.alertname),
+            bounded(&self.subject()),
+            self.fingerprint
+        )
+    }
+}
+
+/// At most 64 characters of `s` (on a character boundary), with `…` when cut.
+fn bounded(s: &str) -> String {
+    const MAX: usize = 64;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
     }
 }
 
@@ -419,6 +431,24 @@ mod tests {
         assert_eq!(opened, resolved.cancel_keys);
         assert_eq!(resolved.create.len(), 1, "a resolve is announced");
         assert_eq!(resolved.create[0].kind, Kind::Announce);
+    }
+
+    #[test]
+    fn dedup_keys_follow_the_label_set_and_stay_bounded() {
+        let key = |a: &AlertInput| plan(a, &cx(None)).create[0].dedup_key.clone();
+        let mut prod = alert("DeploymentFailed", true, &[("app", "api")]);
+        prod.fingerprint = "hash-of-production-labels".into();
+        let mut staging = prod.clone();
+        staging.fingerprint = "hash-of-staging-labels".into();
+        assert_ne!(key(&prod), key(&staging));
+        assert_eq!(
+            key(&prod),
+            key(&prod.clone()),
+            "HA peers: same labels, same key"
+        );
+        let long = "x".repeat(3_000);
+        let big = alert("DeploymentFailed", true, &[("app", long.as_str())]);
+        assert!(key(&big).chars().count() < 200, "{}", key(&big));
     }
 
     #[test]

@@ -18,3 +18,4 @@ mod replicas;
 mod rollback;
 mod stack;
 mod startup_order;
+mod trust;
