@@ -84,6 +84,15 @@ pub async fn deliver_due(app: &App, http: &reqwest::Client) -> usize {
             Ok(()) => {
                 let _ = app.store.outbox_mark_sent(&item.id).await;
                 sent += 1;
+                let payload: serde_json::Value =
+                    serde_json::from_str(&item.payload).unwrap_or_default();
+                tracing::info!(notifier = %n.name, title = ?payload["title"].as_str().unwrap_or(""), "announcement delivered");
+                // Older rows carry no dedup key; their tasks stay for an agent to close.
+                if let Some(key) = payload["dedup_key"].as_str()
+                    && let Err(e) = app.store.close_delivered_announcement(key, &n.name).await
+                {
+                    tracing::warn!(error = %e, "announcement delivered but its task could not be closed");
+                }
             }
             Err(e) => {
                 let next = now_ms() + backoff(item.attempts + 1).as_millis() as i64;

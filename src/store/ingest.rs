@@ -271,7 +271,7 @@ async fn enqueue_outbox(
         sqlx::query("INSERT INTO outbox (id, notifier, payload, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, 0, $4)")
             .bind(uuid::Uuid::new_v4().to_string())
             .bind(n)
-            .bind(serde_json::json!({"title": t.title, "app": t.app, "context": t.context}).to_string())
+            .bind(serde_json::json!({"title": t.title, "app": t.app, "context": t.context, "dedup_key": t.dedup_key}).to_string())
             .bind(now)
             .execute(&mut **tx)
             .await?;

@@ -336,6 +336,38 @@ impl Store {
         .await
     }
 
+    /// Closes the queued announcement with `dedup_key` once an outbound notifier delivered it: a
+    /// delivered announcement is not open work. One an agent already claimed is left to it.
+    pub async fn close_delivered_announcement(
+        &self,
+        dedup_key: &str,
+        notifier: &str,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE tasks SET state = 'done', open_key = NULL, closed_reason = 'delivered', closed_at = $1, \
+             updated_at = $1 WHERE open_key = $2 AND kind = 'announce' AND state = 'queued' RETURNING id",
+        )
+        .bind(now)
+        .bind(dedup_key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(false) };
+        let id: String = row.try_get("id")?;
+        add_event(
+            &mut tx,
+            &id,
+            now,
+            "delivered",
+            None,
+            Some(&serde_json::json!({"notifier": notifier})),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Fails the attempt; the task goes back to its queue while attempts remain (and `retry` is set).
     pub async fn fail(
         &self,

@@ -691,6 +691,9 @@ async fn announcements_reach_a_notifier_that_was_down() {
     })
     .await;
     assert!(received.lock().expect("lock").is_empty());
+    let announce = tasks(&app, "queue=announce").await;
+    assert_eq!(announce.len(), 1);
+    assert_eq!(announce[0]["state"], "queued", "undelivered: still open");
     *healthy.lock().expect("lock") = true;
     wait_for(Duration::from_secs(30), || async {
         received.lock().expect("lock").len() == 1
@@ -702,6 +705,14 @@ async fn announcements_reach_a_notifier_that_was_down() {
         metric(&app.metrics().await, "deploywatch_announcements_pending") == Some(0.0)
     })
     .await;
+    // Delivered is done: it no longer counts as open work. The fix task is untouched.
+    wait_for(Duration::from_secs(10), || async {
+        tasks(&app, "queue=announce").await[0]["state"] == "done"
+    })
+    .await;
+    let announce = tasks(&app, "queue=announce").await;
+    assert_eq!(announce[0]["closed_reason"], "delivered");
+    assert_eq!(tasks(&app, "queue=execution").await[0]["state"], "queued");
     app.stop().await;
 }
 
