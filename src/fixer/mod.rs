@@ -141,6 +141,7 @@ pub async fn sweep_once(app: &App) {
     if let Ok(n) = app.store.outbox_pending().await {
         app.metrics.announcements_pending.set(n);
     }
+    app.metrics.changed();
 }
 
 pub async fn run_sweeper(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {

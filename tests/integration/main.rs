@@ -2,6 +2,7 @@
 //! DigitalOcean simulator, real git repositories, real Prometheus and Alertmanager.
 
 mod digitalocean;
+mod exposition;
 mod fixer;
 mod git;
 mod helpers;
