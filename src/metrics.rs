@@ -14,6 +14,9 @@ pub const PREFIX: &str = "deploywatch";
 const LONG_BUCKETS: &[f64] = &[
     30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
 ];
+/// Buckets for deployment durations, fitted to App Platform's spread: builds and deploys take one
+/// to fifteen minutes; past an hour a deployment has stalled (stuck detection covers it).
+const DEPLOY_BUCKETS: &[f64] = &[60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0];
 const STEP_BUCKETS: &[f64] = &[5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0];
 
 pub struct Metrics {
@@ -156,7 +159,7 @@ impl Metrics {
                 "deployment_duration_seconds",
                 "Deployment duration from creation to its terminal phase.",
                 &["app", "outcome"],
-                LONG_BUCKETS,
+                DEPLOY_BUCKETS,
             ),
             deployment_last_success: r.fgauge(
                 "deployment_last_success_timestamp_seconds",
