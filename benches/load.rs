@@ -450,7 +450,7 @@ fn nginx(dir: &std::path::Path) -> Nginx {
 
 async fn metrics(c: &reqwest::Client) {
     println!(
-        "\n## /metrics over HTTP vs nginx serving the same bytes (wrk, 10 s per row; N apps, N probes, 100 refs)\n"
+        "\n## /metrics over HTTP vs nginx serving the same bytes (wrk, 5 s per row; N apps, N probes, 100 refs)\n"
     );
     println!(
         "| apps | encoding | connections | body bytes | deploywatch p50 | deploywatch p99 | nginx p50 | nginx p99 | p99 ratio | deploywatch req/s | nginx req/s |\n|---|---|---|---|---|---|---|---|---|---|---|"
@@ -594,8 +594,8 @@ async fn metrics_at(c: &reqwest::Client, apps: usize) -> (usize, u64, u64, u64) 
             .map(|m| m.len())
             .unwrap_or(0);
         for conns in [1, 4] {
-            let (d50, d99, drps) = wrk(&url, conns, 10, gzip);
-            let (n50, n99, nrps) = wrk(&ng.url, conns, 10, gzip);
+            let (d50, d99, drps) = wrk(&url, conns, 5, gzip);
+            let (n50, n99, nrps) = wrk(&ng.url, conns, 5, gzip);
             println!(
                 "| {apps} | {} | {conns} | {bytes} | {d50:.2} ms | {d99:.2} ms | {n50:.2} ms | {n99:.2} ms | {:.2}× | {drps:.0} | {nrps:.0} |",
                 if gzip { "gzip" } else { "identity" },

@@ -2,9 +2,12 @@
 //!
 //! Writers (a poll, a probe, a task change) bump a generation counter with [`Exposition::changed`];
 //! a scrape serves the cached text (and its gzip copy, compressed once per render) while the
-//! generation is unchanged. A scrape that finds the cache stale renders it once, under a lock, so
-//! concurrent scrapes of one generation share one render. Rendering only reads in-memory metric
-//! objects: a scrape never waits on a poll, the database or DigitalOcean.
+//! generation is unchanged. After a background change (poll, probe) a scrape still answers from
+//! the previous render at once and starts one render off the request path (`spawn_blocking`), so
+//! probe churn never puts a render in a scrape's latency. After a change a client makes and may
+//! scrape for (a webhook post, a task call: [`Exposition::changed_now`]) the next scrape renders
+//! once, under a lock shared by concurrent scrapes. Rendering only reads in-memory metric objects:
+//! a scrape never waits on a poll, the database or DigitalOcean.
 //!
 //! Process metrics (CPU, RSS, open fds) change on every scrape, so they live in their own small
 //! registry rendered per scrape and appended: as plain text, and as a second gzip member (RFC 1952
@@ -18,7 +21,7 @@
 //! the answer by its `Content-Type`.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -38,52 +41,102 @@ pub struct Rendered {
     pub gzip: Bytes,
 }
 
-pub struct Exposition {
+pub struct Exposition(Arc<Inner>);
+
+struct Inner {
     shared: Registry,
     process: Registry,
+    /// Bumped by every writer.
     generation: AtomicU64,
+    /// The generation a scrape must see: bumped by changes a client can observe and then scrape
+    /// for (its own webhook post or task call).
+    required: AtomicU64,
     cache: RwLock<Option<Arc<Rendered>>>,
     render_lock: Mutex<()>,
-}
-
-/// What a scrape answers with.
-pub struct Body {
-    pub bytes: Vec<u8>,
-    pub gzip: bool,
+    rendering: AtomicBool,
 }
 
 impl Exposition {
     /// `shared` holds every deploywatch family; `process` the per-scrape process metrics.
     pub fn new(shared: Registry, process: Registry) -> Exposition {
-        Exposition {
+        Exposition(Arc::new(Inner {
             shared,
             process,
             generation: AtomicU64::new(1),
+            required: AtomicU64::new(0),
             cache: RwLock::new(None),
             render_lock: Mutex::new(()),
-        }
+            rendering: AtomicBool::new(false),
+        }))
     }
 
-    /// Marks the cached body stale; the next scrape renders afresh.
+    /// A background change (a poll, a probe): the next scrape still gets the previous body at
+    /// once and a render starts off the request path.
     pub fn changed(&self) {
-        self.generation.fetch_add(1, Ordering::Release);
+        self.0.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn fresh(&self, want: u64) -> Option<Arc<Rendered>> {
-        let c = self.cache.read().unwrap_or_else(|p| p.into_inner());
-        c.as_ref()
-            .filter(|r| r.generation >= want && r.at.elapsed() < MAX_AGE)
-            .cloned()
+    /// A change the next scrape must show (a client's own webhook post or task call).
+    pub fn changed_now(&self) {
+        let g = self.0.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.0.required.fetch_max(g, Ordering::AcqRel);
     }
 
-    /// The shared families for the current generation, rendering them at most once per generation.
+    /// The shared families, rendering them at most once per generation.
     pub fn current(&self) -> Arc<Rendered> {
-        let want = self.generation.load(Ordering::Acquire);
-        if let Some(r) = self.fresh(want) {
-            return r;
+        let want = self.0.generation.load(Ordering::Acquire);
+        let need = self.0.required.load(Ordering::Acquire);
+        if let Some(r) = self.0.cached() {
+            if r.generation >= want {
+                return r;
+            }
+            if r.generation >= need {
+                self.render_in_background();
+                return r;
+            }
         }
+        self.0.render(Some(want))
+    }
+
+    fn render_in_background(&self) {
+        if self.0.rendering.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = self.0.clone();
+        let job = move || {
+            inner.render(None);
+            inner.rendering.store(false, Ordering::Release);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn_blocking(job);
+            }
+            Err(_) => job(),
+        }
+    }
+
+    /// The whole body for one scrape: cached shared families plus this scrape's process metrics.
+    pub fn body(&self, accept_gzip: bool) -> (Arc<Rendered>, Bytes) {
+        let r = self.current();
+        let process = encode(&self.0.process, 1024);
+        let tail = if accept_gzip { gzip(&process) } else { process };
+        (r, Bytes::from(tail))
+    }
+}
+
+impl Inner {
+    /// The cached render unless it is older than [`MAX_AGE`].
+    fn cached(&self) -> Option<Arc<Rendered>> {
+        let c = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        c.as_ref().filter(|r| r.at.elapsed() < MAX_AGE).cloned()
+    }
+
+    /// Renders once under the lock; with `want`, a render another caller finished meanwhile serves.
+    fn render(&self, want: Option<u64>) -> Arc<Rendered> {
         let _one = self.render_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = self.fresh(want) {
+        if let (Some(w), Some(r)) = (want, self.cached())
+            && r.generation >= w
+        {
             return r;
         }
         // Read the generation before gathering: a write during the render leaves the cache stale.
@@ -98,14 +151,6 @@ impl Exposition {
         });
         *self.cache.write().unwrap_or_else(|p| p.into_inner()) = Some(r.clone());
         r
-    }
-
-    /// The whole body for one scrape: cached shared families plus this scrape's process metrics.
-    pub fn body(&self, accept_gzip: bool) -> (Arc<Rendered>, Bytes) {
-        let r = self.current();
-        let process = encode(&self.process, 1024);
-        let tail = if accept_gzip { gzip(&process) } else { process };
-        (r, Bytes::from(tail))
     }
 }
 
@@ -191,9 +236,22 @@ mod tests {
         g.set(3);
         // No bump: the cache is served as is (the same allocation).
         assert!(Arc::ptr_eq(&a, &e.current()));
-        e.changed();
+        e.changed_now();
         let b = e.current();
         assert!(!Arc::ptr_eq(&a, &b));
         assert!(String::from_utf8_lossy(&b.plain).contains("deploywatch_test 3"));
+    }
+
+    #[test]
+    fn a_background_change_serves_the_previous_body_once_then_the_new_one() {
+        let (e, g) = fixture();
+        let a = e.current();
+        g.set(5);
+        e.changed();
+        // Answered from the previous render; the render it started (inline: no runtime here)
+        // serves the next scrape.
+        assert!(Arc::ptr_eq(&a, &e.current()));
+        let b = e.current();
+        assert!(String::from_utf8_lossy(&b.plain).contains("deploywatch_test 5"));
     }
 }

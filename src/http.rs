@@ -237,7 +237,7 @@ async fn mark_metrics_changed(State(app): State<AppState>, req: Request, next: N
     );
     let r = next.run(req).await;
     if writes {
-        app.metrics.changed();
+        app.metrics.exposition.changed_now();
     }
     r
 }
