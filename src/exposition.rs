@@ -2,9 +2,10 @@
 //!
 //! Writers (a poll, a probe, a task change) bump a generation counter with [`Exposition::changed`];
 //! a scrape serves the cached text (and its gzip copy, compressed once per render) while the
-//! generation is unchanged. After a background change (poll, probe) a scrape still answers from
-//! the previous render at once and starts one render off the request path (`spawn_blocking`), so
-//! probe churn never puts a render in a scrape's latency. After a change a client makes and may
+//! generation is unchanged. After a background change (poll, probe) a scrape within [`COALESCE`]
+//! of the last render answers from it at once and starts one render off the request path
+//! (`spawn_blocking`), so probe churn never puts a render in the latency of frequent scrapes; a
+//! scrape after a longer gap renders once and shows current data. After a change a client makes and may
 //! scrape for (a webhook post, a task call: [`Exposition::changed_now`]) the next scrape renders
 //! once, under a lock shared by concurrent scrapes. Rendering only reads in-memory metric objects:
 //! a scrape never waits on a poll, the database or DigitalOcean.
@@ -32,6 +33,10 @@ use prometheus::{Encoder, Registry, TextEncoder};
 
 /// A cached body older than this is rendered again even if no writer bumped the generation.
 pub const MAX_AGE: Duration = Duration::from_secs(5);
+
+/// Within this age a render is served after a background change while a fresh one is made off
+/// the request path; older, the scrape renders (once) so a 15 s scrape interval sees current data.
+pub const COALESCE: Duration = Duration::from_secs(1);
 
 /// One render of the shared families.
 pub struct Rendered {
@@ -90,7 +95,7 @@ impl Exposition {
             if r.generation >= want {
                 return r;
             }
-            if r.generation >= need {
+            if r.generation >= need && r.at.elapsed() < COALESCE {
                 self.render_in_background();
                 return r;
             }
