@@ -4,8 +4,8 @@
 //! a scrape serves the cached text (and its gzip copy, compressed once per render) while the
 //! generation is unchanged. After a background change (poll, probe) a scrape within [`COALESCE`]
 //! of the last render answers from it at once and starts one render off the request path
-//! (`spawn_blocking`), so probe churn never puts a render in the latency of frequent scrapes; a
-//! scrape after a longer gap renders once and shows current data. After a change a client makes and may
+//! (`spawn_blocking`, at most about two a second), so probe churn never puts a render in the
+//! latency of frequent scrapes; a scrape after a longer gap renders once and shows current data. After a change a client makes and may
 //! scrape for (a webhook post, a task call: [`Exposition::changed_now`]) the next scrape renders
 //! once, under a lock shared by concurrent scrapes. Rendering only reads in-memory metric objects:
 //! a scrape never waits on a poll, the database or DigitalOcean.
@@ -96,7 +96,11 @@ impl Exposition {
                 return r;
             }
             if r.generation >= need && r.at.elapsed() < COALESCE {
-                self.render_in_background();
+                // At most about two background renders a second however fast probes change
+                // things: a render is CPU the scrapes being served would otherwise get.
+                if r.at.elapsed() >= COALESCE / 2 {
+                    self.render_in_background();
+                }
                 return r;
             }
         }
@@ -253,8 +257,11 @@ mod tests {
         let a = e.current();
         g.set(5);
         e.changed();
-        // Answered from the previous render; the render it started (inline: no runtime here)
-        // serves the next scrape.
+        // Within half the coalescing window the previous render serves and nothing renders.
+        assert!(Arc::ptr_eq(&a, &e.current()));
+        std::thread::sleep(COALESCE / 2);
+        // Past it, still answered from the previous render; the render it started (inline: no
+        // runtime here) serves the next scrape.
         assert!(Arc::ptr_eq(&a, &e.current()));
         let b = e.current();
         assert!(String::from_utf8_lossy(&b.plain).contains("deploywatch_test 5"));
