@@ -15,7 +15,7 @@ echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d:
 free -h | head -2
 rustc --version
 
-want() { [ $# -eq 0 ] || [ "${SECTIONS:-}" = "" ] || [[ " $SECTIONS " == *" $1 "* ]]; }
+want() { [ -z "$SECTIONS" ] || [[ " $SECTIONS " == *" $1 "* ]]; }
 SECTIONS="$*"
 
 need=()
@@ -45,7 +45,7 @@ if want build; then
   echo "|---|---|---|"
   awk -v s="$secs" 'BEGIN { printf "| %d | 300 | %.2f× |\n", s, s / 300 }'
   echo "(per-crate timings: /tmp/deploywatch-cargo-timing.html)"
-  [ -n "$SECTIONS" ] && [ "$SECTIONS" = "build" ] && exit 0
+  if [ "$SECTIONS" = build ]; then exit 0; fi
 fi
 
 if [ -z "$SECTIONS" ]; then
