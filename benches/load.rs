@@ -261,12 +261,14 @@ async fn ingest(c: &reqwest::Client) {
 }
 
 async fn claims(c: &reqwest::Client) {
-    println!("\n## Claim + complete with 16 concurrent workers (PostgreSQL, 2,000 queued tasks)\n");
+    println!(
+        "\n## Claim + complete with 16 concurrent workers (PostgreSQL, 10,000 queued tasks) vs pgbench -N -c 16\n"
+    );
     let dir = tempfile::tempdir().expect("tmp");
     let (url, name) = pg_db().await;
     let s = spawn(dir.path(), &[("DEPLOYWATCH_DATABASE_URL", &url)], None);
     wait_ready(c, &s.url).await;
-    for i in 0..200 {
+    for i in 0..1000 {
         let r = c
             .post(format!("{}/webhook/alertmanager", s.url))
             .json(&notification(i, 10))
@@ -311,16 +313,47 @@ async fn claims(c: &reqwest::Client) {
         lat.extend(h.await.expect("join"));
     }
     let el = t.elapsed().as_secs_f64();
-    println!("| tasks | seconds | claim+complete/s | p50 | p99 |\n|---|---|---|---|---|");
-    println!(
-        "| {} | {el:.1} | {:.0} | {:.1} ms | {:.1} ms |",
-        lat.len(),
-        lat.len() as f64 / el,
-        pct(&mut lat, 50),
-        pct(&mut lat, 99)
-    );
     drop(s);
+    let (_, pgb) = pg_db().await;
+    let tps = pgbench_simple_update(&pgb);
+    drop_pg(&pgb).await;
+    println!(
+        "| tasks | seconds | claim+complete/s | p50 | p99 | pgbench -N -c 16 tps | ratio |\n|---|---|---|---|---|---|---|"
+    );
+    let rate = lat.len() as f64 / el;
+    println!(
+        "| {} | {el:.1} | {rate:.0} | {:.1} ms | {:.1} ms | {tps:.0} | {:.2}× |",
+        lat.len(),
+        pct(&mut lat, 50),
+        pct(&mut lat, 99),
+        rate / tps
+    );
     drop_pg(&name).await;
+}
+
+/// pgbench's simple-update (`-N`) tps with 16 clients for 15 s on its own database `db`.
+fn pgbench_simple_update(db: &str) -> f64 {
+    let base = ["-h", "127.0.0.1", "-U", "postgres"];
+    let init = Command::new("pgbench")
+        .args(base)
+        .args(["-i", "-q", "-s", "10", db])
+        .output()
+        .expect("pgbench (Debian package postgresql-client)");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let out = Command::new("pgbench")
+        .args(base)
+        .args(["-N", "-c", "16", "-j", "2", "-T", "15", db])
+        .output()
+        .expect("pgbench");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// A tiny HTTP endpoint the probes hit.
@@ -339,12 +372,125 @@ async fn health_endpoint() -> String {
     format!("http://{addr}/health/live")
 }
 
+/// `wrk` latency percentiles (p50, p99 in ms) and requests/s for `url` with `conns` connections.
+fn wrk(url: &str, conns: u32, secs: u32, gzip: bool) -> (f64, f64, f64) {
+    let mut cmd = Command::new("wrk");
+    cmd.args([
+        "-t1",
+        &format!("-c{conns}"),
+        &format!("-d{secs}s"),
+        "--latency",
+    ]);
+    if gzip {
+        cmd.args(["-H", "Accept-Encoding: gzip"]);
+    }
+    let out = cmd.arg(url).output().expect("wrk (Debian package wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ms = |v: &str| -> f64 {
+        let v = v.trim();
+        let num = |suffix: &str| v.strip_suffix(suffix).and_then(|n| n.parse::<f64>().ok());
+        num("us")
+            .map(|n| n / 1000.0)
+            .or_else(|| num("ms"))
+            .or_else(|| num("s").map(|n| n * 1000.0))
+            .unwrap_or(f64::NAN)
+    };
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_string()))
+            .unwrap_or_default()
+    };
+    let rps = field("Requests/sec:").parse().unwrap_or(f64::NAN);
+    (ms(&field("50%")), ms(&field("99%")), rps)
+}
+
+/// Debian's nginx serving `dir/metrics` (and `metrics.gz` to clients that accept gzip), its own
+/// config, pid file and port in `dir`; stopped by its PID when dropped.
+struct Nginx {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nginx(dir: &std::path::Path) -> Nginx {
+    let port = free_port();
+    let conf = format!(
+        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n\
+         \n  server {{\n    listen 127.0.0.1:{port};\n    root {d};\n    gzip_static on;\n    default_type \"text/plain; version=0.0.4; charset=utf-8\";\n  }}\n}}\n",
+        d = dir.display()
+    );
+    std::fs::create_dir_all(dir.join("tmp")).expect("nginx tmp");
+    std::fs::write(dir.join("nginx.conf"), conf).expect("nginx conf");
+    let child = Command::new("nginx")
+        .args(["-e", &format!("{}/error.log", dir.display())])
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx (Debian package nginx)");
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(10), "nginx did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Nginx { child, url }
+}
+
 async fn metrics(c: &reqwest::Client) {
     println!(
-        "\n## /metrics with 1,000 apps, 1,000 probes and 100 refs over HTTP (500 scrapes, 4 concurrent)\n"
+        "\n## /metrics over HTTP vs nginx serving the same bytes (wrk, 5 s per row; N apps, N probes, 100 refs)\n"
     );
+    println!(
+        "| apps | encoding | connections | body bytes | deploywatch p50 | deploywatch p99 | nginx p50 | nginx p99 | p99 ratio | deploywatch req/s | nginx req/s |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    let mut rss = Vec::new();
+    for apps in [200usize, 1000] {
+        rss.push(metrics_at(c, apps).await);
+    }
+    println!(
+        "\n| apps | RSS idle (populated) | RSS after the wrk rows | RSS after 2,000 more scrapes |\n|---|---|---|---|"
+    );
+    for (apps, a, b, d) in &rss {
+        println!(
+            "| {apps} | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+            *a as f64 / 1024.0,
+            *b as f64 / 1024.0,
+            *d as f64 / 1024.0
+        );
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let bare = spawn(
+        dir.path(),
+        &[(
+            "DEPLOYWATCH_DATABASE_URL",
+            &format!("sqlite://{}/bare.db", dir.path().display()),
+        )],
+        None,
+    );
+    wait_ready(c, &bare.url).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "\nRSS of an idle `serve` with no sources: {:.1} MiB (target ≤ 15 MiB)",
+        rss_kib(bare.child.id()) as f64 / 1024.0
+    );
+}
+
+/// One populated server with `apps` apps and as many probe targets; returns RSS figures (KiB).
+async fn metrics_at(c: &reqwest::Client, apps: usize) -> (usize, u64, u64, u64) {
     let sim = Simulator::new(Duration::from_secs(5));
-    for i in 0..1000 {
+    for i in 0..apps {
         sim.add_app(&format!("app{i:04}"), &format!("{:040x}", i + 1));
     }
     let (sim_addr, _) = sim
@@ -386,8 +532,8 @@ async fn metrics(c: &reqwest::Client) {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    for i in 0..1000 {
-        toml.push_str(&format!("\n[[health.targets]]\nname = \"t{i:04}\"\napp = \"app{:04}\"\nurl = \"{target}\"\ninterval = \"15s\"\ntimeout = \"5s\"\n", i % 1000));
+    for i in 0..apps {
+        toml.push_str(&format!("\n[[health.targets]]\nname = \"t{i:04}\"\napp = \"app{i:04}\"\nurl = \"{target}\"\ninterval = \"15s\"\ntimeout = \"5s\"\n"));
     }
     let cfg = dir.path().join("bench.toml");
     std::fs::write(&cfg, toml).expect("config");
@@ -413,21 +559,15 @@ async fn metrics(c: &reqwest::Client) {
             .text()
             .await
             .expect("t");
-        let apps = body
-            .lines()
-            .filter(|l| l.starts_with("deploywatch_app_info{"))
-            .count();
-        let probes = body
-            .lines()
-            .filter(|l| l.starts_with("deploywatch_health_probe_success{"))
-            .count();
-        let refs = body
-            .lines()
-            .filter(|l| l.starts_with("deploywatch_git_ref_commit_timestamp_seconds{"))
-            .count();
-        if (apps, probes, refs) == (1000, 1000, 100) || t.elapsed() > Duration::from_secs(120) {
-            println!(
-                "populated: {apps} apps, {probes} probes, {refs} refs after {:.1} s",
+        let count = |p: &str| body.lines().filter(|l| l.starts_with(p)).count();
+        let got = (
+            count("deploywatch_app_info{"),
+            count("deploywatch_health_probe_success{"),
+            count("deploywatch_git_ref_commit_timestamp_seconds{"),
+        );
+        if got == (apps, apps, 100) || t.elapsed() > Duration::from_secs(180) {
+            eprintln!(
+                "populated: {got:?} (apps, probes, refs) after {:.1} s",
                 t.elapsed().as_secs_f64()
             );
             break;
@@ -436,69 +576,47 @@ async fn metrics(c: &reqwest::Client) {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = rss_kib(pid);
-    let mut hs = Vec::new();
-    let t = Instant::now();
-    for _ in 0..4 {
-        let url = s.url.clone();
-        hs.push(tokio::spawn(async move {
-            let c = reqwest::Client::new();
-            let mut lat = Vec::new();
-            let mut bytes = 0;
-            for _ in 0..125 {
-                let st = Instant::now();
-                let b = c
-                    .get(format!("{url}/metrics"))
-                    .send()
-                    .await
-                    .expect("m")
-                    .bytes()
-                    .await
-                    .expect("b");
-                lat.push(st.elapsed().as_secs_f64() * 1000.0);
-                bytes = b.len();
-            }
-            (lat, bytes)
-        }));
+    // nginx serves the bytes deploywatch serves: the plain body and its gzip copy.
+    let web = tempfile::tempdir().expect("tmp");
+    let url = format!("{}/metrics", s.url);
+    for (file, gzip) in [("metrics", false), ("metrics.gz", true)] {
+        let mut r = c.get(&url);
+        if gzip {
+            r = r.header("accept-encoding", "gzip");
+        }
+        let b = r.send().await.expect("m").bytes().await.expect("b");
+        std::fs::write(web.path().join(file), &b).expect("write body");
     }
-    let mut peak = 0;
-    let mut lat = Vec::new();
-    let mut bytes = 0;
-    while !hs.iter().all(|h| h.is_finished()) {
-        peak = peak.max(rss_kib(pid));
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let ng = nginx(web.path());
+    for gzip in [false, true] {
+        let file = if gzip { "metrics.gz" } else { "metrics" };
+        let bytes = std::fs::metadata(web.path().join(file))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        for conns in [1, 4] {
+            let (d50, d99, drps) = wrk(&url, conns, 5, gzip);
+            let (n50, n99, nrps) = wrk(&ng.url, conns, 5, gzip);
+            println!(
+                "| {apps} | {} | {conns} | {bytes} | {d50:.2} ms | {d99:.2} ms | {n50:.2} ms | {n99:.2} ms | {:.2}× | {drps:.0} | {nrps:.0} |",
+                if gzip { "gzip" } else { "identity" },
+                d99 / n99
+            );
+        }
     }
-    for h in hs {
-        let (l, b) = h.await.expect("join");
-        lat.extend(l);
-        bytes = b;
+    drop(ng);
+    let after_wrk = rss_kib(pid);
+    for _ in 0..2000 {
+        let _ = c
+            .get(&url)
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .expect("m")
+            .bytes()
+            .await;
     }
-    let el = t.elapsed().as_secs_f64();
-    println!(
-        "| scrapes | scrapes/s | p50 | p99 | body bytes | RSS idle (populated) | RSS peak under scrape load |\n|---|---|---|---|---|---|---|"
-    );
-    println!(
-        "| {} | {:.0} | {:.1} ms | {:.1} ms | {bytes} | {:.1} MiB | {:.1} MiB |",
-        lat.len(),
-        lat.len() as f64 / el,
-        pct(&mut lat, 50),
-        pct(&mut lat, 99),
-        idle as f64 / 1024.0,
-        peak as f64 / 1024.0
-    );
-    let bare = spawn(
-        dir.path(),
-        &[(
-            "DEPLOYWATCH_DATABASE_URL",
-            &format!("sqlite://{}/bare.db", dir.path().display()),
-        )],
-        None,
-    );
-    wait_ready(c, &bare.url).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    println!(
-        "\nRSS of an idle `serve` with no sources: {:.1} MiB",
-        rss_kib(bare.child.id()) as f64 / 1024.0
-    );
+    let after_more = rss_kib(pid);
+    (apps, idle, after_wrk, after_more)
 }
 
 async fn budget() {

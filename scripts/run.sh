@@ -3,7 +3,7 @@
 # built-in DigitalOcean simulator) when no DIGITALOCEAN_TOKEN is set, `serve` otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release
+cargo build --release --locked
 if [ -z "${DIGITALOCEAN_TOKEN:-}" ]; then
   exec target/release/deploywatch demo "$@"
 else

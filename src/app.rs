@@ -144,5 +144,6 @@ pub async fn sync_outcome_metrics(app: &App) -> Result<usize, StoreError> {
             m.dora_recovery_time.with_label_values(&[a]).observe(rt);
         }
     }
+    m.changed();
     Ok(n)
 }

@@ -7,10 +7,12 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::Request;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware;
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -125,6 +127,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/status", get(status))
         .merge(protected)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            mark_metrics_changed,
+        ))
         // Authenticate every route but the open ones, before any body is read.
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -169,9 +175,48 @@ async fn webhook(
     }
 }
 
-async fn metrics(State(app): State<AppState>) -> Response {
-    let body = app.metrics.render();
-    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
+/// Serves the cached exposition (see `crate::exposition`): gzip when the client accepts it.
+async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(crate::exposition::accepts_gzip);
+    let (cached, process) = app.metrics.exposition.body(gzip);
+    let head = if gzip {
+        cached.gzip.clone()
+    } else {
+        cached.plain.clone()
+    };
+    let len = head.len() + process.len();
+    // Two frames, no copy of the cached body; the length is known, so no chunked encoding.
+    let frames = [head, process].map(Ok::<_, std::convert::Infallible>);
+    let mut r = axum::body::Body::from_stream(futures::stream::iter(frames)).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    r
+}
+
+/// Any request that can change state (webhook, task API) marks the `/metrics` cache stale before
+/// it answers, so the client's next scrape sees its effect.
+async fn mark_metrics_changed(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let writes = !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    let r = next.run(req).await;
+    if writes {
+        app.metrics.exposition.changed_now();
+    }
+    r
 }
 
 async fn live() -> Response {

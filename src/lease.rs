@@ -76,6 +76,7 @@ pub fn spawn(
                             );
                         }
                         leader.set(1);
+                        app.metrics.changed();
                         let _ = tx.send(Some(grant.generation));
                         ttl / 3
                     }
@@ -95,6 +96,7 @@ pub fn spawn(
                                 "lost the lease; another replica holds it now"
                             );
                             leader.set(0);
+                            app.metrics.changed();
                             let _ = tx.send(None);
                             retry_after(ttl, rand::rng().random::<f64>())
                         }

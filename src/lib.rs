@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod exposition;
 pub mod fixer;
 pub mod http;
 pub mod lease;

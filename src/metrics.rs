@@ -5,8 +5,7 @@
 //! appear only in `_info` series, one per app or ref, replaced (not accumulated) when they change.
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 pub const PREFIX: &str = "deploywatch";
@@ -15,10 +14,15 @@ pub const PREFIX: &str = "deploywatch";
 const LONG_BUCKETS: &[f64] = &[
     30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
 ];
+/// Buckets for deployment durations, fitted to App Platform's spread: builds and deploys take one
+/// to fifteen minutes; past an hour a deployment has stalled (stuck detection covers it).
+const DEPLOY_BUCKETS: &[f64] = &[60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0];
 const STEP_BUCKETS: &[f64] = &[5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0];
 
 pub struct Metrics {
     pub registry: Registry,
+    /// The cached `/metrics` body (see `crate::exposition`).
+    pub exposition: crate::exposition::Exposition,
 
     // Process-wide.
     pub build_info: IntGaugeVec,
@@ -127,10 +131,12 @@ impl Reg<'_> {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
+        // Process metrics change every scrape: rendered per scrape, outside the cached body.
+        let process = Registry::new();
         #[cfg(target_os = "linux")]
         {
             let pc = prometheus::process_collector::ProcessCollector::for_self();
-            registry.register(Box::new(pc)).expect("process collector");
+            process.register(Box::new(pc)).expect("process collector");
         }
         let r = Reg(&registry);
         const CACHED: &str = " (cached from the last poll; never fetched during a scrape)";
@@ -161,7 +167,7 @@ impl Metrics {
                 "deployment_duration_seconds",
                 "Deployment duration from creation to its terminal phase.",
                 &["app", "outcome"],
-                LONG_BUCKETS,
+                DEPLOY_BUCKETS,
             ),
             deployment_last_success: r.fgauge(
                 "deployment_last_success_timestamp_seconds",
@@ -322,6 +328,7 @@ impl Metrics {
             },
             migration_pending: r.gauge("migration_pending", "Migrations the checked database has not applied.", &["check"]),
             migration_check_info: r.gauge("migration_check_info", "Always 1; which app each migration check belongs to.", &["check", "app"]),
+            exposition: crate::exposition::Exposition::new(registry.clone(), process),
             registry,
         };
         m.build_info
@@ -330,13 +337,15 @@ impl Metrics {
         m
     }
 
-    /// Text exposition of every family.
+    /// Text exposition of every family (the cached body plus this moment's process metrics).
     pub fn render(&self) -> Vec<u8> {
-        let families = self.registry.gather();
-        let mut buf = Vec::with_capacity(64 * 1024);
-        // Encoding into a Vec cannot fail for well-formed families.
-        let _ = TextEncoder::new().encode(&families, &mut buf);
-        buf
+        let (r, process) = self.exposition.body(false);
+        [&r.plain[..], &process[..]].concat()
+    }
+
+    /// Tells `/metrics` that a writer changed something; the next scrape renders afresh.
+    pub fn changed(&self) {
+        self.exposition.changed();
     }
 
     /// Counts the tasks a store call created.
@@ -356,6 +365,7 @@ impl Metrics {
                 .with_label_values(&[source])
                 .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
         }
+        self.changed();
     }
 }
 

@@ -162,6 +162,7 @@ impl StartupChecks {
             .startup_check_success
             .with_label_values(&[&r.name])
             .set(r.ok as i64);
+        metrics.changed();
         let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
         let e = g.entry(r.name.clone()).or_insert(Entry {
             required: true,

@@ -144,6 +144,7 @@ pub async fn sweep_once(app: &App, expire: bool) {
     if let Ok(n) = app.store.outbox_pending().await {
         app.metrics.announcements_pending.set(n);
     }
+    app.metrics.changed();
 }
 
 pub async fn run_sweeper(

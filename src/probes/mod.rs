@@ -193,6 +193,7 @@ fn record_metrics(app: &App, t: &HealthTarget, r: &ProbeResult, th: Thresholds) 
             .with_label_values(&l)
             .set(c.timestamp() as f64);
     }
+    m.changed();
 }
 
 fn remove_metrics(app: &App, t: &HealthTarget) {
@@ -216,6 +217,7 @@ fn remove_metrics(app: &App, t: &HealthTarget) {
             reason.as_str(),
         ]);
     }
+    m.changed();
 }
 
 /// A failed probe leaves a client span with HTTP semantic-convention attributes.

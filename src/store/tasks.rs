@@ -196,38 +196,72 @@ impl Store {
     }
 
     /// Atomically hands the most urgent queued task of `queue` to `worker`.
+    ///
+    /// PostgreSQL: one statement (claim and its history row in one CTE, `FOR UPDATE SKIP LOCKED` so
+    /// concurrent workers never wait on each other's candidate). SQLite: the same `UPDATE …
+    /// RETURNING` and the history row in one transaction on the single writer connection.
     pub async fn claim(
         &self,
         queue: Queue,
         worker: &str,
         lease: Duration,
     ) -> Result<Option<Task>, StoreError> {
-        self.expire_leases().await?;
         let now = now_ms();
-        let lock = match self.backend {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            // One connection is the single writer; nothing to lock against.
-            Backend::Sqlite => "",
-        };
-        let sql = format!(
+        if self.any_expired_lease(now).await? {
+            self.expire_leases().await?;
+        }
+        let update = format!(
             "UPDATE tasks SET state = 'claimed', worker = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
-             WHERE id = (SELECT id FROM tasks WHERE queue = $4 AND state = 'queued' ORDER BY priority, created_at, id LIMIT 1 {lock}) \
-             RETURNING {TASK_COLUMNS}"
+             WHERE id = (SELECT id FROM tasks WHERE queue = $4 AND state = 'queued' ORDER BY priority, created_at, id LIMIT 1 {}) \
+             RETURNING {TASK_COLUMNS}",
+            match self.backend {
+                Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+                // One connection is the single writer; nothing to lock against.
+                Backend::Sqlite => "",
+            }
         );
+        let q = |sql: String| {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(worker.to_owned())
+                .bind(now + lease.as_millis() as i64)
+                .bind(now)
+                .bind(queue.as_str())
+        };
+        if self.backend == Backend::Postgres {
+            let sql = format!(
+                "WITH c AS ({update}), \
+                 e AS (INSERT INTO task_events (task_id, at, event, worker) SELECT id, $3, 'claimed', $1 FROM c) \
+                 SELECT * FROM c"
+            );
+            let row = q(sql).fetch_optional(&self.pool).await?;
+            return row.as_ref().map(task_from_row).transpose();
+        }
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(worker)
-            .bind(now + lease.as_millis() as i64)
-            .bind(now)
-            .bind(queue.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row = q(update).fetch_optional(&mut *tx).await?;
         let task = row.as_ref().map(task_from_row).transpose()?;
         if let Some(t) = &task {
             add_event(&mut tx, &t.id, now, "claimed", Some(worker), None).await?;
         }
         tx.commit().await?;
         Ok(task)
+    }
+
+    /// A cheap read before the lease sweep a claim runs, so a claim with nothing expired costs
+    /// no transaction. Naming each queue lets PostgreSQL use the `(queue, state, …)` index.
+    async fn any_expired_lease(&self, now: i64) -> Result<bool, StoreError> {
+        let queues = Queue::ALL
+            .iter()
+            .map(|q| format!("'{}'", q.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT 1 AS one FROM tasks WHERE queue IN ({queues}) AND state = 'claimed' AND lease_expires_at < $1 LIMIT 1"
+        );
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
     }
 
     /// Claims one specific queued task (the rollback executor picks its own).
@@ -258,6 +292,8 @@ impl Store {
         Ok(task)
     }
 
+    /// One statement on PostgreSQL (the update and its history row in one CTE); the update and
+    /// the history row in one transaction on SQLite. The "why not" query runs only on refusal.
     async fn holder_update(
         &self,
         id: &str,
@@ -268,23 +304,46 @@ impl Store {
         binds: (Option<i64>, Option<String>),
     ) -> Result<Task, TaskUpdateError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
-        let sql = format!(
+        let update = format!(
             "UPDATE tasks SET {set}, updated_at = $1 WHERE id = $2 AND state = 'claimed' AND worker = $3 AND lease_expires_at >= $1 \
              RETURNING {TASK_COLUMNS}"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now)
-            .bind(id)
-            .bind(worker)
-            .bind(binds.0)
-            .bind(binds.1)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row = if self.backend == Backend::Postgres {
+            let sql = format!(
+                "WITH u AS ({update}), \
+                 e AS (INSERT INTO task_events (task_id, at, event, worker, detail) SELECT id, $1, $6, $3, $7 FROM u) \
+                 SELECT * FROM u"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(now)
+                .bind(id)
+                .bind(worker)
+                .bind(binds.0)
+                .bind(binds.1)
+                .bind(event)
+                .bind(detail.map(|d| d.to_string()))
+                .fetch_optional(&self.pool)
+                .await?
+        } else {
+            let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+            let row = sqlx::query(sqlx::AssertSqlSafe(update))
+                .bind(now)
+                .bind(id)
+                .bind(worker)
+                .bind(binds.0)
+                .bind(binds.1)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if row.is_some() {
+                add_event(&mut tx, id, now, event, Some(worker), detail).await?;
+                tx.commit().await.map_err(StoreError::from)?;
+            }
+            row
+        };
         let Some(row) = row else {
             let exists = sqlx::query("SELECT 1 AS one FROM tasks WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&self.pool)
                 .await?;
             return Err(match exists {
                 Some(_) => TaskUpdateError::NotLeaseHolder {
@@ -294,10 +353,7 @@ impl Store {
                 None => TaskUpdateError::NotFound(id.into()),
             });
         };
-        let task = task_from_row(&row)?;
-        add_event(&mut tx, id, now, event, Some(worker), detail).await?;
-        tx.commit().await.map_err(StoreError::from)?;
-        Ok(task)
+        Ok(task_from_row(&row)?)
     }
 
     pub async fn heartbeat(

@@ -483,6 +483,16 @@ async fn retry_after_is_honoured_and_faults_keep_last_known_values() {
         ) == Some(0.0)
     })
     .await;
+    // Background changes reach /metrics within one render (src/exposition.rs).
+    wait_for(Duration::from_secs(10), || async {
+        metric(
+            &app.metrics().await,
+            "deploywatch_digitalocean_requests_total{code=\"500\",endpoint=\"/v2/apps\"}",
+        )
+        .unwrap_or(0.0)
+            >= 3.0
+    })
+    .await;
     let m = app.metrics().await;
     assert!(
         m.contains("deploywatch_app_info{app=\"api\""),

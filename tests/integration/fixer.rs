@@ -917,3 +917,58 @@ async fn every_task_route_refuses_bad_bodies_without_writing() {
     assert_eq!(app.get("/no/such/route").await.status(), 404);
     app.stop().await;
 }
+
+/// 16 concurrent workers claim and complete 10,000 tasks on PostgreSQL through the store's
+/// one-statement claim (`FOR UPDATE SKIP LOCKED`) and complete: each task exactly once, and each
+/// claim and completion leaves its history row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_workers_claim_ten_thousand_tasks_once_each() {
+    use deploywatch::tasks::Queue;
+    const N: i64 = 10_000;
+    let app = spawn_app(Kind::Postgres, "", &[]).await;
+    let store = app.app().store.clone();
+    sqlx::query(
+        "INSERT INTO tasks (id, queue, kind, title, priority, state, dedup_key, open_key, context, max_attempts, created_at, updated_at, last_seen_at) \
+         SELECT 't' || i, 'execution', 'fix', 'FIX: load', i % 3, 'queued', 'k' || i, 'k' || i, '{}', 3, i, i, i \
+         FROM generate_series(1, $1) AS i",
+    )
+    .bind(N)
+    .execute(store.pool())
+    .await
+    .expect("seed tasks");
+    let mut workers = Vec::new();
+    for w in 0..16 {
+        let store = store.clone();
+        workers.push(tokio::spawn(async move {
+            let worker = format!("w{w}");
+            let mut mine = Vec::new();
+            while let Some(t) = store
+                .claim(Queue::Execution, &worker, Duration::from_secs(300))
+                .await
+                .expect("claim")
+            {
+                store
+                    .complete(&t.id, &worker, &json!({"ok": true}))
+                    .await
+                    .expect("complete");
+                mine.push(t.id);
+            }
+            mine
+        }));
+    }
+    let mut ids = Vec::new();
+    for w in workers {
+        ids.extend(w.await.expect("worker"));
+    }
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(ids.len() as i64, N, "every task claimed");
+    assert_eq!(unique.len() as i64, N, "no task claimed twice");
+    assert_eq!(count_rows(&app, "task_events").await, 2 * N);
+    let done: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE state = 'done' AND attempts = 1")
+            .fetch_one(store.pool())
+            .await
+            .expect("count");
+    assert_eq!(done, N);
+    app.stop().await;
+}

@@ -6,6 +6,7 @@ mod demo;
 mod deploy_spec;
 mod digitalocean;
 mod do_readings;
+mod exposition;
 mod fixer;
 mod git;
 mod helpers;

@@ -197,6 +197,7 @@ impl Poller {
         match serde_json::from_str::<super::Snapshot>(&body) {
             Ok(snap) => {
                 self.exporter.export(&self.app.metrics, &snap.apps, true);
+                self.app.metrics.changed();
                 *self.app.do_snapshot_mut() = snap;
                 *seen = version;
             }
@@ -259,6 +260,7 @@ impl Poller {
         report.any_in_progress = views.values().any(|v| v.in_progress.is_some());
         self.exporter
             .export(&self.app.metrics, &views, incomplete.is_none());
+        self.app.metrics.changed();
         {
             let mut snap = self.app.do_snapshot_mut();
             *snap = Snapshot {
