@@ -241,3 +241,121 @@ async fn three_replicas_take_over_quickly_and_serve_the_same_picture() {
         "{logs}"
     );
 }
+
+/// A Prometheus scraping `targets` with the shipped recording rules, evaluated every second (the
+/// only change to the rules: `interval: 1m` becomes 1s, to bound the test).
+fn prometheus(dir: &std::path::Path, targets: &[String], port: u16) -> crate::stack::Proc {
+    let rules = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("alerts/recording.rules.yml"),
+    )
+    .expect("rules")
+    .replace("interval: 1m", "interval: 1s");
+    std::fs::write(dir.join("recording.rules.yml"), rules).expect("write rules");
+    let list = targets
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cfg = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}/recording.rules.yml\n\
+         scrape_configs:\n  - job_name: deploywatch\n    static_configs:\n      - targets: [{list}]\n",
+        dir.display()
+    );
+    std::fs::write(dir.join("prometheus.yml"), cfg).expect("write config");
+    std::fs::create_dir_all(dir.join("data")).expect("data");
+    crate::stack::spawn(
+        "prometheus",
+        &[
+            format!("--config.file={}", dir.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ],
+        &dir.join("prometheus.log"),
+    )
+}
+
+async fn value(port: u16, q: &str) -> Option<f64> {
+    let v = crate::stack::prom_query(port, q).await;
+    v["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shipped_recording_rules_agree_scraping_one_or_three_replicas() {
+    let db = pg_db().await;
+    let sim = Simulator::new(Duration::from_millis(100));
+    let (addr, _) = sim
+        .serve("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("simulator");
+    let api = format!("http://{addr}");
+    sim.add_app("api", "9a4df0b8e161e323bc3cdf1dc71878080fe144fa");
+    let dir = tempfile::tempdir().expect("tmp");
+    let replicas: Vec<Replica> = (0..3)
+        .map(|n| start(dir.path(), &db.url, &api, n))
+        .collect();
+    let targets: Vec<String> = replicas
+        .iter()
+        .map(|r| r.url.trim_start_matches("http://").to_string())
+        .collect();
+    let (one_dir, three_dir) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let (one, three) = (free_port(), free_port());
+    let _p1 = prometheus(one_dir.path(), &targets[..1], one);
+    let _p3 = prometheus(three_dir.path(), &targets, three);
+    for port in [one, three] {
+        crate::stack::ready(&format!("http://127.0.0.1:{port}/-/ready")).await;
+    }
+    let scraped = |port: u16, n: usize| async move {
+        crate::stack::prom_query(port, "up{job=\"deploywatch\"} == 1").await["data"]["result"]
+            .as_array()
+            .is_some_and(|r| r.len() == n)
+    };
+    wait_for(Duration::from_secs(60), || async {
+        scraped(one, 1).await && scraped(three, 3).await
+    })
+    .await;
+
+    // Deployments while both scrape: three successes and a failure.
+    for (i, script) in [
+        Script::Success,
+        Script::BuildFailure,
+        Script::Success,
+        Script::Success,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sim.deploy("api", &format!("{:040x}", 0xd00 + i), script);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let ratio = "app:deploywatch_deployment_success_ratio:rate1h{app=\"api\"}";
+    let ended = "app:deploywatch_deployments_ended:increase1d{app=\"api\"}";
+    let freq = "app:deploywatch_dora_deployment_frequency:per_day_7d{app=\"api\"}";
+    // Wait until every replica counted all four and both Prometheus servers recorded it.
+    wait_for(Duration::from_secs(90), || async {
+        let mut done = true;
+        for port in [one, three] {
+            done &= value(port, ended).await.is_some_and(|v| v >= 3.5);
+        }
+        done
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for q in [ratio, ended, freq] {
+        let (a, b) = (value(one, q).await, value(three, q).await);
+        let (Some(a), Some(b)) = (a, b) else {
+            panic!("{q}: one replica {a:?}, three replicas {b:?}");
+        };
+        // increase() extrapolates from each scrape's timing, so allow a sliver; a sum over three
+        // replicas would be three times as large.
+        assert!(
+            (a - b).abs() <= 0.1 * a.abs().max(1e-9),
+            "{q}: one replica {a}, three replicas {b}"
+        );
+    }
+    drop(replicas);
+}

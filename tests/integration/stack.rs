@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::helpers::*;
 
 /// A child process killed when dropped.
-struct Proc(Child);
+pub(crate) struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -25,7 +25,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn spawn(bin: &str, args: &[String], log: &Path) -> Proc {
+pub(crate) fn spawn(bin: &str, args: &[String], log: &Path) -> Proc {
     let out = std::fs::File::create(log).expect("log file");
     let child = Command::new(bin)
         .args(args)
@@ -36,7 +36,7 @@ fn spawn(bin: &str, args: &[String], log: &Path) -> Proc {
     Proc(child)
 }
 
-async fn ready(url: &str) {
+pub(crate) async fn ready(url: &str) {
     let c = reqwest::Client::new();
     wait_for(Duration::from_secs(30), || async {
         c.get(url)
@@ -224,7 +224,7 @@ fn prometheus(dir: &Path, target: &str, am_port: u16, port: u16) -> Proc {
     )
 }
 
-async fn prom_query(port: u16, q: &str) -> Value {
+pub(crate) async fn prom_query(port: u16, q: &str) -> Value {
     let c = reqwest::Client::new();
     let mut url = url::Url::parse(&format!("http://127.0.0.1:{port}/api/v1/query")).expect("url");
     url.query_pairs_mut().append_pair("query", q);
