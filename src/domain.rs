@@ -190,3 +190,24 @@ mod tests {
         assert!(!Phase::Active.in_progress());
     }
 }
+
+/// The first `n` characters of `s` (a short commit, an id): never cuts a character in two, so an
+/// unexpected non-ASCII value cannot panic a renderer. Pure.
+pub fn prefix(s: &str, n: usize) -> &str {
+    s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    #[test]
+    fn prefixes_never_split_a_character() {
+        for (s, n, want) in [
+            ("9a4df0b8e1", 7, "9a4df0b"),
+            ("abc", 7, "abc"),
+            ("ééééééééé", 7, "ééééééé"),
+            ("", 3, ""),
+        ] {
+            assert_eq!(super::prefix(s, n), want);
+        }
+    }
+}

@@ -45,7 +45,7 @@ pub fn span(secs: i64) -> String {
 
 fn short(v: &Value, n: usize) -> String {
     v.as_str()
-        .map(|c| esc(&c[..c.len().min(n)]))
+        .map(|c| esc(crate::domain::prefix(c, n)))
         .unwrap_or_else(|| "—".into())
 }
 

@@ -414,7 +414,7 @@ impl Simulator {
             commit: commit.to_string(),
             cause: format!(
                 "commit {} pushed to github/acme/{name}",
-                &commit[..commit.len().min(7)]
+                crate::domain::prefix(commit, 7)
             ),
             cause_type: "GIT_PUSH".into(),
             canceled_at: None,
@@ -450,7 +450,7 @@ impl Simulator {
         let cause = match cause_type {
             "GIT_PUSH" => format!(
                 "commit {} pushed to github/{}",
-                &commit[..commit.len().min(7)],
+                crate::domain::prefix(commit, 7),
                 a.repo
             ),
             other => other.to_ascii_lowercase().replace('_', " "),

@@ -155,7 +155,7 @@ fn txt(v: &Value) -> String {
 
 fn short_commit(v: &Value) -> String {
     v.as_str()
-        .map(|c| crate::terminal::clean(&c[..c.len().min(12)]))
+        .map(|c| crate::terminal::clean(crate::domain::prefix(c, 12)))
         .unwrap_or_else(|| "-".into())
 }
 
@@ -311,7 +311,7 @@ mod tests {
         let doc = json!({
             "version": "1",
             "sources": {"digitalocean": {"state": "on", "reason": "", "last_error": "boom\u{1b}[2J"}},
-            "apps": [{"name": "api\u{1b}[2J\nFAKE", "latest": {"id": "d1", "phase": "ERROR", "commit": "abc", "cause": "x\ny"},
+            "apps": [{"name": "api\u{1b}[2J\nFAKE", "latest": {"id": "d1", "phase": "ERROR", "commit": "aéééééééééééé", "cause": "x\ny"},
                       "last_failure": {"deployment_id": "d1", "class": "build", "failed_step": {"top_step": "build", "step": "b\u{7}"}}}],
             "firing_alerts": [{"alertname": "DeploymentFailed", "app": "a\u{9b}"}],
             "open_tasks": [{"queue": "execution", "title": "FIX\u{1b}]0;pwned\u{7}", "state": "queued", "id": "t1"}],

@@ -8,7 +8,9 @@ use crate::tasks::{Queue, State, Task};
 use crate::terminal::clean;
 
 fn short(commit: Option<&str>) -> &str {
-    commit.map(|c| &c[..c.len().min(7)]).unwrap_or("unknown")
+    commit
+        .map(|c| crate::domain::prefix(c, 7))
+        .unwrap_or("unknown")
 }
 
 /// One line for a lifecycle event. Pure.

@@ -21,7 +21,7 @@ pub fn tasks_for_event(e: &LifecycleEvent, dashboard: Option<&str>) -> Vec<NewTa
     let short = d
         .commit
         .as_deref()
-        .map(|c| &c[..c.len().min(7)])
+        .map(|c| crate::domain::prefix(c, 7))
         .unwrap_or("unknown");
     let verb = match e.kind {
         LifecycleKind::Started => "started",

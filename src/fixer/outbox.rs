@@ -19,7 +19,7 @@ pub fn render(kind: NotifierKind, payload: &serde_json::Value) -> serde_json::Va
             let title = payload["title"].as_str().unwrap_or("deploywatch");
             let mut text = title.trim_start_matches("ANNOUNCE: ").to_string();
             if let Some(c) = payload["context"]["commit"].as_str() {
-                text.push_str(&format!(" · commit `{}`", &c[..c.len().min(7)]));
+                text.push_str(&format!(" · commit `{}`", crate::domain::prefix(c, 7)));
             }
             if let Some(d) = payload["context"]["duration_seconds"].as_f64() {
                 text.push_str(&format!(" · {d:.0}s"));
