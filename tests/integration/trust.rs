@@ -139,6 +139,72 @@ async fn disk_full_acknowledges_only_what_is_on_disk_and_recovers() {
     app.stop().await;
 }
 
+/// Sets or clears the immutable attribute (root cannot write an immutable file either: this is
+/// how a read-only database file looks to a process that runs as root).
+fn immutable(paths: &[std::path::PathBuf], on: bool) {
+    for p in paths.iter().filter(|p| p.exists()) {
+        let ok = Command::new("chattr")
+            .arg(if on { "+i" } else { "-i" })
+            .arg(p)
+            .status()
+            .expect("chattr (e2fsprogs) is installed");
+        assert!(ok.success(), "chattr on {}", p.display());
+    }
+}
+
+#[tokio::test]
+async fn a_read_only_database_file_is_not_ready_never_acknowledged_and_recovers() {
+    let db = sqlite_db();
+    let path = std::path::PathBuf::from(db.url.trim_start_matches("sqlite://"));
+    // Not the -shm file: it is memory-mapped, and a mapped page that cannot be written is a
+    // SIGBUS, not an error (a read-only remount is a different fault).
+    let files: Vec<std::path::PathBuf> = ["", "-wal"]
+        .iter()
+        .map(|s| std::path::PathBuf::from(format!("{}{s}", path.display())))
+        .collect();
+    let app = spawn_app_on(db, "", &[], ServeOptions::default()).await;
+    let mut acked = BTreeSet::new();
+    for i in 0..3 {
+        assert_eq!(post(&app, &alert_for(i)).await, 200);
+        acked.insert(format!("app{i}"));
+    }
+    immutable(&files, true);
+    let mut refused = 0;
+    for i in 3..10 {
+        match post(&app, &alert_for(i)).await {
+            200 => {
+                acked.insert(format!("app{i}"));
+            }
+            503 => refused += 1,
+            other => {
+                immutable(&files, false);
+                panic!("alert {i}: {other} while the file is read-only");
+            }
+        }
+    }
+    let ready = app.get("/health/ready").await.status();
+    immutable(&files, false);
+    assert!(
+        refused > 0,
+        "the file was read-only, yet every write succeeded"
+    );
+    assert_eq!(ready, 503, "not ready while the file is read-only");
+    wait_for(Duration::from_secs(20), || async {
+        app.get("/health/ready").await.status() == 200
+    })
+    .await;
+    for i in 10..13 {
+        assert_eq!(post(&app, &alert_for(i)).await, 200, "after recovery");
+        acked.insert(format!("app{i}"));
+    }
+    let db = app.stop().await;
+    let app = spawn_app_on(db, "", &[], ServeOptions::default()).await;
+    let stored = stored_apps(&app).await;
+    let lost: Vec<_> = acked.difference(&stored).collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_deleted_database_file_is_not_ready_and_never_acknowledged() {
     let db = sqlite_db();
