@@ -184,7 +184,9 @@ fn apps(status: &Value, now: DateTime<Utc>) -> String {
     for a in &list {
         let mut dl = String::new();
         dl.push_str(&deployment_line("in progress", &a["in_progress"], now));
-        dl.push_str(&deployment_line("latest", &a["latest"], now));
+        if a["latest"]["id"] != a["in_progress"]["id"] {
+            dl.push_str(&deployment_line("latest", &a["latest"], now));
+        }
         if a["active"]["id"] != a["latest"]["id"] {
             dl.push_str(&deployment_line("active", &a["active"], now));
         }
