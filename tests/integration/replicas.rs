@@ -175,12 +175,13 @@ async fn three_replicas_take_over_quickly_and_serve_the_same_picture() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // The takeover is a functional bound of the lease design (lease 1s, retries every ~250ms):
+        // The takeover is a functional bound of the lease design (lease 1s, retries every ~250ms;
+        // 1s of slack for scheduling on a loaded machine):
         // the next poll comes within two poll intervals of the last one.
         let took = last_request.elapsed();
         eprintln!("round {round}: next poll {took:?} after the last one");
         assert!(
-            took <= POLL * 2 + Duration::from_millis(500),
+            took <= POLL * 2 + Duration::from_secs(1),
             "round {round}: the next poll came {took:?} after the last one"
         );
 
@@ -221,14 +222,30 @@ async fn three_replicas_take_over_quickly_and_serve_the_same_picture() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let leaders: usize = {
-            let mut n = 0;
+        // Exactly one poller: never two at once, and one once every scrape answered (a scrape
+        // can time out on a loaded machine; that says nothing about who leads).
+        let since = Instant::now();
+        loop {
+            let (mut leaders, mut answered) = (0, true);
             for r in replicas.iter().flatten() {
-                n += usize::from(scrape(&c, r).await.is_some_and(|m| read(&m).leader));
+                match scrape(&c, r).await {
+                    Some(m) => leaders += usize::from(read(&m).leader),
+                    None => answered = false,
+                }
             }
-            n
-        };
-        assert_eq!(leaders, 1, "round {round}: exactly one poller");
+            assert!(
+                leaders <= 1,
+                "round {round}: {leaders} replicas poll at once"
+            );
+            if answered && leaders == 1 {
+                break;
+            }
+            assert!(
+                since.elapsed() < Duration::from_secs(15),
+                "round {round}: no replica leads ({leaders} leaders, every scrape answered: {answered})"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     // The takeovers were logged with the previous holder's name.
     let logs: String = replicas
