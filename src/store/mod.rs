@@ -406,39 +406,7 @@ impl Store {
         Ok(first_failure)
     }
 
-    // ---------------------------------------------------------------------------------------------
-    // Leases: one replica polls DigitalOcean; another takes over once the lease lapses.
-    // ---------------------------------------------------------------------------------------------
-
-    pub async fn try_acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let now = now_ms();
-        let res = sqlx::query(
-            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
-             WHERE leases.holder = excluded.holder OR leases.expires_at < $4",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(now + ttl.as_millis() as i64)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(res.rows_affected() == 1)
-    }
-
-    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
-            .bind(name)
-            .bind(holder)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
+    // Leases (with their fencing generations) live in `leases.rs`.
 
     // ---------------------------------------------------------------------------------------------
     // Outbox: announcements for outbound notifiers, retried until delivered.
