@@ -7,10 +7,10 @@ use tokio::sync::broadcast;
 
 use crate::checks::StartupChecks;
 use crate::config::Config;
+use crate::domain::git::GitSnapshot;
+use crate::domain::probe::ProbeSnapshot;
+use crate::domain::{LifecycleEvent, Snapshot};
 use crate::metrics::Metrics;
-use crate::probes::ProbeSnapshot;
-use crate::sources::digitalocean::{LifecycleEvent, Snapshot};
-use crate::sources::git::GitSnapshot;
 use crate::store::{Store, StoreError};
 
 pub struct App {
@@ -70,7 +70,7 @@ impl App {
         self.do_snapshot.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn app_view(&self, name: &str) -> Option<crate::sources::digitalocean::AppView> {
+    pub fn app_view(&self, name: &str) -> Option<crate::domain::AppView> {
         read(&self.do_snapshot).apps.get(name).cloned()
     }
 

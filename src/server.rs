@@ -414,7 +414,7 @@ async fn startup_sequence(
             _ = tokio::time::sleep(wait) => {}
             e = events.recv() => {
                 if let Ok(e) = e
-                    && e.kind != crate::sources::digitalocean::LifecycleKind::Succeeded {
+                    && e.kind != crate::domain::LifecycleKind::Succeeded {
                         continue;
                     }
             }

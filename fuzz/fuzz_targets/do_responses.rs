@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((deps, _)) = types::parse_deployments_page(data) {
         for d in deps {
             let _ = d.failed_step();
-            let _ = deploywatch::tasks::classify::classify(d.failed_step().as_ref(), None);
+            let _ = deploywatch::domain::classify::classify(d.failed_step().as_ref(), None);
         }
     }
     let _ = serde_json::from_slice::<types::LogsResponse>(data).map(|l| l.urls().len());

@@ -17,9 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use crate::domain::AppView;
 use crate::domain::Outcome;
-use crate::probes::ProbeView;
-use crate::sources::digitalocean::AppView;
+use crate::domain::probe::ProbeView;
 
 const RUNBOOKS: &str = "https://github.com/deploywatch/deploywatch/blob/main/docs/runbooks";
 
@@ -172,8 +172,8 @@ pub fn notification(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::DeploymentView;
     use crate::domain::Phase;
-    use crate::sources::digitalocean::DeploymentView;
 
     fn dep(phase: Phase) -> DeploymentView {
         DeploymentView {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::sources::digitalocean::{LifecycleEvent, LifecycleKind};
+use crate::domain::{LifecycleEvent, LifecycleKind};
 use crate::tasks::{Queue, State, Task};
 use crate::terminal::clean;
 

@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
 use crate::app::App;
-use crate::sources::digitalocean::{LifecycleEvent, LifecycleKind};
+use crate::domain::{LifecycleEvent, LifecycleKind};
 use crate::store::PlaceOptions;
 use crate::tasks::{Kind, NewTask, Queue, State};
 
@@ -167,8 +167,8 @@ pub async fn run_sweeper(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::DeploymentView;
     use crate::domain::Phase;
-    use crate::sources::digitalocean::DeploymentView;
 
     fn event(kind: LifecycleKind, cause: &str) -> LifecycleEvent {
         LifecycleEvent {

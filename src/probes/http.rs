@@ -11,66 +11,9 @@ use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use serde::Serialize;
 
 use super::safety::{self, Verdict};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FailureReason {
-    Dns,
-    Connect,
-    Tls,
-    Timeout,
-    Status,
-    Body,
-    /// The address is refused by the safety rules.
-    Refused,
-}
-
-impl FailureReason {
-    pub const ALL: [FailureReason; 7] = [
-        FailureReason::Dns,
-        FailureReason::Connect,
-        FailureReason::Tls,
-        FailureReason::Timeout,
-        FailureReason::Status,
-        FailureReason::Body,
-        FailureReason::Refused,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureReason::Dns => "dns",
-            FailureReason::Connect => "connect",
-            FailureReason::Tls => "tls",
-            FailureReason::Timeout => "timeout",
-            FailureReason::Status => "status",
-            FailureReason::Body => "body",
-            FailureReason::Refused => "refused",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct Phases {
-    pub dns: f64,
-    pub connect: f64,
-    pub tls: f64,
-    pub processing: f64,
-    pub transfer: f64,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ProbeResult {
-    pub ok: bool,
-    pub reason: Option<FailureReason>,
-    pub detail: Option<String>,
-    pub status: Option<u16>,
-    pub duration: f64,
-    pub phases: Phases,
-    pub cert_not_after: Option<DateTime<Utc>>,
-}
+use crate::domain::probe::{FailureReason, Phases, ProbeResult};
 
 /// What to probe and what counts as healthy.
 #[derive(Debug, Clone)]

@@ -8,112 +8,25 @@
 pub mod http;
 pub mod safety;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{Span, SpanKind, Status, Tracer};
-use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 
 use crate::app::App;
 use crate::config::HealthTarget;
 use crate::domain::LabelValue;
-use http::{FailureReason, ProbeResult, ProbeSpec};
-
-/// Threshold state: healthy flips to false after `failure_threshold` failures in a row and back
-/// after `success_threshold` successes in a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Thresholds {
-    pub healthy: bool,
-    pub consecutive_failures: u32,
-    pub consecutive_successes: u32,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds {
-            healthy: true,
-            consecutive_failures: 0,
-            consecutive_successes: 0,
-        }
-    }
-}
-
-impl Thresholds {
-    pub fn observe(self, ok: bool, failure_threshold: u32, success_threshold: u32) -> Thresholds {
-        if ok {
-            let s = self.consecutive_successes.saturating_add(1);
-            Thresholds {
-                healthy: self.healthy || s >= success_threshold,
-                consecutive_failures: 0,
-                consecutive_successes: s,
-            }
-        } else {
-            let f = self.consecutive_failures.saturating_add(1);
-            Thresholds {
-                healthy: self.healthy && f < failure_threshold,
-                consecutive_failures: f,
-                consecutive_successes: 0,
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ProbeView {
-    pub target: String,
-    pub app: String,
-    pub url: String,
-    pub discovered: bool,
-    pub healthy: bool,
-    pub consecutive_failures: u32,
-    pub last_result: Option<ProbeResult>,
-    pub last_failure_reason: Option<FailureReason>,
-    pub checked_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Default)]
-pub struct ProbeSnapshot {
-    inner: RwLock<BTreeMap<String, ProbeView>>,
-}
-
-impl ProbeSnapshot {
-    pub fn all(&self) -> Vec<ProbeView> {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
-    }
-    pub fn get(&self, target: &str) -> Option<ProbeView> {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(target)
-            .cloned()
-    }
-    fn put(&self, v: ProbeView) {
-        self.inner
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(v.target.clone(), v);
-    }
-    fn remove(&self, target: &str) {
-        self.inner
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(target);
-    }
-}
+use crate::domain::probe::{FailureReason, ProbeResult, ProbeView, Thresholds};
+use http::ProbeSpec;
 
 /// Targets discovered from the DigitalOcean snapshot: one per health path of each app's spec,
 /// on the app's live URL. Pure.
 pub fn discover(
-    snapshot: &crate::sources::digitalocean::Snapshot,
+    snapshot: &crate::domain::Snapshot,
     defaults: &crate::config::HealthConfig,
 ) -> Vec<HealthTarget> {
     let mut out = Vec::new();

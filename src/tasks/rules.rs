@@ -7,9 +7,9 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::classify::FailureClass;
 use super::{Kind, NewTask};
-use crate::sources::digitalocean::AppView;
+use crate::domain::AppView;
+use crate::domain::classify::FailureClass;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -507,7 +507,7 @@ mod tests {
     fn classified_failures_name_the_class() {
         let view = AppView {
             name: "api".into(),
-            last_failure: Some(crate::sources::digitalocean::FailureView {
+            last_failure: Some(crate::domain::FailureView {
                 deployment_id: "d1".into(),
                 failed_step: None,
                 class: FailureClass::DependencyIssue,

@@ -12,8 +12,8 @@ use secrecy::SecretString;
 use serde_json::json;
 
 use crate::cli::{EXIT_ERROR, EXIT_FAILING, EXIT_OK, EXIT_TIMEOUT};
+use crate::domain::DeploymentView;
 use crate::domain::Phase;
-use crate::sources::digitalocean::DeploymentView;
 use crate::sources::digitalocean::client::Client;
 use crate::sources::digitalocean::types::{Deployment, Step};
 use crate::terminal::{clean, clean_lines};

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::AppView;
+use crate::domain::AppView;
 use crate::domain::{LabelValue, Outcome, Phase};
 use crate::metrics::Metrics;
 

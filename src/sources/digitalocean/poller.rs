@@ -12,14 +12,15 @@ use tokio::sync::watch;
 use super::client::{Client, DoError};
 use super::export::Exporter;
 use super::schedule::{self, ScheduleInput};
+use super::traces;
 use super::types::{App as ApiApp, Deployment};
-use super::{
-    AppView, DeploymentView, FailureView, LifecycleEvent, LifecycleKind, Snapshot, traces,
-};
 use crate::app::App;
-use crate::domain::{LabelValue, Outcome};
+use crate::domain::classify;
+use crate::domain::{
+    AppView, DeploymentView, FailureView, LabelValue, LifecycleEvent, LifecycleKind, Outcome,
+    Snapshot,
+};
 use crate::store::DeploymentOutcomeRecord;
-use crate::tasks::classify;
 
 /// The lease (and `deploywatch_leader{source}` label) of the poller; the snapshot row it writes.
 const LEASE_NAME: &str = "digitalocean";
@@ -194,7 +195,7 @@ impl Poller {
             }
         };
         let Some((version, body)) = found else { return };
-        match serde_json::from_str::<super::Snapshot>(&body) {
+        match serde_json::from_str::<crate::domain::Snapshot>(&body) {
             Ok(snap) => {
                 self.exporter.export(&self.app.metrics, &snap.apps, true);
                 self.app.metrics.changed();

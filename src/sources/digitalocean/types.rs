@@ -324,15 +324,7 @@ impl Deployment {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FailedStep {
-    /// `build` or `deploy` (the top-level step).
-    pub top_step: String,
-    pub step: String,
-    pub component: Option<String>,
-    pub reason_code: Option<String>,
-    pub reason_message: Option<String>,
-}
+pub use crate::domain::deployment::FailedStep;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct CauseDetails {
