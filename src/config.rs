@@ -288,7 +288,7 @@ pub struct Config {
     pub tasks: TasksConfig,
     pub rollback: RollbackConfig,
     pub notifiers: Vec<NotifierConfig>,
-    pub http: crate::limits::HttpLimits,
+    pub http: crate::http::limits::HttpLimits,
 }
 
 #[derive(Debug, Clone)]
@@ -986,8 +986,8 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
         None => file.log_format.unwrap_or_default(),
     };
 
-    let d = crate::limits::HttpLimits::default();
-    let http = crate::limits::HttpLimits {
+    let d = crate::http::limits::HttpLimits::default();
+    let http = crate::http::limits::HttpLimits {
         header_timeout: cx.positive(
             "http.header_timeout",
             file.http.header_timeout,
@@ -995,12 +995,12 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
         )?,
         body_timeout: cx.positive("http.body_timeout", file.http.body_timeout, d.body_timeout)?,
         max_body_bytes_in_flight: match file.http.max_body_bytes_in_flight {
-            Some(n) if n < crate::webhook::BODY_LIMIT => {
+            Some(n) if n < crate::http::webhook::BODY_LIMIT => {
                 return Err(cx.err(
                     "http.max_body_bytes_in_flight",
                     format!(
                         "must be at least the body limit, {} bytes",
-                        crate::webhook::BODY_LIMIT
+                        crate::http::webhook::BODY_LIMIT
                     ),
                 ));
             }

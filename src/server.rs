@@ -53,7 +53,7 @@ pub struct ServeOptions {
 }
 
 fn log_sources(config: &Config, addr: SocketAddr) {
-    if let Some(w) = crate::access::exposure_warning(addr, &config.webhook.tokens) {
+    if let Some(w) = crate::http::access::exposure_warning(addr, &config.webhook.tokens) {
         tracing::warn!(risk = "unauthenticated_network_access", "WARNING: {w}");
     }
     if config.digitalocean.token.is_none() {
@@ -122,15 +122,17 @@ pub async fn start(
 
     let state = AppState(app.clone());
     let limits = app.config.http.clone();
-    let budget =
-        crate::limits::BodyBudget::new(limits.max_body_bytes_in_flight, crate::webhook::BODY_LIMIT);
+    let budget = crate::http::limits::BodyBudget::new(
+        limits.max_body_bytes_in_flight,
+        crate::http::webhook::BODY_LIMIT,
+    );
     let router = crate::http::router(state)
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             limits.body_timeout,
         ))
         .layer(axum::middleware::from_fn_with_state(
             budget,
-            crate::limits::admit,
+            crate::http::limits::admit,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
@@ -212,7 +214,7 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 async fn serve_http(
     listener: TcpListener,
     router: axum::Router,
-    limits: crate::limits::HttpLimits,
+    limits: crate::http::limits::HttpLimits,
     shutdown: watch::Receiver<bool>,
 ) {
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -6,7 +6,7 @@ use deploywatch::tasks::rules::{PlanContext, plan};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok((_, alerts)) = deploywatch::webhook::parse(data) {
+    if let Ok((_, alerts)) = deploywatch::http::webhook::parse(data) {
         let cx = PlanContext { rules: &[], app: None, dashboard_url: Some("https://grafana/d/x"), check_details: None };
         for a in &alerts {
             let p = plan(a, &cx);

@@ -251,9 +251,9 @@ async fn status(server: Option<String>, app: Option<String>, json: bool) -> anyh
     if json {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print!("{}", crate::status::render_text(&value));
+        print!("{}", crate::http::status::render_text(&value));
     }
-    Ok(if crate::status::is_failing(&value) {
+    Ok(if crate::http::status::is_failing(&value) {
         EXIT_FAILING
     } else {
         EXIT_OK
@@ -360,7 +360,7 @@ async fn check(config: Option<PathBuf>) -> anyhow::Result<i32> {
     };
     println!("configuration: ok ({})", cfg.origin);
     // A warning, not a failure: a private network may be intended (see README, "Security").
-    if let Some(w) = crate::access::exposure_warning(cfg.listen, &cfg.webhook.tokens) {
+    if let Some(w) = crate::http::access::exposure_warning(cfg.listen, &cfg.webhook.tokens) {
         println!("warning: {w}");
     }
     let results = crate::server::check_once(&cfg).await;

@@ -243,12 +243,12 @@ mod tests {
         };
         let body = notification(&a, true, Utc::now(), Utc::now());
         let (_, inputs) =
-            crate::webhook::parse(body.to_string().as_bytes()).expect("a valid v4 payload");
+            crate::http::webhook::parse(body.to_string().as_bytes()).expect("a valid v4 payload");
         assert_eq!(inputs.len(), 1);
         assert_eq!(inputs[0].alertname, "DeploymentFailed");
         assert!(inputs[0].firing);
         let resolved = notification(&a, false, Utc::now(), Utc::now());
-        let (_, inputs) = crate::webhook::parse(resolved.to_string().as_bytes()).expect("v4");
+        let (_, inputs) = crate::http::webhook::parse(resolved.to_string().as_bytes()).expect("v4");
         assert!(!inputs[0].firing);
     }
 

@@ -2,6 +2,14 @@
 //! lines of JavaScript that re-fetch the page body every few seconds. No build step, readable on a
 //! phone, and every value HTML-escaped (labels and log tails come from outside).
 
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+
+use super::access::ApiQuery;
+use crate::app::AppState;
+
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
@@ -232,7 +240,7 @@ fn failure_block(a: &Value) -> String {
     if !f.is_object() {
         return String::new();
     }
-    let history = crate::status::failure_is_history(a);
+    let history = crate::http::status::failure_is_history(a);
     let when = time(&f["ended_at"])
         .map(|t| format!(" on {}", t.format("%Y-%m-%d %H:%M UTC")))
         .unwrap_or_default();
@@ -431,4 +439,26 @@ mod tests {
             assert_eq!(span(secs), want);
         }
     }
+}
+
+#[derive(Deserialize)]
+pub(super) struct PageQuery {
+    partial: Option<u8>,
+}
+
+/// The page; `?partial=1` is the body alone, for the page's own live refresh.
+pub(super) async fn landing(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Response {
+    let details = crate::http::access::authorized(&app.config.webhook.tokens, &headers);
+    let status = crate::http::status::build(&app, None).await;
+    let now = chrono::Utc::now();
+    let html = if q.partial == Some(1) {
+        crate::http::page::body(&status, details, now)
+    } else {
+        crate::http::page::render(&status, details, now)
+    };
+    ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
 }

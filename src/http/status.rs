@@ -1,11 +1,19 @@
 //! The picture an agent asks for after a push: per app, the latest and active deployments, probes,
 //! drift, firing alerts and open tasks. Built from snapshots and the store; never from the network.
 
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::access::ApiQuery;
+use crate::app::AppState;
+
 use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::store::TaskFilter;
-use crate::tasks::State;
+use crate::tasks::State as TaskState;
 
 fn source(on: bool, reason: &str, up: Option<bool>, extra: Value) -> Value {
     let mut v = json!({
@@ -87,7 +95,7 @@ pub async fn build(app: &App, only: Option<&str>) -> Value {
     }
     let open = async {
         let mut out = Vec::new();
-        for st in [State::Queued, State::Claimed] {
+        for st in [TaskState::Queued, TaskState::Claimed] {
             let f = TaskFilter {
                 queue: None,
                 state: Some(st),
@@ -351,4 +359,16 @@ mod tests {
             assert_eq!(failure_is_history(&app), want, "row {i}");
         }
     }
+}
+
+#[derive(Deserialize)]
+pub(super) struct StatusQuery {
+    app: Option<String>,
+}
+
+pub(super) async fn handler(
+    State(app): State<AppState>,
+    ApiQuery(q): ApiQuery<StatusQuery>,
+) -> Response {
+    Json(crate::http::status::build(&app, q.app.as_deref()).await).into_response()
 }

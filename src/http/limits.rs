@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
-use crate::http::ApiError;
+use crate::http::error::ApiError;
 
 #[derive(Debug, Clone)]
 pub struct HttpLimits {

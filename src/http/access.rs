@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
-use crate::http::ApiError;
+use crate::http::error::ApiError;
 
 /// Which paths any reader may see without the token.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -17,7 +18,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
-use crate::http::ApiError;
+use crate::http::error::ApiError;
 use crate::store::{AlertRecord, NotificationRecord, PlaceOptions};
 use crate::tasks::rules::{self, AlertInput, PlanContext};
 
@@ -316,7 +317,7 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
             format!("the store did not commit within {deadline:?}; Alertmanager will retry"),
         )
     })?
-    .map_err(store_error)?;
+    .map_err(ApiError::store_input)?;
     for a in &inputs {
         app.metrics
             .webhook_alerts_total
@@ -338,28 +339,6 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
         axum::Json(serde_json::json!({"status": "stored", "report": report})),
     )
         .into_response())
-}
-
-/// 503 only when retrying can help (the store is down, full, read-only, slow or deadlocked); input
-/// the store can never take is a 422 naming why, so Alertmanager drops it instead of retrying the
-/// group forever and blocking every later alert in it.
-fn store_error(e: crate::store::StoreError) -> ApiError {
-    let msg = e.to_string();
-    if e.is_transient() {
-        tracing::warn!(error = ?msg, "webhook: store failed; answering 503 so Alertmanager retries");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            format!("{msg}; Alertmanager will retry"),
-        )
-    } else {
-        tracing::warn!(error = ?msg, "webhook: the store refused this notification; answering 422");
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unstorable",
-            format!("{msg}; retrying the same notification cannot succeed"),
-        )
-    }
 }
 
 #[cfg(test)]
@@ -441,15 +420,15 @@ mod tests {
     fn store_errors_map_to_retry_or_refusal() {
         use crate::store::StoreError;
         assert_eq!(
-            store_error(StoreError::Unavailable("disk full".into())).status,
+            ApiError::store_input(StoreError::Unavailable("disk full".into())).status,
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(
-            store_error(StoreError::Timeout(std::time::Duration::from_secs(1))).status,
+            ApiError::store_input(StoreError::Timeout(std::time::Duration::from_secs(1))).status,
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(
-            store_error(StoreError::Rejected("index row size".into())).status,
+            ApiError::store_input(StoreError::Rejected("index row size".into())).status,
             StatusCode::UNPROCESSABLE_ENTITY
         );
     }
@@ -460,5 +439,24 @@ mod tests {
         assert_eq!(label_fingerprint(&l), label_fingerprint(&l.clone()));
         let l2: BTreeMap<String, String> = [("a".to_string(), "2".to_string())].into();
         assert_ne!(label_fingerprint(&l), label_fingerprint(&l2));
+    }
+}
+
+pub(super) async fn handler(
+    state: State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match body {
+        Ok(b) => crate::http::webhook::receive(state, headers, b).await,
+        Err(r) => {
+            let e = ApiError::from(r);
+            state
+                .metrics
+                .webhook_requests_total
+                .with_label_values(&[e.status.as_str()])
+                .inc();
+            e.into_response()
+        }
     }
 }
