@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use deploywatch::domain::Phase;
-use deploywatch::metrics::Metrics;
+use deploywatch::telemetry::metrics::Metrics;
 use prometheus::{Encoder, GaugeVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 const APPS: usize = 1000;
@@ -60,43 +60,83 @@ fn snapshot() -> Snapshot {
     }
 }
 
-/// deploywatch's way: populate once (what the pollers do), then render per scrape.
+/// deploywatch's way: populate once through the same writers the pollers use, then render per
+/// scrape.
 fn populate(m: &Metrics, s: &Snapshot) {
+    use deploywatch::domain::git::BranchView;
+    use deploywatch::domain::probe::{Phases, ProbeResult, Thresholds};
+    use deploywatch::domain::{AppView, DeploymentView};
+    let mut views = std::collections::BTreeMap::new();
     for (app, id, phase, n) in &s.apps {
-        m.app_info.with_label_values(&[app, id, "ams"]).set(1);
-        for p in Phase::ALL {
-            m.deployment_phase
-                .with_label_values(&[app, p.as_str()])
-                .set((p == *phase) as i64);
+        let d = DeploymentView {
+            id: format!("{id}-d"),
+            phase: *phase,
+            cause: None,
+            commit: Some("9a4df0b8e1".into()),
+            created_at: None,
+            ended_at: None,
+            trace_id: String::new(),
+            steps: Vec::new(),
+        };
+        views.insert(
+            app.clone(),
+            AppView {
+                id: id.clone(),
+                name: app.clone(),
+                region: "ams".into(),
+                latest: Some(d),
+                ..Default::default()
+            },
+        );
+        for (i, o) in ["success", "failure", "canceled"].iter().enumerate() {
+            for k in 0..(*n).min(3) {
+                m.record_outcome(
+                    app,
+                    &deploywatch::store::DeploymentOutcomeRecord {
+                        deployment_id: format!("{id}-{i}-{k}"),
+                        app: app.clone(),
+                        outcome: (*o).to_string(),
+                        duration_seconds: Some(120.0),
+                        lead_time_seconds: None,
+                        recovery_seconds: None,
+                        excluded_from_dora: false,
+                        rollback: false,
+                        ended_at_ms: 1_700_000_000_000,
+                    },
+                );
+            }
         }
-        for o in ["success", "failure", "canceled"] {
-            m.deployments_total.with_label_values(&[app, o]).inc_by(*n);
-        }
-        m.deployment_duration
-            .with_label_values(&[app, "success"])
-            .observe(120.0);
-        m.deployment_in_progress.with_label_values(&[app]).set(0);
-        m.pinned_deployment.with_label_values(&[app]).set(0);
-        m.deployment_last_success
-            .with_label_values(&[app])
-            .set(1.7e9);
     }
+    deploywatch::telemetry::metrics::Exporter::default().export(m, &views, true);
     for (app, target, ok, d, phases) in &s.probes {
-        let l = [app.as_str(), target.as_str()];
-        m.probe_success.with_label_values(&l).set(*ok as i64);
-        m.probe_duration.with_label_values(&l).set(*d);
-        m.probe_status_code.with_label_values(&l).set(200);
-        for (p, v) in ["dns", "connect", "tls", "processing", "transfer"]
-            .iter()
-            .zip(phases)
-        {
-            m.probe_phase_duration
-                .with_label_values(&[app.as_str(), target.as_str(), p])
-                .set(*v);
-        }
+        let r = ProbeResult {
+            ok: *ok,
+            reason: None,
+            detail: None,
+            status: Some(200),
+            duration: *d,
+            phases: Phases {
+                dns: phases[0],
+                connect: phases[1],
+                tls: phases[2],
+                processing: phases[3],
+                transfer: phases[4],
+            },
+            cert_not_after: None,
+        };
+        m.record_probe(app, target, &r, Thresholds::default());
     }
     for (repo, r, t) in &s.refs {
-        m.git_ref_commit_ts.with_label_values(&[repo, r]).set(*t);
+        m.git_branch(
+            repo,
+            &BranchView {
+                branch: r.clone(),
+                commit: "9a4df0b8e1".into(),
+                commit_time: chrono::DateTime::from_timestamp(*t as i64, 0).unwrap_or_default(),
+                ahead: None,
+                behind: None,
+            },
+        );
     }
 }
 

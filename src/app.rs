@@ -10,8 +10,8 @@ use crate::config::Config;
 use crate::domain::git::GitSnapshot;
 use crate::domain::probe::ProbeSnapshot;
 use crate::domain::{LifecycleEvent, Snapshot};
-use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
+use crate::telemetry::metrics::Metrics;
 
 pub struct App {
     pub config: Config,
@@ -104,45 +104,7 @@ pub async fn sync_outcome_metrics(app: &App) -> Result<usize, StoreError> {
             continue;
         }
         n += 1;
-        let label = crate::domain::LabelValue::sanitize(&r.app);
-        let a = label.as_str();
-        for o in crate::domain::Outcome::ALL {
-            // Touch every outcome so a rate over a missing series is 0, not absent.
-            let _ = m.deployments_total.with_label_values(&[a, o.as_str()]);
-        }
-        m.deployments_total
-            .with_label_values(&[a, &r.outcome])
-            .inc();
-        if let Some(d) = r.duration_seconds {
-            m.deployment_duration
-                .with_label_values(&[a, &r.outcome])
-                .observe(d);
-        }
-        if r.outcome == "success" {
-            let g = m.deployment_last_success.with_label_values(&[a]);
-            let t = r.ended_at_ms as f64 / 1000.0;
-            if t > g.get() {
-                g.set(t);
-            }
-        }
-        if r.excluded_from_dora {
-            continue;
-        }
-        if r.outcome != "canceled" {
-            m.dora_changes_total.with_label_values(&[a]).inc();
-        }
-        if r.outcome == "failure" || r.rollback {
-            m.dora_change_failures_total.with_label_values(&[a]).inc();
-        }
-        if r.outcome == "success" && !r.rollback {
-            m.dora_deployments_total.with_label_values(&[a]).inc();
-            if let Some(l) = r.lead_time_seconds {
-                m.dora_lead_time.with_label_values(&[a]).observe(l);
-            }
-        }
-        if let Some(rt) = r.recovery_seconds {
-            m.dora_recovery_time.with_label_values(&[a]).observe(rt);
-        }
+        m.record_outcome(&r.app, &r);
     }
     m.changed();
     Ok(n)

@@ -55,18 +55,14 @@ pub fn spawn(
     let (tx, rx) = watch::channel(None);
     let holder = app.instance_id.clone();
     tokio::spawn(async move {
-        let leader = app.metrics.leader.with_label_values(&[name]);
-        leader.set(0);
+        app.metrics.leader(name, false);
         loop {
             let held = *tx.borrow();
             let wait = match held {
                 None => match app.store.acquire_lease(name, &holder, ttl).await {
                     Ok(Some(grant)) => {
                         if let Some(previous) = &grant.took_over_from {
-                            app.metrics
-                                .lease_takeovers_total
-                                .with_label_values(&[name])
-                                .inc();
+                            app.metrics.lease_takeover(name);
                             tracing::info!(
                                 lease = name,
                                 previous_holder = previous.as_deref().unwrap_or("none"),
@@ -75,7 +71,7 @@ pub fn spawn(
                                 "took over the lease"
                             );
                         }
-                        leader.set(1);
+                        app.metrics.leader(name, true);
                         app.metrics.changed();
                         let _ = tx.send(Some(grant.generation));
                         ttl / 3
@@ -95,7 +91,7 @@ pub fn spawn(
                                 generation,
                                 "lost the lease; another replica holds it now"
                             );
-                            leader.set(0);
+                            app.metrics.leader(name, false);
                             app.metrics.changed();
                             let _ = tx.send(None);
                             retry_after(ttl, rand::rng().random::<f64>())
@@ -109,7 +105,7 @@ pub fn spawn(
                     if tx.borrow().is_some() {
                         let _ = app.store.expire_lease(name, &holder).await;
                     }
-                    leader.set(0);
+                    app.metrics.leader(name, false);
                     let _ = tx.send(None);
                     return;
                 }

@@ -14,9 +14,9 @@ use crate::app::{App, AppState};
 use crate::checks::app_migrations::AppMigrationCheck;
 use crate::checks::{Check, SchemaCheck, run_check};
 use crate::config::Config;
-use crate::metrics::Metrics;
 use crate::sources::digitalocean::client::Client;
 use crate::store::Store;
+use crate::telemetry::metrics::Metrics;
 
 /// A running server; dropping it does not stop it, call [`Running::shutdown`].
 pub struct Running {
@@ -112,10 +112,7 @@ pub async fn start(
     let store = Store::connect(&config.database_url, Duration::from_secs(3)).await?;
     log_sources(&config, addr);
     for e in crate::sources::enabled(&config) {
-        metrics
-            .source_enabled
-            .with_label_values(&[e.source])
-            .set(i64::from(e.on));
+        metrics.source_enabled(e.source, e.on);
     }
     let app = Arc::new(App::new(config, store, metrics));
     let (tx, rx) = watch::channel(false);
@@ -146,9 +143,7 @@ pub async fn start(
         app.checks.expect(c.name.as_str(), false);
         let owner = c.app.as_ref().unwrap_or(&c.name);
         app.metrics
-            .migration_check_info
-            .with_label_values(&[c.name.as_str(), owner.as_str()])
-            .set(1);
+            .migration_check_info(c.name.as_str(), owner.as_str());
     }
     app.checks.set_grace(app.config.startup.grace);
     // Nothing but the startup sequence touches the store until the schema is in place: the loops
@@ -392,10 +387,7 @@ async fn startup_sequence(
         for c in &checks {
             let r = run_check(c).await;
             let pending = r.details["pending"].as_array().map(Vec::len).unwrap_or(0);
-            app.metrics
-                .migration_pending
-                .with_label_values(&[c.name()])
-                .set(pending as i64);
+            app.metrics.migrations_pending(c.name(), pending as i64);
             if !r.ok {
                 tracing::warn!(check = c.name(), reason = ?r.reason, "migration check failing");
             }

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::telemetry::metrics::Metrics;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CheckResult {
@@ -158,11 +158,7 @@ impl StartupChecks {
     }
 
     pub fn record(&self, r: CheckResult, metrics: &Metrics) {
-        metrics
-            .startup_check_success
-            .with_label_values(&[&r.name])
-            .set(r.ok as i64);
-        metrics.changed();
+        metrics.startup_check(&r.name, r.ok);
         let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
         let e = g.entry(r.name.clone()).or_insert(Entry {
             required: true,

@@ -5,6 +5,7 @@
 
 pub mod classify;
 pub mod deployment;
+pub mod dora;
 pub mod git;
 pub mod label;
 pub mod phase;

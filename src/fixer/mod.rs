@@ -121,7 +121,7 @@ pub async fn run_events(
 pub async fn sweep_once(app: &App, expire: bool) {
     if expire {
         match app.store.expire_leases().await {
-            Ok(n) if n > 0 => app.metrics.task_lease_expiries_total.inc_by(n),
+            Ok(n) if n > 0 => app.metrics.task_leases_expired(n),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "lease sweep failed"),
         }
@@ -134,15 +134,12 @@ pub async fn sweep_once(app: &App, expire: bool) {
                     .find(|(cq, cs, _)| cq == q.as_str() && cs == s.as_str())
                     .map(|c| c.2)
                     .unwrap_or(0);
-                app.metrics
-                    .tasks
-                    .with_label_values(&[q.as_str(), s.as_str()])
-                    .set(n);
+                app.metrics.task_count(q.as_str(), s.as_str(), n);
             }
         }
     }
     if let Ok(n) = app.store.outbox_pending().await {
-        app.metrics.announcements_pending.set(n);
+        app.metrics.announcements_pending(n);
     }
     app.metrics.changed();
 }

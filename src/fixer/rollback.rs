@@ -142,11 +142,7 @@ impl Executor {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(app_name.clone(), Instant::now());
             let outcome = self.execute(&task, policy.dry_run).await;
-            self.app
-                .metrics
-                .rollbacks_total
-                .with_label_values(&[&app_name, outcome.label()])
-                .inc();
+            self.app.metrics.rollback(&app_name, outcome.label());
             let result = json!({"outcome": outcome.label(), "detail": format!("{outcome:?}")});
             match &outcome {
                 RollbackOutcome::DryRun | RollbackOutcome::Committed => {

@@ -65,10 +65,7 @@ pub async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Res
         return next.run(req).await;
     }
     if req.uri().path().starts_with("/webhook") {
-        app.metrics
-            .webhook_requests_total
-            .with_label_values(&["401"])
-            .inc();
+        app.metrics.webhook_request("401");
     }
     let mut r = ApiError::new(
         StatusCode::UNAUTHORIZED,

@@ -9,13 +9,13 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 
-/// Serves the cached exposition (see `crate::exposition`): gzip when the client accepts it.
+/// Serves the cached exposition (see `crate::telemetry::exposition`): gzip when the client accepts it.
 pub(super) async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let gzip = headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(crate::exposition::accepts_gzip);
+        .any(crate::telemetry::exposition::accepts_gzip);
     let (cached, process) = app.metrics.exposition.body(gzip);
     let head = if gzip {
         cached.gzip.clone()
@@ -29,7 +29,7 @@ pub(super) async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> 
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+        HeaderValue::from_static(crate::telemetry::metrics::CONTENT_TYPE),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));

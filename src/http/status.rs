@@ -33,13 +33,7 @@ pub async fn build(app: &App, only: Option<&str>) -> Value {
     let probes = app.probes.all();
     let git = app.git_snapshot();
     let cfg = &app.config;
-    let up = |s: &str| {
-        app.metrics
-            .source_up
-            .get_metric_with_label_values(&[s])
-            .ok()
-            .map(|g| g.get() == 1)
-    };
+    let up = |s: &str| app.metrics.source_up(s);
     let extra = |s: &str| match s {
         "digitalocean" => {
             json!({"polled_at": snap.polled_at, "last_error": snap.last_error, "apps": snap.apps.len()})

@@ -135,10 +135,7 @@ pub(super) async fn claim(
     let lease = lease(&app, b.lease_seconds)?;
     match app.store.claim(queue, &b.worker, lease).await {
         Ok(Some(t)) => {
-            app.metrics
-                .task_claims_total
-                .with_label_values(&[queue.as_str()])
-                .inc();
+            app.metrics.task_claimed(queue.as_str());
             Ok(Json(t).into_response())
         }
         Ok(None) => Ok(StatusCode::NO_CONTENT.into_response()),

@@ -220,10 +220,7 @@ pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Byte
         Ok(_) => StatusCode::OK,
         Err(e) => e.status,
     };
-    app.metrics
-        .webhook_requests_total
-        .with_label_values(&[code.as_str()])
-        .inc();
+    app.metrics.webhook_request(code.as_str());
     match res {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -251,9 +248,7 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
     })?;
     if sanitized.nul_byte > 0 {
         app.metrics
-            .webhook_sanitized_total
-            .with_label_values(&["nul_byte"])
-            .inc_by(sanitized.nul_byte);
+            .webhook_sanitized("nul_byte", sanitized.nul_byte);
     }
     let snapshot = app.do_snapshot();
     let checks = app.checks.status();
@@ -318,16 +313,9 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
         )
     })?
     .map_err(ApiError::store_input)?;
-    for a in &inputs {
-        app.metrics
-            .webhook_alerts_total
-            .with_label_values(&[if a.firing { "firing" } else { "resolved" }])
-            .inc();
-    }
+    let firing = inputs.iter().filter(|a| a.firing).count() as u64;
     app.metrics
-        .webhook_duplicates_total
-        .inc_by(report.duplicates_absorbed as u64);
-    app.metrics.tasks_created(&report);
+        .webhook_ingested(firing, inputs.len() as u64 - firing, &report);
     // Alert-derived strings are logged Debug-quoted: a newline in a label cannot start a log line.
     tracing::info!(
         receiver = ?n.receiver, alerts = report.alerts, created = report.tasks_created,
@@ -451,11 +439,7 @@ pub(super) async fn handler(
         Ok(b) => crate::http::webhook::receive(state, headers, b).await,
         Err(r) => {
             let e = ApiError::from(r);
-            state
-                .metrics
-                .webhook_requests_total
-                .with_label_values(&[e.status.as_str()])
-                .inc();
+            state.metrics.webhook_request(e.status.as_str());
             e.into_response()
         }
     }

@@ -20,7 +20,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::app::App;
 use crate::config::HealthTarget;
 use crate::domain::LabelValue;
-use crate::domain::probe::{FailureReason, ProbeResult, ProbeView, Thresholds};
+use crate::domain::probe::{ProbeResult, ProbeView, Thresholds};
 use http::ProbeSpec;
 
 /// Targets discovered from the DigitalOcean snapshot: one per health path of each app's spec,
@@ -67,70 +67,12 @@ pub fn discover(
 }
 
 fn record_metrics(app: &App, t: &HealthTarget, r: &ProbeResult, th: Thresholds) {
-    let m = &app.metrics;
-    let l = [t.app.as_str(), t.name.as_str()];
-    m.probe_success.with_label_values(&l).set(th.healthy as i64);
-    m.probe_raw_success.with_label_values(&l).set(r.ok as i64);
-    m.probe_duration.with_label_values(&l).set(r.duration);
-    m.probe_status_code
-        .with_label_values(&l)
-        .set(r.status.unwrap_or(0) as i64);
-    m.probe_consecutive_failures
-        .with_label_values(&l)
-        .set(th.consecutive_failures as i64);
-    m.probes_total
-        .with_label_values(&[
-            t.app.as_str(),
-            t.name.as_str(),
-            if r.ok { "success" } else { "failure" },
-        ])
-        .inc();
-    for (phase, v) in [
-        ("dns", r.phases.dns),
-        ("connect", r.phases.connect),
-        ("tls", r.phases.tls),
-        ("processing", r.phases.processing),
-        ("transfer", r.phases.transfer),
-    ] {
-        m.probe_phase_duration
-            .with_label_values(&[t.app.as_str(), t.name.as_str(), phase])
-            .set(v);
-    }
-    for reason in FailureReason::ALL {
-        m.probe_failure
-            .with_label_values(&[t.app.as_str(), t.name.as_str(), reason.as_str()])
-            .set((r.reason == Some(reason)) as i64);
-    }
-    if let Some(c) = r.cert_not_after {
-        m.probe_tls_expiry
-            .with_label_values(&l)
-            .set(c.timestamp() as f64);
-    }
-    m.changed();
+    app.metrics
+        .record_probe(t.app.as_str(), t.name.as_str(), r, th);
 }
 
 fn remove_metrics(app: &App, t: &HealthTarget) {
-    let m = &app.metrics;
-    let l = [t.app.as_str(), t.name.as_str()];
-    let _ = m.probe_success.remove_label_values(&l);
-    let _ = m.probe_raw_success.remove_label_values(&l);
-    let _ = m.probe_duration.remove_label_values(&l);
-    let _ = m.probe_status_code.remove_label_values(&l);
-    let _ = m.probe_consecutive_failures.remove_label_values(&l);
-    let _ = m.probe_tls_expiry.remove_label_values(&l);
-    for phase in ["dns", "connect", "tls", "processing", "transfer"] {
-        let _ =
-            m.probe_phase_duration
-                .remove_label_values(&[t.app.as_str(), t.name.as_str(), phase]);
-    }
-    for reason in FailureReason::ALL {
-        let _ = m.probe_failure.remove_label_values(&[
-            t.app.as_str(),
-            t.name.as_str(),
-            reason.as_str(),
-        ]);
-    }
-    m.changed();
+    app.metrics.remove_probe(t.app.as_str(), t.name.as_str());
 }
 
 /// A failed probe leaves a client span with HTTP semantic-convention attributes.

@@ -213,23 +213,7 @@ pub async fn refresh(app: &App, exported: &mut HashSet<(String, String, String)>
             }
         };
         for b in &branches {
-            let labels = [r.name.as_str(), b.branch.as_str()];
-            m.git_ref_commit_ts
-                .with_label_values(&labels)
-                .set(b.commit_time.timestamp() as f64);
-            if let (Some(a), Some(bh)) = (b.ahead, b.behind) {
-                m.git_ref_ahead.with_label_values(&labels).set(a as i64);
-                m.git_ref_behind.with_label_values(&labels).set(bh as i64);
-            }
-            let key = (
-                r.name.as_str().to_string(),
-                b.branch.clone(),
-                b.commit.clone(),
-            );
-            m.git_ref_info
-                .with_label_values(&[&key.0, &key.1, &key.2])
-                .set(1);
-            info_now.insert(key);
+            info_now.insert(m.git_branch(r.name.as_str(), b));
         }
         // Drift: the app's ACTIVE deployment against the branch it deploys from.
         if let Some(app_label) = &r.app {
@@ -249,16 +233,10 @@ pub async fn refresh(app: &App, exported: &mut HashSet<(String, String, String)>
                 let res = tokio::task::spawn_blocking(move || drift(&mirror3, &h, &d)).await;
                 if let Ok(Ok((behind, oldest))) = res {
                     let a = app_label.as_str();
-                    match behind {
-                        Some(n) => m.app_commits_behind.with_label_values(&[a]).set(n as i64),
-                        None => {
-                            let _ = m.app_commits_behind.remove_label_values(&[a]);
-                        }
-                    }
                     let age = oldest
                         .map(|t| (Utc::now() - t).num_seconds().max(0) as f64)
                         .unwrap_or(0.0);
-                    m.app_undeployed_age.with_label_values(&[a]).set(age);
+                    m.app_drift(a, behind, age);
                     drifts.insert(
                         a.to_string(),
                         Drift {
@@ -285,12 +263,7 @@ pub async fn refresh(app: &App, exported: &mut HashSet<(String, String, String)>
             error,
         });
     }
-    for old in exported.difference(&info_now) {
-        let _ = m
-            .git_ref_info
-            .remove_label_values(&[&old.0, &old.1, &old.2]);
-    }
-    *exported = info_now;
+    m.git_refs_replaced(exported, info_now);
     *app.git.write().unwrap_or_else(|p| p.into_inner()) = GitSnapshot {
         repos,
         drift: drifts,

@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::types::{self, App, Deployment, LogsResponse, RollbackValidation};
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DoError {
@@ -161,9 +161,7 @@ impl Client {
 
     fn count(&self, endpoint: &str, code: &str) {
         if let Some(m) = &self.metrics {
-            m.do_requests_total
-                .with_label_values(&[endpoint, code])
-                .inc();
+            m.do_request(endpoint, code);
         }
     }
 
@@ -249,11 +247,7 @@ impl Client {
         if let Some(r) = num("ratelimit-remaining") {
             s.remaining = Some(r);
             if let Some(m) = &self.metrics {
-                m.do_ratelimit_remaining.set(r as i64);
-                // Absent until the first answer; registering again is a harmless no-op error.
-                let _ = m
-                    .registry
-                    .register(Box::new(m.do_ratelimit_remaining.clone()));
+                m.do_ratelimit_remaining(r);
             }
         }
         if status == StatusCode::TOO_MANY_REQUESTS {

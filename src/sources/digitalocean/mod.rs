@@ -3,7 +3,6 @@
 //! deployment and publishes lifecycle events.
 
 pub mod client;
-pub mod export;
 pub mod poller;
 pub mod schedule;
 pub mod traces;

@@ -10,7 +10,6 @@ use chrono::Utc;
 use tokio::sync::watch;
 
 use super::client::{Client, DoError};
-use super::export::Exporter;
 use super::schedule::{self, ScheduleInput};
 use super::traces;
 use super::types::{App as ApiApp, Deployment};
@@ -21,6 +20,7 @@ use crate::domain::{
     Snapshot,
 };
 use crate::store::DeploymentOutcomeRecord;
+use crate::telemetry::metrics::Exporter;
 
 /// The lease (and `deploywatch_leader{source}` label) of the poller; the snapshot row it writes.
 const LEASE_NAME: &str = "digitalocean";
@@ -139,10 +139,7 @@ impl Poller {
                 // Not polling: look for the holder's newer snapshot often (one cheap query).
                 wait = wait.min(Duration::from_secs(1));
             }
-            self.app
-                .metrics
-                .do_poll_interval_seconds
-                .set(wait.as_secs_f64());
+            self.app.metrics.poll_interval(wait.as_secs_f64());
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 // Just took the lease over: poll at once.
@@ -229,11 +226,7 @@ impl Poller {
         });
         self.list_cost = self.requests_sent().saturating_sub(before).max(1);
         if skipped > 0 {
-            self.app
-                .metrics
-                .do_parse_errors_total
-                .with_label_values(&["app"])
-                .inc_by(skipped as u64);
+            self.app.metrics.do_parse_errors("app", skipped as u64);
         }
         let mut report = CycleReport {
             apps: apps.len(),
@@ -302,9 +295,7 @@ impl Poller {
                     if skipped > 0 {
                         self.app
                             .metrics
-                            .do_parse_errors_total
-                            .with_label_values(&["deployment"])
-                            .inc_by(skipped as u64);
+                            .do_parse_errors("deployment", skipped as u64);
                     }
                     track.deployments = deps;
                 }
@@ -498,11 +489,11 @@ impl Poller {
                     && en >= st
                     && matches!(s.name.as_str(), "build" | "deploy")
                 {
-                    self.app
-                        .metrics
-                        .step_duration
-                        .with_label_values(&[label.as_str(), s.name.as_str()])
-                        .observe((en - st).num_milliseconds() as f64 / 1000.0);
+                    self.app.metrics.step_duration(
+                        label.as_str(),
+                        s.name.as_str(),
+                        (en - st).num_milliseconds() as f64 / 1000.0,
+                    );
                 }
             }
         }

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use super::registry::Metrics;
 use crate::domain::AppView;
-use crate::domain::{LabelValue, Outcome, Phase};
-use crate::metrics::Metrics;
+use crate::domain::{LabelValue, Outcome, Phase, dora};
 
 #[derive(Default, Clone)]
 struct ExportedLabels {
@@ -163,5 +163,96 @@ impl Exporter {
             }
         }
         self.exported = next;
+    }
+}
+
+impl Metrics {
+    /// One ended deployment, folded in exactly once per process (the caller dedupes by id).
+    pub fn record_outcome(&self, app: &str, r: &crate::store::DeploymentOutcomeRecord) {
+        let label = LabelValue::sanitize(app);
+        let a = label.as_str();
+        let Some(outcome) = Outcome::parse(&r.outcome) else {
+            tracing::warn!(outcome = ?r.outcome, "unknown deployment outcome in the store; not counted");
+            return;
+        };
+        for o in Outcome::ALL {
+            // Touch every outcome so a rate over a missing series is 0, not absent.
+            let _ = self.deployments_total.with_label_values(&[a, o.as_str()]);
+        }
+        self.deployments_total
+            .with_label_values(&[a, outcome.as_str()])
+            .inc();
+        if let Some(d) = r.duration_seconds {
+            self.deployment_duration
+                .with_label_values(&[a, outcome.as_str()])
+                .observe(d);
+        }
+        if outcome == Outcome::Success {
+            let g = self.deployment_last_success.with_label_values(&[a]);
+            let t = r.ended_at_ms as f64 / 1000.0;
+            if t > g.get() {
+                g.set(t);
+            }
+        }
+        let e = dora::effect(&dora::EndedDeployment {
+            outcome,
+            rollback: r.rollback,
+            excluded_from_dora: r.excluded_from_dora,
+            lead_time_seconds: r.lead_time_seconds,
+            recovery_seconds: r.recovery_seconds,
+        });
+        if e.change {
+            self.dora_changes_total.with_label_values(&[a]).inc();
+        }
+        if e.change_failure {
+            self.dora_change_failures_total
+                .with_label_values(&[a])
+                .inc();
+        }
+        if e.deployment {
+            self.dora_deployments_total.with_label_values(&[a]).inc();
+        }
+        if let Some(l) = e.lead_time_seconds {
+            self.dora_lead_time.with_label_values(&[a]).observe(l);
+        }
+        if let Some(rt) = e.recovery_seconds {
+            self.dora_recovery_time.with_label_values(&[a]).observe(rt);
+        }
+    }
+
+    /// A build or deploy step's duration, once when its deployment ends.
+    pub fn step_duration(&self, app: &str, step: &str, seconds: f64) {
+        self.step_duration
+            .with_label_values(&[app, step])
+            .observe(seconds);
+    }
+
+    pub fn poll_interval(&self, seconds: f64) {
+        self.do_poll_interval_seconds.set(seconds);
+    }
+
+    /// Objects of a DigitalOcean answer that could not be read and were skipped (`kind`: `app`,
+    /// `deployment`).
+    pub fn do_parse_errors(&self, kind: &str, n: u64) {
+        self.do_parse_errors_total
+            .with_label_values(&[kind])
+            .inc_by(n);
+    }
+
+    /// One DigitalOcean request, by endpoint and answer (`200`, `429`, `error`, …).
+    pub fn do_request(&self, endpoint: &str, code: &str) {
+        self.do_requests_total
+            .with_label_values(&[endpoint, code])
+            .inc();
+    }
+
+    /// The request budget left, from DigitalOcean's `ratelimit-remaining`. The series is absent
+    /// until the first answer.
+    pub fn do_ratelimit_remaining(&self, remaining: u64) {
+        self.do_ratelimit_remaining.set(remaining as i64);
+        // Registering again is a harmless no-op error.
+        let _ = self
+            .registry
+            .register(Box::new(self.do_ratelimit_remaining.clone()));
     }
 }

@@ -5,6 +5,9 @@
 //! over OTLP, gRPC or HTTP/protobuf per `OTEL_EXPORTER_OTLP_PROTOCOL`, through a bounded batch queue:
 //! a collector that is down drops spans, it never slows a request.
 
+pub mod exposition;
+pub mod metrics;
+
 use std::cell::Cell;
 
 use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};

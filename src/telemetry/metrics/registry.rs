@@ -20,79 +20,82 @@ const DEPLOY_BUCKETS: &[f64] = &[60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0
 const STEP_BUCKETS: &[f64] = &[5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0];
 
 pub struct Metrics {
-    pub registry: Registry,
-    /// The cached `/metrics` body (see `crate::exposition`).
-    pub exposition: crate::exposition::Exposition,
+    pub(super) registry: Registry,
+    /// The last result per source, as `/api/v1/status` shows it (kept beside the gauge so nobody
+    /// reads a value back out of the registry).
+    source_states: std::sync::Mutex<std::collections::BTreeMap<String, bool>>,
+    /// The cached `/metrics` body (see `crate::telemetry::exposition`).
+    pub exposition: crate::telemetry::exposition::Exposition,
 
     // Process-wide.
-    pub build_info: IntGaugeVec,
-    pub source_up: IntGaugeVec,
-    pub source_enabled: IntGaugeVec,
-    pub leader: IntGaugeVec,
-    pub lease_takeovers_total: IntCounterVec,
-    pub source_last_success: GaugeVec,
-    pub startup_check_success: IntGaugeVec,
+    pub(super) build_info: IntGaugeVec,
+    pub(super) source_up: IntGaugeVec,
+    pub(super) source_enabled: IntGaugeVec,
+    pub(super) leader: IntGaugeVec,
+    pub(super) lease_takeovers_total: IntCounterVec,
+    pub(super) source_last_success: GaugeVec,
+    pub(super) startup_check_success: IntGaugeVec,
 
     // DigitalOcean deployments.
-    pub app_info: IntGaugeVec,
-    pub deployment_phase: IntGaugeVec,
-    pub deployments_total: IntCounterVec,
-    pub deployment_duration: HistogramVec,
-    pub deployment_last_success: GaugeVec,
-    pub deployment_in_progress: IntGaugeVec,
-    pub deployment_last_outcome: IntGaugeVec,
-    pub deployment_info: IntGaugeVec,
-    pub active_deployment_info: IntGaugeVec,
-    pub pinned_deployment: IntGaugeVec,
-    pub step_duration: HistogramVec,
-    pub deployment_failed_step: IntGaugeVec,
-    pub deployment_stuck: IntGaugeVec,
-    pub do_requests_total: IntCounterVec,
-    pub do_ratelimit_remaining: IntGauge,
-    pub do_parse_errors_total: IntCounterVec,
-    pub do_poll_interval_seconds: prometheus::Gauge,
+    pub(super) app_info: IntGaugeVec,
+    pub(super) deployment_phase: IntGaugeVec,
+    pub(super) deployments_total: IntCounterVec,
+    pub(super) deployment_duration: HistogramVec,
+    pub(super) deployment_last_success: GaugeVec,
+    pub(super) deployment_in_progress: IntGaugeVec,
+    pub(super) deployment_last_outcome: IntGaugeVec,
+    pub(super) deployment_info: IntGaugeVec,
+    pub(super) active_deployment_info: IntGaugeVec,
+    pub(super) pinned_deployment: IntGaugeVec,
+    pub(super) step_duration: HistogramVec,
+    pub(super) deployment_failed_step: IntGaugeVec,
+    pub(super) deployment_stuck: IntGaugeVec,
+    pub(super) do_requests_total: IntCounterVec,
+    pub(super) do_ratelimit_remaining: IntGauge,
+    pub(super) do_parse_errors_total: IntCounterVec,
+    pub(super) do_poll_interval_seconds: prometheus::Gauge,
 
     // Health probes.
-    pub probe_success: IntGaugeVec,
-    pub probe_raw_success: IntGaugeVec,
-    pub probe_duration: GaugeVec,
-    pub probe_phase_duration: GaugeVec,
-    pub probe_status_code: IntGaugeVec,
-    pub probe_failure: IntGaugeVec,
-    pub probe_consecutive_failures: IntGaugeVec,
-    pub probe_tls_expiry: GaugeVec,
-    pub probes_total: IntCounterVec,
+    pub(super) probe_success: IntGaugeVec,
+    pub(super) probe_raw_success: IntGaugeVec,
+    pub(super) probe_duration: GaugeVec,
+    pub(super) probe_phase_duration: GaugeVec,
+    pub(super) probe_status_code: IntGaugeVec,
+    pub(super) probe_failure: IntGaugeVec,
+    pub(super) probe_consecutive_failures: IntGaugeVec,
+    pub(super) probe_tls_expiry: GaugeVec,
+    pub(super) probes_total: IntCounterVec,
 
     // Git refs and drift.
-    pub git_ref_commit_ts: GaugeVec,
-    pub git_ref_info: IntGaugeVec,
-    pub git_ref_ahead: IntGaugeVec,
-    pub git_ref_behind: IntGaugeVec,
-    pub app_commits_behind: IntGaugeVec,
-    pub app_undeployed_age: GaugeVec,
+    pub(super) git_ref_commit_ts: GaugeVec,
+    pub(super) git_ref_info: IntGaugeVec,
+    pub(super) git_ref_ahead: IntGaugeVec,
+    pub(super) git_ref_behind: IntGaugeVec,
+    pub(super) app_commits_behind: IntGaugeVec,
+    pub(super) app_undeployed_age: GaugeVec,
 
     // DORA.
-    pub dora_deployments_total: IntCounterVec,
-    pub dora_change_failures_total: IntCounterVec,
-    pub dora_changes_total: IntCounterVec,
-    pub dora_lead_time: HistogramVec,
-    pub dora_recovery_time: HistogramVec,
+    pub(super) dora_deployments_total: IntCounterVec,
+    pub(super) dora_change_failures_total: IntCounterVec,
+    pub(super) dora_changes_total: IntCounterVec,
+    pub(super) dora_lead_time: HistogramVec,
+    pub(super) dora_recovery_time: HistogramVec,
 
     // Fixer.
-    pub webhook_alerts_total: IntCounterVec,
-    pub webhook_requests_total: IntCounterVec,
-    pub webhook_duplicates_total: prometheus::IntCounter,
-    pub webhook_sanitized_total: IntCounterVec,
-    pub tasks: IntGaugeVec,
-    pub tasks_created_total: IntCounterVec,
-    pub task_claims_total: IntCounterVec,
-    pub task_lease_expiries_total: prometheus::IntCounter,
-    pub rollbacks_total: IntCounterVec,
-    pub announcements_pending: IntGauge,
+    pub(super) webhook_alerts_total: IntCounterVec,
+    pub(super) webhook_requests_total: IntCounterVec,
+    pub(super) webhook_duplicates_total: prometheus::IntCounter,
+    pub(super) webhook_sanitized_total: IntCounterVec,
+    pub(super) tasks: IntGaugeVec,
+    pub(super) tasks_created_total: IntCounterVec,
+    pub(super) task_claims_total: IntCounterVec,
+    pub(super) task_lease_expiries_total: prometheus::IntCounter,
+    pub(super) rollbacks_total: IntCounterVec,
+    pub(super) announcements_pending: IntGauge,
 
     // App migration checks.
-    pub migration_pending: IntGaugeVec,
-    pub migration_check_info: IntGaugeVec,
+    pub(super) migration_pending: IntGaugeVec,
+    pub(super) migration_check_info: IntGaugeVec,
 }
 
 fn name(n: &str) -> String {
@@ -328,8 +331,9 @@ impl Metrics {
             },
             migration_pending: r.gauge("migration_pending", "Migrations the checked database has not applied.", &["check"]),
             migration_check_info: r.gauge("migration_check_info", "Always 1; which app each migration check belongs to.", &["check", "app"]),
-            exposition: crate::exposition::Exposition::new(registry.clone(), process),
+            exposition: crate::telemetry::exposition::Exposition::new(registry.clone(), process),
             registry,
+            source_states: Default::default(),
         };
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -348,17 +352,12 @@ impl Metrics {
         self.exposition.changed();
     }
 
-    /// Counts the tasks a store call created.
-    pub fn tasks_created(&self, report: &crate::store::IngestReport) {
-        for (q, k) in &report.created {
-            self.tasks_created_total
-                .with_label_values(&[q.as_str(), k.as_str()])
-                .inc();
-        }
-    }
-
     /// Sets `source_up` and, on success, the last-success time.
     pub fn source_result(&self, source: &str, ok: bool) {
+        self.source_states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(source.to_string(), ok);
         self.source_up.with_label_values(&[source]).set(ok as i64);
         if ok {
             self.source_last_success
@@ -366,6 +365,35 @@ impl Metrics {
                 .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
         }
         self.changed();
+    }
+}
+
+impl Metrics {
+    /// The last result of a source: `None` before its first run.
+    pub fn source_up(&self, source: &str) -> Option<bool> {
+        self.source_states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(source)
+            .copied()
+    }
+
+    /// Whether a source is configured (`source_enabled`), set once at start.
+    pub fn source_enabled(&self, source: &str, on: bool) {
+        self.source_enabled
+            .with_label_values(&[source])
+            .set(i64::from(on));
+    }
+
+    /// Whether this replica holds the lease `name`.
+    pub fn leader(&self, name: &str, held: bool) {
+        self.leader.with_label_values(&[name]).set(i64::from(held));
+        self.changed();
+    }
+
+    /// This replica took the lease `name` over from another holder.
+    pub fn lease_takeover(&self, name: &str) {
+        self.lease_takeovers_total.with_label_values(&[name]).inc();
     }
 }
 
