@@ -7,19 +7,19 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{Config, ProcessEnv};
 
 mod args;
+pub mod client;
+pub mod demo;
+pub mod exit;
 mod table;
+pub mod watch;
 
 pub use args::{Cli, Command, TaskAction};
-
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_FAILING: i32 = 1;
-pub const EXIT_ERROR: i32 = 2;
-pub const EXIT_TIMEOUT: i32 = 124;
+use client::{auth, bind, http_client};
+use exit::{EXIT_ERROR, EXIT_FAILING, EXIT_OK};
 
 fn load_config(path: Option<&std::path::Path>, listen: Option<&str>) -> Result<Config, i32> {
     let mut cfg = Config::load(path, &ProcessEnv).map_err(|e| {
@@ -66,7 +66,7 @@ async fn run(cli: Cli) -> i32 {
         Command::Demo {
             listen,
             step_seconds,
-        } => crate::demo::run(listen, Duration::from_secs(step_seconds.max(1))).await,
+        } => demo::run(listen, Duration::from_secs(step_seconds.max(1))).await,
         Command::Status { server, app, json } => status(server, app, json).await,
         Command::Watch {
             app,
@@ -78,9 +78,9 @@ async fn run(cli: Cli) -> i32 {
             let timeout = Duration::from_secs(timeout);
             let token = std::env::var("DIGITALOCEAN_TOKEN").is_ok_and(|t| !t.trim().is_empty());
             if server.is_none() && token {
-                crate::watch::run(app, deployment, timeout, json).await
+                watch::run(app, deployment, timeout, json).await
             } else {
-                crate::watch::server::run(server_url(server), app, deployment, timeout, json).await
+                watch::server::run(server_url(server), app, deployment, timeout, json).await
             }
         }
         Command::Tasks { action, server } => tasks(action, server).await,
@@ -121,23 +121,6 @@ async fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Resul
     serve_config(cfg, crate::server::ServeOptions::default()).await
 }
 
-/// Binds the listener; the error says what to do about a port in use.
-pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::AddrInUse => format!(
-            "cannot listen on {addr}: the port is in use by another process. Stop it, or pass \
-             another address with --listen (or DEPLOYWATCH_LISTEN), e.g. --listen 127.0.0.1:0 for any free port"
-        ),
-        std::io::ErrorKind::AddrNotAvailable => format!(
-            "cannot listen on {addr}: that address is not on this machine; use 127.0.0.1 or 0.0.0.0"
-        ),
-        std::io::ErrorKind::PermissionDenied => format!(
-            "cannot listen on {addr}: permission denied (ports below 1024 need privileges); pick a port above 1024"
-        ),
-        _ => format!("cannot listen on {addr}: {e}"),
-    })
-}
-
 pub async fn serve_config(cfg: Config, opts: crate::server::ServeOptions) -> anyhow::Result<i32> {
     let listener = match bind(cfg.listen).await {
         Ok(l) => l,
@@ -165,27 +148,10 @@ fn server_url(server: Option<String>) -> String {
         .to_string()
 }
 
-pub(crate) fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .unwrap_or_default()
-}
-
-pub(crate) fn auth(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    match std::env::var("DEPLOYWATCH_WEBHOOK_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-    {
-        Some(t) => req.bearer_auth(SecretString::from(t).expose_secret()),
-        None => req,
-    }
-}
-
 /// The app names a status document lists (all apps, no filter).
 async fn known_apps(server: Option<Option<String>>) -> Vec<String> {
     let doc = match server {
-        None => crate::watch::direct_status(None).await.ok(),
+        None => watch::direct_status(None).await.ok(),
         Some(server) => {
             let base = server_url(server);
             match auth(http_client().get(format!("{base}/api/v1/status")))
@@ -212,7 +178,7 @@ async fn status(server: Option<String>, app: Option<String>, json: bool) -> anyh
         server.is_none() && std::env::var("DIGITALOCEAN_TOKEN").is_ok_and(|t| !t.is_empty());
     let server_for_known = if direct { None } else { Some(server.clone()) };
     let value = if direct {
-        crate::watch::direct_status(app.as_deref()).await?
+        watch::direct_status(app.as_deref()).await?
     } else {
         let base = server_url(server);
         let mut url = url::Url::parse(&format!("{base}/api/v1/status"))

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::cli::{EXIT_ERROR, EXIT_FAILING, EXIT_OK, EXIT_TIMEOUT};
+use crate::cli::exit::{EXIT_ERROR, EXIT_FAILING, EXIT_OK, EXIT_TIMEOUT};
 use crate::domain::{Outcome, Phase};
 use crate::terminal::{clean, clean_lines};
 
@@ -86,7 +86,7 @@ fn locate(a: &AppDoc, id: &str) -> Seen {
 async fn fetch(c: &reqwest::Client, base: &str, app: &str) -> anyhow::Result<Doc> {
     let mut url = url::Url::parse(&format!("{base}/api/v1/status"))?;
     url.query_pairs_mut().append_pair("app", app);
-    let resp = crate::cli::auth(c.get(url)).send().await.map_err(|e| {
+    let resp = crate::cli::client::auth(c.get(url)).send().await.map_err(|e| {
         anyhow::anyhow!(
             "cannot reach the deploywatch server at {base} ({e}); is `deploywatch serve` or `deploywatch demo` running? \
              Set --server or DEPLOYWATCH_SERVER, or set DIGITALOCEAN_TOKEN to watch the API directly"
@@ -109,7 +109,7 @@ pub async fn run(
         eprintln!("deploywatch: name the app with --app (and optionally --deployment)");
         return Ok(EXIT_ERROR);
     };
-    let c = crate::cli::http_client();
+    let c = crate::cli::client::http_client();
     let start = Instant::now();
     let doc = fetch(&c, &base, &app).await?;
     let Some(a) = doc.apps.into_iter().find(|a| a.name == app) else {

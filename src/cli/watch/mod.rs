@@ -11,7 +11,7 @@ use anyhow::Context;
 use secrecy::SecretString;
 use serde_json::json;
 
-use crate::cli::{EXIT_ERROR, EXIT_FAILING, EXIT_OK, EXIT_TIMEOUT};
+use crate::cli::exit::{EXIT_ERROR, EXIT_FAILING, EXIT_OK, EXIT_TIMEOUT};
 use crate::domain::DeploymentView;
 use crate::domain::Phase;
 use crate::sources::digitalocean::client::Client;

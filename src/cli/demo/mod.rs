@@ -52,7 +52,7 @@ pub async fn run(listen: Option<String>, step: Duration) -> anyhow::Result<i32> 
         Ok(c) => c,
         Err(e) => {
             eprintln!("deploywatch: {e}");
-            return Ok(crate::cli::EXIT_ERROR);
+            return Ok(crate::cli::exit::EXIT_ERROR);
         }
     };
     if let Some(l) = listen {
@@ -62,15 +62,15 @@ pub async fn run(listen: Option<String>, step: Duration) -> anyhow::Result<i32> 
                 eprintln!(
                     "deploywatch: --listen {l:?} is not a socket address; write it like 127.0.0.1:9797"
                 );
-                return Ok(crate::cli::EXIT_ERROR);
+                return Ok(crate::cli::exit::EXIT_ERROR);
             }
         }
     }
-    let listener = match crate::cli::bind(cfg.listen).await {
+    let listener = match crate::cli::client::bind(cfg.listen).await {
         Ok(l) => l,
         Err(msg) => {
             eprintln!("deploywatch: {msg}");
-            return Ok(crate::cli::EXIT_ERROR);
+            return Ok(crate::cli::exit::EXIT_ERROR);
         }
     };
     if std::env::var("DEPLOYWATCH_DATABASE_URL").is_err() {
@@ -111,7 +111,7 @@ pub async fn run(listen: Option<String>, step: Duration) -> anyhow::Result<i32> 
     tracing::info!("shutting down");
     running.shutdown().await;
     guard.shutdown();
-    Ok(crate::cli::EXIT_OK)
+    Ok(crate::cli::exit::EXIT_OK)
 }
 
 /// The first thing a newcomer reads: where to look and what to type, with the real address.
