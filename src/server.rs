@@ -267,13 +267,13 @@ fn start_loops(
         let poller = crate::sources::digitalocean::poller::Poller::new(app.clone(), client.clone());
         tasks.push(tokio::spawn(poller.run(rx.clone())));
         // One rollback worker among replicas (its tasks are claimed atomically besides).
-        let exec = crate::fixer::rollback::Executor::new(app.clone(), client);
-        tasks.push(crate::lease::run_as_leader(
+        let exec = crate::workers::rollback::Executor::new(app.clone(), client);
+        tasks.push(crate::workers::lease::run_as_leader(
             app.clone(),
             "rollback",
             app.config.digitalocean.lease,
             rx.clone(),
-            move |stop| crate::fixer::rollback::run(exec.clone(), stop),
+            move |stop| crate::workers::rollback::run(exec.clone(), stop),
         ));
     }
     let tls = crate::probes::http::tls_config(&opts.extra_roots);
@@ -288,31 +288,31 @@ fn start_loops(
             rx.clone(),
         )));
     }
-    tasks.push(tokio::spawn(crate::fixer::run_events(
+    tasks.push(tokio::spawn(crate::workers::lifecycle::run_events(
         app.clone(),
         app.events.subscribe(),
         rx.clone(),
     )));
     // Every replica refreshes the task gauges from the store; one expires task leases.
-    let sweeper = crate::lease::spawn(
+    let sweeper = crate::workers::lease::spawn(
         app.clone(),
         "sweeper",
         app.config.digitalocean.lease,
         rx.clone(),
     );
-    tasks.push(tokio::spawn(crate::fixer::run_sweeper(
+    tasks.push(tokio::spawn(crate::workers::sweeper::run_sweeper(
         app.clone(),
         sweeper,
         rx.clone(),
     )));
     if !app.config.notifiers.is_empty() {
         let app2 = app.clone();
-        tasks.push(crate::lease::run_as_leader(
+        tasks.push(crate::workers::lease::run_as_leader(
             app.clone(),
             "outbox",
             app.config.digitalocean.lease,
             rx.clone(),
-            move |stop| crate::fixer::outbox::run(app2.clone(), stop),
+            move |stop| crate::workers::outbox::run(app2.clone(), stop),
         ));
     }
     tasks
@@ -366,7 +366,7 @@ async fn startup_sequence(
     }
     let _ = crate::app::sync_outcome_metrics(&app).await;
     // Gauges at once; leases are the sweeper lease holder's to expire.
-    crate::fixer::sweep_once(&app, false).await;
+    crate::workers::sweeper::sweep_once(&app, false).await;
     if app.config.migration_checks.is_empty() {
         return;
     }

@@ -256,7 +256,7 @@ mod tests {
     #[test]
     fn labels_and_annotations_match_the_shipped_rules() {
         let doc: serde_yaml::Value =
-            serde_yaml::from_str(include_str!("../../alerts/deploywatch.rules.yml"))
+            serde_yaml::from_str(include_str!("../../../alerts/deploywatch.rules.yml"))
                 .expect("the shipped rules parse");
         let mut seen = 0;
         for g in doc["groups"].as_sequence().expect("groups") {

@@ -84,7 +84,7 @@ impl Poller {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let cfg = self.app.config.digitalocean.clone();
         let mut lead =
-            crate::lease::spawn(self.app.clone(), LEASE_NAME, cfg.lease, shutdown.clone());
+            crate::workers::lease::spawn(self.app.clone(), LEASE_NAME, cfg.lease, shutdown.clone());
         let mut seen_snapshot = 0i64;
         loop {
             let mut any_in_progress = false;

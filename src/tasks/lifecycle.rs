@@ -1,19 +1,10 @@
-//! The fixer's background work: lifecycle events into announcements and e2e-test tasks, the lease
-//! sweeper and task gauges, the notifier outbox, and guarded automatic rollbacks.
-
-pub mod outbox;
-pub mod rollback;
-
-use std::sync::Arc;
-use std::time::Duration;
+//! Deployment lifecycle events into tasks: an announcement per started, succeeded, failed or stuck
+//! deployment and an e2e-test task after a success. Pure.
 
 use serde_json::json;
-use tokio::sync::{broadcast, watch};
 
-use crate::app::App;
+use super::{Kind, NewTask};
 use crate::domain::{LifecycleEvent, LifecycleKind};
-use crate::store::PlaceOptions;
-use crate::tasks::{Kind, NewTask, Queue, State};
 
 /// What a lifecycle event produces. Pure.
 pub fn tasks_for_event(e: &LifecycleEvent, dashboard: Option<&str>) -> Vec<NewTask> {
@@ -74,93 +65,6 @@ pub fn tasks_for_event(e: &LifecycleEvent, dashboard: Option<&str>) -> Vec<NewTa
     }
     out
 }
-
-/// Consumes lifecycle events until shutdown.
-pub async fn run_events(
-    app: Arc<App>,
-    mut rx: broadcast::Receiver<LifecycleEvent>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let e = tokio::select! {
-            r = rx.recv() => match r {
-                Ok(e) => e,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "fixer lagged behind lifecycle events");
-                    continue;
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-            _ = shutdown.changed() => return,
-        };
-        let tasks = tasks_for_event(&e, app.config.webhook.dashboard_url.as_deref());
-        let notifiers = app.config.notifier_names();
-        let opts = PlaceOptions {
-            max_attempts: app.config.tasks.max_attempts as i64,
-            reopen_window: Duration::ZERO,
-            notifiers: &notifiers,
-        };
-        // The store may be briefly down; retry a few times rather than lose the announcement.
-        for attempt in 0..5u32 {
-            match app.store.create_tasks(&tasks, &opts).await {
-                Ok(r) => {
-                    app.metrics.tasks_created(&r);
-                    break;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, attempt, "cannot store lifecycle tasks; retrying");
-                    tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt))).await;
-                }
-            }
-        }
-    }
-}
-
-/// Returns expired leases to their queues (when `expire`: one replica does it) and refreshes the
-/// task gauges (every replica, so any of them can be scraped).
-pub async fn sweep_once(app: &App, expire: bool) {
-    if expire {
-        match app.store.expire_leases().await {
-            Ok(n) if n > 0 => app.metrics.task_leases_expired(n),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "lease sweep failed"),
-        }
-    }
-    if let Ok(counts) = app.store.task_counts().await {
-        for q in Queue::ALL {
-            for s in State::ALL {
-                let n = counts
-                    .iter()
-                    .find(|(cq, cs, _)| cq == q.as_str() && cs == s.as_str())
-                    .map(|c| c.2)
-                    .unwrap_or(0);
-                app.metrics.task_count(q.as_str(), s.as_str(), n);
-            }
-        }
-    }
-    if let Ok(n) = app.store.outbox_pending().await {
-        app.metrics.announcements_pending(n);
-    }
-    app.metrics.changed();
-}
-
-pub async fn run_sweeper(
-    app: Arc<App>,
-    lead: crate::lease::Leadership,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        // Before the schema exists there is nothing to sweep.
-        if app.checks.passed("schema") {
-            sweep_once(&app, lead.generation().is_some()).await;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(app.config.tasks.sweep_interval) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
