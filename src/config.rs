@@ -995,12 +995,12 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
         )?,
         body_timeout: cx.positive("http.body_timeout", file.http.body_timeout, d.body_timeout)?,
         max_body_bytes_in_flight: match file.http.max_body_bytes_in_flight {
-            Some(n) if n < crate::http::webhook::BODY_LIMIT => {
+            Some(n) if n < crate::http::limits::BODY_LIMIT => {
                 return Err(cx.err(
                     "http.max_body_bytes_in_flight",
                     format!(
                         "must be at least the body limit, {} bytes",
-                        crate::http::webhook::BODY_LIMIT
+                        crate::http::limits::BODY_LIMIT
                     ),
                 ));
             }

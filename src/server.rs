@@ -121,7 +121,7 @@ pub async fn start(
     let limits = app.config.http.clone();
     let budget = crate::http::limits::BodyBudget::new(
         limits.max_body_bytes_in_flight,
-        crate::http::webhook::BODY_LIMIT,
+        crate::http::limits::BODY_LIMIT,
     );
     let router = crate::http::router(state)
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(

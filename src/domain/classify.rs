@@ -3,7 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::deployment::FailedStep;
+/// The step a failed deployment failed in, as the API reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedStep {
+    /// `build` or `deploy` (the top-level step).
+    pub top_step: String,
+    pub step: String,
+    pub component: Option<String>,
+    pub reason_code: Option<String>,
+    pub reason_message: Option<String>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

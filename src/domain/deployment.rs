@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::classify::FailureClass;
+use super::classify::{FailedStep, FailureClass};
 use super::phase::Phase;
 
 /// What the poller knows about one app, as `/api/v1/status`, `/metrics` and task enrichment use it.
@@ -66,16 +66,6 @@ pub struct FailureView {
     pub trace_id: String,
     /// When the failed deployment ended, so an old failure reads as history.
     pub ended_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FailedStep {
-    /// `build` or `deploy` (the top-level step).
-    pub top_step: String,
-    pub step: String,
-    pub component: Option<String>,
-    pub reason_code: Option<String>,
-    pub reason_message: Option<String>,
 }
 
 /// The source's snapshot. Replaced whole after each poll.

@@ -11,9 +11,9 @@ pub mod label;
 pub mod phase;
 pub mod probe;
 
+pub use classify::FailedStep;
 pub use deployment::{
-    AppView, DeploymentView, FailedStep, FailureView, LifecycleEvent, LifecycleKind, Snapshot,
-    StepView,
+    AppView, DeploymentView, FailureView, LifecycleEvent, LifecycleKind, Snapshot, StepView,
 };
 pub use label::{LabelValue, prefix};
 pub use phase::{Outcome, Phase};

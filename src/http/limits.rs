@@ -18,6 +18,10 @@ use tokio::sync::Semaphore;
 
 use crate::http::error::ApiError;
 
+/// The largest request body any route takes (an Alertmanager notification of a few thousand
+/// alerts fits).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
     /// Time to receive a request's headers; also closes a keep-alive connection idle that long.

@@ -35,7 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tasks/{id}/complete", post(tasks::complete))
         .route("/api/v1/tasks/{id}/fail", post(tasks::fail))
         .route("/api/v1/openapi.json", get(openapi))
-        .layer(DefaultBodyLimit::max(crate::http::webhook::BODY_LIMIT));
+        .layer(DefaultBodyLimit::max(crate::http::limits::BODY_LIMIT));
     Router::new()
         .route("/", get(page::landing))
         .route("/metrics", get(exposition::metrics))

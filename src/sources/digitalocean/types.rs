@@ -324,7 +324,7 @@ impl Deployment {
     }
 }
 
-pub use crate::domain::deployment::FailedStep;
+pub use crate::domain::classify::FailedStep;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct CauseDetails {
