@@ -435,7 +435,9 @@ async fn full_loop_prometheus_alertmanager_webhook_and_dashboards() {
 
 #[test]
 fn dashboards_parse_and_name_only_exported_metrics() {
-    let metrics_rs = std::fs::read_to_string(root().join("src/metrics.rs")).expect("metrics.rs");
+    // Every family is declared in the one registry file.
+    let metrics_rs = std::fs::read_to_string(root().join("src/telemetry/metrics/registry.rs"))
+        .expect("src/telemetry/metrics/registry.rs");
     let rules = std::fs::read_to_string(root().join("alerts/recording.rules.yml")).expect("rules");
     let recorded: Vec<String> = rules
         .lines()
