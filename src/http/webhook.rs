@@ -22,7 +22,6 @@ use crate::http::error::ApiError;
 use crate::store::{AlertRecord, NotificationRecord, PlaceOptions};
 use crate::tasks::rules::{self, AlertInput, PlanContext};
 
-
 /// Added to `webhook.store_timeout` per alert of a notification (2,300 alerts: about 7 s more).
 const PER_ALERT_BUDGET: std::time::Duration = std::time::Duration::from_millis(3);
 

@@ -3,6 +3,8 @@
 //! deployment and publishes lifecycle events.
 
 pub mod client;
+pub mod endpoints;
+pub mod errors;
 pub mod poller;
 pub mod schedule;
 pub mod traces;
