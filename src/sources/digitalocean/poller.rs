@@ -13,6 +13,7 @@ use super::client::{Client, DoError};
 use super::schedule::{self, ScheduleInput};
 use super::traces;
 use super::types::{App as ApiApp, Deployment};
+use super::view::{app_view, merge_listed};
 use crate::app::App;
 use crate::domain::classify;
 use crate::domain::{
@@ -304,19 +305,7 @@ impl Poller {
                 }
             }
         }
-        // The list answer carries the freshest state of the in-progress and active deployments.
-        for d in [&a.in_progress_deployment, &a.active_deployment]
-            .into_iter()
-            .flatten()
-        {
-            match track.deployments.iter_mut().find(|x| x.id == d.id) {
-                Some(x) => *x = d.clone(),
-                None => track.deployments.insert(0, d.clone()),
-            }
-        }
-        track
-            .deployments
-            .sort_by_key(|d| std::cmp::Reverse(d.created_at));
+        merge_listed(&mut track.deployments, a);
 
         let deployments = track.deployments.clone();
         let origin = traces::Origin::new(&self.app.config.environment, &a.spec);
@@ -362,78 +351,25 @@ impl Poller {
         }
 
         let track = self.tracks.get_mut(&a.id).expect("track exists");
-        let now = Utc::now();
-        let stuck_after = chrono::Duration::from_std(self.app.config.digitalocean.stuck_after)
-            .unwrap_or_default();
-        let in_progress = a
-            .in_progress_deployment
-            .clone()
-            .or_else(|| deployments.iter().find(|d| d.phase.in_progress()).cloned());
-        let mut stuck = false;
-        if let Some(d) = &in_progress {
-            let since = d.phase_last_updated_at.or(d.created_at);
-            if since.is_some_and(|s| now - s > stuck_after) {
-                stuck = true;
-                if track.stuck.insert(d.id.clone()) {
-                    self.app.publish(LifecycleEvent {
-                        kind: LifecycleKind::Stuck,
-                        app: name.clone(),
-                        deployment: DeploymentView::from_api(d),
-                        failure: None,
-                        duration_seconds: since
-                            .map(|s| (now - s).num_milliseconds() as f64 / 1000.0),
-                    });
-                }
-            }
+        let built = app_view(
+            a,
+            &deployments,
+            track.last_failure.clone(),
+            Utc::now(),
+            self.app.config.digitalocean.stuck_after,
+        );
+        if let Some((d, stuck_for)) = built.stuck
+            && track.stuck.insert(d.id.clone())
+        {
+            self.app.publish(LifecycleEvent {
+                kind: LifecycleKind::Stuck,
+                app: built.view.name.clone(),
+                deployment: d,
+                failure: None,
+                duration_seconds: stuck_for,
+            });
         }
-        let active = a.active_deployment.clone();
-        let previous_good = deployments
-            .iter()
-            .filter(|d| d.phase.outcome() == Some(Outcome::Success))
-            .find(|d| Some(&d.id) != active.as_ref().map(|x| &x.id))
-            .map(|d| d.id.clone());
-        let latest = in_progress
-            .clone()
-            .or_else(|| deployments.first().cloned())
-            .or_else(|| active.clone());
-        let mut health_paths = Vec::new();
-        for c in a.spec.components() {
-            if let Some(p) = c.health_check.as_ref().and_then(|h| h.http_path.clone()) {
-                health_paths.push(("readiness".to_string(), p));
-            }
-            if let Some(p) = c
-                .liveness_health_check
-                .as_ref()
-                .and_then(|h| h.http_path.clone())
-            {
-                health_paths.push(("liveness".to_string(), p));
-            }
-        }
-        health_paths.sort();
-        health_paths.dedup();
-        AppView {
-            id: a.id.clone(),
-            name,
-            region: a.region_slug().to_string(),
-            live_url: a.live_url.clone().or_else(|| a.default_ingress.clone()),
-            branch: a
-                .spec
-                .components()
-                .find_map(|c| c.branch().map(str::to_string)),
-            health_paths,
-            active: active.as_ref().map(DeploymentView::from_api),
-            latest: latest.as_ref().map(DeploymentView::from_api),
-            in_progress: in_progress.as_ref().map(DeploymentView::from_api),
-            last_ended: deployments
-                .iter()
-                .find(|d| d.phase.outcome().is_some())
-                .map(DeploymentView::from_api),
-            pinned_deployment_id: a.pinned_deployment.as_ref().map(|d| d.id.clone()),
-            last_good_deployment_id: active.as_ref().map(|d| d.id.clone()),
-            previous_good_deployment_id: previous_good,
-            last_failure: track.last_failure.clone(),
-            stuck,
-        }
+        built.view
     }
 
     /// Persists the outcome (exactly once across restarts and replicas), then traces it, fetches
