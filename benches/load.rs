@@ -5,6 +5,9 @@
 //! comparison, Debian's `prometheus-blackbox-exporter`; `scripts/bench.sh` sets both up).
 //! Sections can be picked: `cargo bench --bench load -- startup ingest claims metrics budget probes`.
 
+// Test and benchmark code fails by panicking; that is how a failure is reported here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -6,6 +6,9 @@
 //!
 //! Run: `cargo bench --bench metrics_render` (criterion), which also prints p50/p99 and bytes.
 
+// Test and benchmark code fails by panicking; that is how a failure is reported here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 use std::time::Instant;
 

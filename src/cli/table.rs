@@ -33,7 +33,7 @@ fn cell(v: &Value) -> String {
 }
 
 /// Renders `{"tasks": [...]}` (or a bare array) as a table. Pure but for `now`.
-pub fn render(doc: &Value, now: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn render(doc: &Value, now: chrono::DateTime<chrono::Utc>) -> String {
     let tasks = doc["tasks"]
         .as_array()
         .or_else(|| doc.as_array())

@@ -26,6 +26,7 @@ impl ApiError {
 
     /// A store error: 503 only when retrying can help (the store is down, full, read-only, slow
     /// or deadlocked); anything else is the server's own fault, a 500 that no retry fixes.
+    #[allow(clippy::needless_pass_by_value, reason = "the shape `map_err` passes")]
     pub fn store(e: crate::store::StoreError) -> ApiError {
         if e.is_transient() {
             ApiError::new(
@@ -46,6 +47,7 @@ impl ApiError {
     /// A store error while storing outside input: 503 when retrying can help; otherwise the input
     /// itself cannot be stored, a 422 naming why (Alertmanager then drops it instead of retrying the
     /// group forever and blocking every later alert in it).
+    #[allow(clippy::needless_pass_by_value, reason = "the shape `map_err` passes")]
     pub fn store_input(e: crate::store::StoreError) -> ApiError {
         let msg = e.to_string();
         if e.is_transient() {

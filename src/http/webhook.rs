@@ -327,6 +327,21 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
         .into_response())
 }
 
+pub(super) async fn handler(
+    state: State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match body {
+        Ok(b) => crate::http::webhook::receive(state, headers, b).await,
+        Err(r) => {
+            let e = ApiError::from(r);
+            state.metrics.webhook_request(e.status.as_str());
+            e.into_response()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,20 +440,5 @@ mod tests {
         assert_eq!(label_fingerprint(&l), label_fingerprint(&l.clone()));
         let l2: BTreeMap<String, String> = [("a".to_string(), "2".to_string())].into();
         assert_ne!(label_fingerprint(&l), label_fingerprint(&l2));
-    }
-}
-
-pub(super) async fn handler(
-    state: State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    match body {
-        Ok(b) => crate::http::webhook::receive(state, headers, b).await,
-        Err(r) => {
-            let e = ApiError::from(r);
-            state.metrics.webhook_request(e.status.as_str());
-            e.into_response()
-        }
     }
 }

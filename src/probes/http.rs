@@ -29,6 +29,10 @@ pub struct ProbeSpec {
 const BODY_LIMIT: usize = 1024 * 1024;
 
 /// A TLS configuration trusting the web PKI roots; tests add their own CA.
+#[allow(
+    clippy::expect_used,
+    reason = "aws-lc-rs always supports the default protocol versions"
+)]
 pub fn tls_config(
     extra_roots: &[rustls::pki_types::CertificateDer<'static>],
 ) -> Arc<rustls::ClientConfig> {

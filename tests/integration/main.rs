@@ -1,6 +1,11 @@
 //! The integration suite: one binary, real PostgreSQL and MariaDB, real HTTP on loopback, the
 //! DigitalOcean simulator, real git repositories, real Prometheus and Alertmanager.
 
+// Test and benchmark code fails by panicking; that is how a failure is reported here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// The modules of this one test binary share their helpers through `pub`.
+#![allow(unreachable_pub)]
+
 mod access;
 mod demo;
 mod deploy_spec;

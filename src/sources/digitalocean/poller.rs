@@ -328,7 +328,7 @@ impl Poller {
             let Some(outcome) = d.phase.outcome() else {
                 continue;
             };
-            let track = self.tracks.get_mut(&a.id).expect("track exists");
+            let track = self.tracks.entry(a.id.clone()).or_default();
             if !track.counted.insert(d.id.clone()) {
                 continue;
             }
@@ -341,16 +341,14 @@ impl Poller {
                 Err(e) => {
                     // Not counted yet: try again next cycle.
                     tracing::warn!(app = %name, deployment = %d.id, error = %e, "cannot record the deployment outcome");
-                    self.tracks
-                        .get_mut(&a.id)
-                        .expect("track")
-                        .counted
-                        .remove(&d.id);
+                    if let Some(t) = self.tracks.get_mut(&a.id) {
+                        t.counted.remove(&d.id);
+                    }
                 }
             }
         }
 
-        let track = self.tracks.get_mut(&a.id).expect("track exists");
+        let track = self.tracks.entry(a.id.clone()).or_default();
         let built = app_view(
             a,
             &deployments,

@@ -14,4 +14,5 @@ mod registry;
 mod tasks;
 
 pub use deployments::Exporter;
+pub use git::RefKey;
 pub use registry::{CONTENT_TYPE, Metrics, PREFIX};

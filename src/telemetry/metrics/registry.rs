@@ -104,6 +104,9 @@ fn name(n: &str) -> String {
 
 struct Reg<'a>(&'a Registry);
 
+// Names, labels and help texts are static and unique: a failure here is a programming error that
+// every test run would hit at once, not a condition of the input.
+#[allow(clippy::expect_used)]
 impl Reg<'_> {
     fn gauge(&self, n: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
         let g = IntGaugeVec::new(Opts::new(name(n), help), labels).expect("valid metric");
@@ -132,6 +135,7 @@ impl Reg<'_> {
 }
 
 impl Metrics {
+    #[allow(clippy::expect_used, reason = "static metric definitions, see Reg")]
     pub fn new() -> Metrics {
         let registry = Registry::new();
         // Process metrics change every scrape: rendered per scrape, outside the cached body.
