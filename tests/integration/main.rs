@@ -7,6 +7,7 @@
 #![allow(unreachable_pub)]
 
 mod access;
+mod architecture;
 mod demo;
 mod deploy_spec;
 mod digitalocean;
