@@ -217,9 +217,9 @@ async fn status(server: Option<String>, app: Option<String>, json: bool) -> anyh
     if json {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print!("{}", crate::http::status::render_text(&value));
+        print!("{}", crate::http::status_text::render_text(&value));
     }
-    Ok(if crate::http::status::is_failing(&value) {
+    Ok(if crate::http::status_text::is_failing(&value) {
         EXIT_FAILING
     } else {
         EXIT_OK

@@ -11,6 +11,7 @@ pub mod health;
 pub mod limits;
 pub mod page;
 pub mod status;
+pub mod status_text;
 pub mod tasks;
 pub mod webhook;
 

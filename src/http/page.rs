@@ -240,7 +240,7 @@ fn failure_block(a: &Value) -> String {
     if !f.is_object() {
         return String::new();
     }
-    let history = crate::http::status::failure_is_history(a);
+    let history = crate::http::status_text::failure_is_history(a);
     let when = time(&f["ended_at"])
         .map(|t| format!(" on {}", t.format("%Y-%m-%d %H:%M UTC")))
         .unwrap_or_default();
@@ -453,7 +453,9 @@ pub(super) async fn landing(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Response {
     let details = crate::http::access::authorized(&app.config.webhook.tokens, &headers);
-    let status = crate::http::status::build(&app, None).await;
+    // The page reads the document as the CLI does: as the JSON the route serves.
+    let status =
+        serde_json::to_value(crate::http::status::build(&app, None).await).unwrap_or_default();
     let now = chrono::Utc::now();
     let html = if q.partial == Some(1) {
         crate::http::page::body(&status, details, now)

@@ -1,92 +1,145 @@
-//! The picture an agent asks for after a push: per app, the latest and active deployments, probes,
-//! drift, firing alerts and open tasks. Built from snapshots and the store; never from the network.
+//! `/api/v1/status`: the picture an agent asks for after a push — per app, the latest and active
+//! deployments, probes, drift, firing alerts and open tasks. A typed document built from snapshots
+//! and the store (each store read bounded by 2 s); never from the network. Its text rendering for
+//! the terminal is `status_text.rs`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::access::ApiQuery;
-use crate::app::AppState;
-
-use serde_json::{Value, json};
-
-use crate::app::App;
+use crate::app::{App, AppState};
+use crate::checks::StartupStatus;
+use crate::domain::git::Drift;
+use crate::domain::probe::ProbeView;
+use crate::domain::{DeploymentView, FailureView};
 use crate::store::TaskFilter;
-use crate::tasks::State as TaskState;
+use crate::tasks::{State as TaskState, Task};
 
-fn source(on: bool, reason: &str, up: Option<bool>, extra: Value) -> Value {
-    let mut v = json!({
-        "state": if !on { "off" } else if up == Some(false) { "failing" } else { "on" },
-        "reason": reason,
-    });
-    if let Value::Object(m) = extra {
-        for (k, x) in m {
-            v[k] = x;
-        }
-    }
-    v
+/// The whole document.
+#[derive(Debug, Serialize)]
+pub struct StatusDocument {
+    pub version: &'static str,
+    pub generated_at: DateTime<Utc>,
+    pub sources: BTreeMap<String, SourceStatus>,
+    pub startup: StartupStatus,
+    pub apps: Vec<AppStatus>,
+    pub firing_alerts: Vec<FiringAlert>,
+    pub open_tasks: Vec<Task>,
+    /// Why the task and alert lists are empty when the store did not answer.
+    pub store_error: Option<String>,
 }
 
-pub async fn build(app: &App, only: Option<&str>) -> Value {
+/// One source: `off` (not configured, with the reason), `on`, or `failing` (its last run failed).
+#[derive(Debug, Serialize)]
+pub struct SourceStatus {
+    pub state: &'static str,
+    pub reason: String,
+    /// DigitalOcean: when it was last polled, the last error, how many apps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub polled_at: Option<Option<DateTime<Utc>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apps: Option<usize>,
+    /// Health: how many targets are probed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets: Option<usize>,
+    /// Git: how many repositories are mirrored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repos: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AppStatus {
+    pub name: String,
+    pub id: Option<String>,
+    pub latest: Option<DeploymentView>,
+    pub active: Option<DeploymentView>,
+    pub in_progress: Option<DeploymentView>,
+    pub pinned_deployment_id: Option<String>,
+    pub stuck: bool,
+    pub last_failure: Option<FailureView>,
+    pub probes: Vec<ProbeView>,
+    pub drift: Option<Drift>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FiringAlert {
+    pub alertname: String,
+    pub app: Option<String>,
+    pub starts_at: Option<DateTime<Utc>>,
+}
+
+/// The state a source shows. Pure.
+fn source_state(on: bool, up: Option<bool>) -> &'static str {
+    if !on {
+        "off"
+    } else if up == Some(false) {
+        "failing"
+    } else {
+        "on"
+    }
+}
+
+pub async fn build(app: &App, only: Option<&str>) -> StatusDocument {
     let snap = app.do_snapshot();
     let probes = app.probes.all();
     let git = app.git_snapshot();
-    let cfg = &app.config;
-    let up = |s: &str| app.metrics.source_up(s);
-    let extra = |s: &str| match s {
-        "digitalocean" => {
-            json!({"polled_at": snap.polled_at, "last_error": snap.last_error, "apps": snap.apps.len()})
-        }
-        "health" => json!({"targets": probes.len()}),
-        "git" => json!({"repos": git.repos.len()}),
-        _ => json!({}),
-    };
-    let sources: serde_json::Map<String, Value> = crate::sources::enabled(cfg)
+    let sources = crate::sources::enabled(&app.config)
         .iter()
         .map(|e| {
-            (
-                e.source.to_string(),
-                source(e.on, e.why_off, up(e.source), extra(e.source)),
-            )
+            let mut s = SourceStatus {
+                state: source_state(e.on, app.metrics.source_up(e.source)),
+                reason: e.why_off.to_string(),
+                polled_at: None,
+                last_error: None,
+                apps: None,
+                targets: None,
+                repos: None,
+            };
+            match e.source {
+                "digitalocean" => {
+                    s.polled_at = Some(snap.polled_at);
+                    s.last_error = Some(snap.last_error.clone());
+                    s.apps = Some(snap.apps.len());
+                }
+                "health" => s.targets = Some(probes.len()),
+                "git" => s.repos = Some(git.repos.len()),
+                _ => {}
+            }
+            (e.source.to_string(), s)
         })
         .collect();
-    let sources = Value::Object(sources);
-    let mut apps = Vec::new();
     let mut names: Vec<String> = snap.apps.keys().cloned().collect();
-    for p in &probes {
-        if !names.contains(&p.app) {
-            names.push(p.app.clone());
-        }
-    }
-    for r in &git.repos {
-        if let Some(a) = &r.app
-            && !names.contains(a)
-        {
-            names.push(a.clone());
-        }
-    }
+    names.extend(probes.iter().map(|p| p.app.clone()));
+    names.extend(git.repos.iter().filter_map(|r| r.app.clone()));
     names.sort();
-    for name in names
+    names.dedup();
+    let apps = names
         .iter()
         .filter(|n| only.is_none_or(|o| o == n.as_str()))
-    {
-        let v = snap.apps.get(name);
-        let app_probes: Vec<_> = probes.iter().filter(|p| &p.app == name).collect();
-        let drift = git.drift.get(name);
-        apps.push(json!({
-            "name": name,
-            "id": v.map(|v| v.id.clone()),
-            "latest": v.and_then(|v| v.latest.clone()),
-            "active": v.and_then(|v| v.active.clone()),
-            "in_progress": v.and_then(|v| v.in_progress.clone()),
-            "pinned_deployment_id": v.and_then(|v| v.pinned_deployment_id.clone()),
-            "stuck": v.map(|v| v.stuck).unwrap_or(false),
-            "last_failure": v.and_then(|v| v.last_failure.clone()),
-            "probes": app_probes,
-            "drift": drift,
-        }));
-    }
+        .map(|name| {
+            let v = snap.apps.get(name);
+            AppStatus {
+                name: name.clone(),
+                id: v.map(|v| v.id.clone()),
+                latest: v.and_then(|v| v.latest.clone()),
+                active: v.and_then(|v| v.active.clone()),
+                in_progress: v.and_then(|v| v.in_progress.clone()),
+                pinned_deployment_id: v.and_then(|v| v.pinned_deployment_id.clone()),
+                stuck: v.is_some_and(|v| v.stuck),
+                last_failure: v.and_then(|v| v.last_failure.clone()),
+                probes: probes.iter().filter(|p| &p.app == name).cloned().collect(),
+                drift: git.drift.get(name).cloned(),
+            }
+        })
+        .collect();
     let open = async {
         let mut out = Vec::new();
         for st in [TaskState::Queued, TaskState::Claimed] {
@@ -100,258 +153,35 @@ pub async fn build(app: &App, only: Option<&str>) -> Value {
         }
         Ok::<_, crate::store::StoreError>(out)
     };
-    let (open_tasks, store_error) =
-        match tokio::time::timeout(std::time::Duration::from_secs(2), open).await {
-            Ok(Ok(t)) => (t, None),
-            Ok(Err(e)) => (vec![], Some(e.to_string())),
-            Err(_) => (
-                vec![],
-                Some("the store did not answer within 2s".to_string()),
-            ),
+    let (open_tasks, store_error) = match tokio::time::timeout(Duration::from_secs(2), open).await {
+        Ok(Ok(t)) => (t, None),
+        Ok(Err(e)) => (vec![], Some(e.to_string())),
+        Err(_) => (
+            vec![],
+            Some("the store did not answer within 2s".to_string()),
+        ),
+    };
+    let firing_alerts =
+        match tokio::time::timeout(Duration::from_secs(2), app.store.firing_alerts(only)).await {
+            Ok(Ok(a)) => a
+                .into_iter()
+                .map(|(alertname, app, s)| FiringAlert {
+                    alertname,
+                    app,
+                    starts_at: DateTime::from_timestamp_millis(s),
+                })
+                .collect(),
+            _ => vec![],
         };
-    let firing = match tokio::time::timeout(std::time::Duration::from_secs(2), app.store.firing_alerts(only)).await {
-        Ok(Ok(a)) => a
-            .into_iter()
-            .map(|(n, a, s)| json!({"alertname": n, "app": a, "starts_at": chrono::DateTime::from_timestamp_millis(s)}))
-            .collect(),
-        _ => vec![],
-    };
-    let startup = app.checks.status();
-    json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "generated_at": chrono::Utc::now(),
-        "sources": sources,
-        "startup": startup,
-        "apps": apps,
-        "firing_alerts": firing,
-        "open_tasks": open_tasks,
-        "store_error": store_error,
-    })
-}
-
-/// `1` when what `status` shows for the app(s) is failing: an ERROR/CANCELED latest deployment, a
-/// failing probe, a failing startup check.
-pub fn is_failing(status: &Value) -> bool {
-    let apps_failing = status["apps"].as_array().into_iter().flatten().any(|a| {
-        matches!(
-            a["latest"]["phase"].as_str(),
-            Some("ERROR") | Some("CANCELED")
-        ) || a["probes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|p| p["healthy"] == json!(false))
-    });
-    let checks_failing = status["startup"]["checks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["ok"] == json!(false));
-    apps_failing || checks_failing
-}
-
-/// A string field for a terminal: missing is empty, control characters escaped.
-fn txt(v: &Value) -> String {
-    crate::terminal::clean(v.as_str().unwrap_or(""))
-}
-
-fn short_commit(v: &Value) -> String {
-    v.as_str()
-        .map(|c| crate::terminal::clean(crate::domain::prefix(c, 12)))
-        .unwrap_or_else(|| "-".into())
-}
-
-/// When the failure ended before the current ACTIVE deployment was created, it is history: say
-/// so and give its date, so nobody reads an old failure as today's. Pure.
-pub fn failure_is_history(app: &Value) -> bool {
-    let ended = |v: &Value| {
-        v.as_str()
-            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-    };
-    let failure_time = ended(&app["last_failure"]["ended_at"]);
-    let active_created = ended(&app["active"]["created_at"]);
-    matches!((failure_time, active_created), (Some(f), Some(a)) if f <= a)
-        || (app["active"]["id"].is_string()
-            && app["latest"]["id"] == app["active"]["id"]
-            && app["last_failure"]["deployment_id"] != app["latest"]["id"])
-}
-
-/// A human rendering of the status JSON. Every value that came from outside is escaped.
-pub fn render_text(status: &Value) -> String {
-    let mut out = String::new();
-    out.push_str(&format!("deploywatch {}\n", txt(&status["version"])));
-    for (name, s) in status["sources"].as_object().into_iter().flatten() {
-        let reason = txt(&s["reason"]);
-        let err = txt(&s["last_error"]);
-        out.push_str(&format!(
-            "  source {:<13} {}{}{}\n",
-            crate::terminal::clean(name),
-            txt(&s["state"]),
-            if reason.is_empty() {
-                String::new()
-            } else {
-                format!(" ({reason})")
-            },
-            if err.is_empty() {
-                String::new()
-            } else {
-                format!(" last error: {err}")
-            }
-        ));
-    }
-    for a in status["apps"].as_array().into_iter().flatten() {
-        out.push_str(&format!("\napp {}\n", txt(&a["name"])));
-        let l = &a["latest"];
-        if l.is_object() {
-            out.push_str(&format!(
-                "  latest   {} {} commit {} ({})\n",
-                txt(&l["id"]),
-                txt(&l["phase"]),
-                short_commit(&l["commit"]),
-                txt(&l["cause"])
-            ));
-        }
-        let act = &a["active"];
-        if act.is_object() {
-            out.push_str(&format!(
-                "  active   {} commit {}\n",
-                txt(&act["id"]),
-                short_commit(&act["commit"])
-            ));
-        }
-        let f = &a["last_failure"];
-        if f.is_object() {
-            let when = f["ended_at"]
-                .as_str()
-                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-                .map(|t| {
-                    t.with_timezone(&chrono::Utc)
-                        .format("%Y-%m-%d %H:%M UTC")
-                        .to_string()
-                });
-            let step = &f["failed_step"];
-            let label = if failure_is_history(a) {
-                "history "
-            } else {
-                "failure "
-            };
-            out.push_str(&format!(
-                "  {label} {} {} at {}/{} ({}){}{}\n",
-                txt(&f["deployment_id"]),
-                txt(&f["class"]),
-                txt(&step["top_step"]),
-                txt(&step["step"]),
-                txt(&step["reason_code"]),
-                when.map(|w| format!(" on {w}")).unwrap_or_default(),
-                if failure_is_history(a) {
-                    ", before the current ACTIVE deployment"
-                } else {
-                    ""
-                }
-            ));
-        }
-        if a["stuck"] == json!(true) {
-            out.push_str("  STUCK    the in-progress deployment has not moved for too long\n");
-        }
-        if a["pinned_deployment_id"].is_string() {
-            out.push_str(&format!(
-                "  PINNED   to rollback deployment {}: deploy-on-push is blocked until commit or revert\n",
-                txt(&a["pinned_deployment_id"])
-            ));
-        }
-        for p in a["probes"].as_array().into_iter().flatten() {
-            out.push_str(&format!(
-                "  probe    {:<20} {}{}\n",
-                txt(&p["target"]),
-                if p["healthy"] == json!(true) {
-                    "healthy"
-                } else {
-                    "FAILING"
-                },
-                p["last_failure_reason"]
-                    .as_str()
-                    .map(|r| format!(" ({})", crate::terminal::clean(r)))
-                    .unwrap_or_default()
-            ));
-        }
-        if let Some(d) = a["drift"].as_object() {
-            out.push_str(&format!(
-                "  drift    {} commits behind {}\n",
-                d.get("commits_behind").and_then(Value::as_i64).unwrap_or(0),
-                crate::terminal::clean(d.get("branch").and_then(Value::as_str).unwrap_or(""))
-            ));
-        }
-    }
-    let firing = status["firing_alerts"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    out.push_str(&format!("\nfiring alerts: {}\n", firing.len()));
-    for f in &firing {
-        out.push_str(&format!("  {} {}\n", txt(&f["alertname"]), txt(&f["app"])));
-    }
-    let tasks = status["open_tasks"].as_array().cloned().unwrap_or_default();
-    out.push_str(&format!("open tasks: {}\n", tasks.len()));
-    for t in tasks {
-        out.push_str(&format!(
-            "  [{}] {} ({}, {})\n",
-            txt(&t["queue"]),
-            txt(&t["title"]),
-            txt(&t["state"]),
-            txt(&t["id"])
-        ));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hostile_values_cannot_drive_the_terminal() {
-        let doc = json!({
-            "version": "1",
-            "sources": {"digitalocean": {"state": "on", "reason": "", "last_error": "boom\u{1b}[2J"}},
-            "apps": [{"name": "api\u{1b}[2J\nFAKE", "latest": {"id": "d1", "phase": "ERROR", "commit": "aéééééééééééé", "cause": "x\ny"},
-                      "last_failure": {"deployment_id": "d1", "class": "build", "failed_step": {"top_step": "build", "step": "b\u{7}"}}}],
-            "firing_alerts": [{"alertname": "DeploymentFailed", "app": "a\u{9b}"}],
-            "open_tasks": [{"queue": "execution", "title": "FIX\u{1b}]0;pwned\u{7}", "state": "queued", "id": "t1"}],
-        });
-        let text = render_text(&doc);
-        assert!(!text.contains('\u{1b}'), "{text}");
-        assert!(
-            !text.contains('\u{7}') && !text.contains('\u{9b}'),
-            "{text}"
-        );
-        assert!(!text.lines().any(|l| l.starts_with("FAKE")), "{text}");
-        assert!(text.contains("api\\e[2J\\nFAKE"), "{text}");
-    }
-
-    #[test]
-    fn an_old_failure_before_the_active_deployment_reads_as_history() {
-        let table = [
-            // failure ended before the active deployment was created
-            (
-                json!({"latest": {"id": "d2"}, "active": {"id": "d2", "created_at": "2026-11-28T10:00:00Z"},
-                    "last_failure": {"deployment_id": "d1", "ended_at": "2026-11-27T14:03:00Z"}}),
-                true,
-            ),
-            // the latest deployment is the failure
-            (
-                json!({"latest": {"id": "d2"}, "active": {"id": "d1", "created_at": "2026-11-27T10:00:00Z"},
-                    "last_failure": {"deployment_id": "d2", "ended_at": "2026-11-28T11:00:00Z"}}),
-                false,
-            ),
-            // no active deployment at all
-            (
-                json!({"latest": {"id": "d1"}, "last_failure": {"deployment_id": "d1"}}),
-                false,
-            ),
-        ];
-        for (i, (app, want)) in table.into_iter().enumerate() {
-            assert_eq!(failure_is_history(&app), want, "row {i}");
-        }
+    StatusDocument {
+        version: env!("CARGO_PKG_VERSION"),
+        generated_at: Utc::now(),
+        sources,
+        startup: app.checks.status(),
+        apps,
+        firing_alerts,
+        open_tasks,
+        store_error,
     }
 }
 
