@@ -18,7 +18,6 @@ pub mod metrics;
 pub mod page;
 pub mod probes;
 pub mod server;
-pub mod simulator;
 pub mod sources;
 pub mod status;
 pub mod store;

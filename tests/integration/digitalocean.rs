@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use deploywatch::simulator::{Fault, Script, Simulator};
 use deploywatch::sources::digitalocean::types::{self, LogsResponse, RollbackValidation};
+use do_simulator::{Fault, Script, Simulator};
 use serde_json::Value;
 
 use crate::helpers::*;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use deploywatch::simulator::Simulator;
+use do_simulator::Simulator;
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -120,7 +120,7 @@ async fn the_simulator_answers_like_the_api() {
         .deploy(
             "api",
             "2222222222222222222222222222222222222222",
-            deploywatch::simulator::Script::Success,
+            do_simulator::Script::Success,
         )
         .expect("deploy");
     let logs: Value = get(
@@ -144,7 +144,7 @@ async fn the_simulator_answers_like_the_api() {
         .deploy(
             "api",
             "3333333333333333333333333333333333333333",
-            deploywatch::simulator::Script::Success,
+            do_simulator::Script::Success,
         )
         .expect("deploy");
     let rollback = |skip: Option<bool>| {

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use deploywatch::simulator::{Script, Simulator};
+use do_simulator::{Script, Simulator};
 
 use crate::helpers::*;
 

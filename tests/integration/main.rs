@@ -17,6 +17,7 @@ mod probes;
 mod process;
 mod replicas;
 mod rollback;
+mod sim_boundary;
 mod stack;
 mod startup_order;
 mod trust;

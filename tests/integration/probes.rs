@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deploywatch::server::ServeOptions;
-use deploywatch::simulator::Simulator;
+use do_simulator::Simulator;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::*;

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deploywatch::simulator::{Script, Simulator};
+use do_simulator::{Script, Simulator};
 use serde_json::{Value, json};
 
 use crate::helpers::*;

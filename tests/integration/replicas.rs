@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use deploywatch::simulator::{Script, Simulator};
+use do_simulator::{Script, Simulator};
 
 use crate::helpers::*;
 

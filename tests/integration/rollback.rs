@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use deploywatch::simulator::{Script, Simulator};
+use do_simulator::{Script, Simulator};
 use serde_json::Value;
 
 use crate::helpers::*;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use deploywatch::simulator::{Script, Simulator};
+use do_simulator::{Script, Simulator};
 use serde_json::Value;
 
 use crate::helpers::*;

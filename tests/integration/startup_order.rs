@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use deploywatch::simulator::Simulator;
+use do_simulator::Simulator;
 
 use crate::helpers::*;
 
