@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use do_simulator::{Script, Simulator};
+use do_simulator::Script;
 
 use crate::helpers::*;
 
@@ -90,18 +90,17 @@ fn read(m: &str) -> Seen {
 #[tokio::test(flavor = "multi_thread")]
 async fn three_replicas_take_over_quickly_and_serve_the_same_picture() {
     let db = pg_db().await;
-    let sim = Simulator::new(Duration::from_millis(100));
-    let (addr, _) = sim
-        .serve("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("simulator");
-    let api = format!("http://{addr}");
-    sim.add_app("api", "9a4df0b8e161e323bc3cdf1dc71878080fe144fa");
-    sim.deploy(
-        "api",
-        "54d4a727f45723106243989b6c8b2ad4e4a9b3bb",
-        Script::Success,
-    );
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(100))
+        .app("api", "9a4df0b8e161e323bc3cdf1dc71878080fe144fa")
+        .script(
+            "api",
+            "54d4a727f45723106243989b6c8b2ad4e4a9b3bb",
+            Script::Success,
+        )
+        .start()
+        .await;
+    let api = sim.url.clone();
     let dir = tempfile::tempdir().expect("tmp");
     let mut replicas: Vec<Option<Replica>> = (0..3)
         .map(|n| Some(start(dir.path(), &db.url, &api, n)))
@@ -301,13 +300,12 @@ async fn value(port: u16, q: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_shipped_recording_rules_agree_scraping_one_or_three_replicas() {
     let db = pg_db().await;
-    let sim = Simulator::new(Duration::from_millis(100));
-    let (addr, _) = sim
-        .serve("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("simulator");
-    let api = format!("http://{addr}");
-    sim.add_app("api", "9a4df0b8e161e323bc3cdf1dc71878080fe144fa");
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(100))
+        .app("api", "9a4df0b8e161e323bc3cdf1dc71878080fe144fa")
+        .start()
+        .await;
+    let api = sim.url.clone();
     let dir = tempfile::tempdir().expect("tmp");
     let replicas: Vec<Replica> = (0..3)
         .map(|n| start(dir.path(), &db.url, &api, n))
@@ -331,9 +329,14 @@ async fn the_shipped_recording_rules_agree_scraping_one_or_three_replicas() {
             .as_array()
             .is_some_and(|r| r.len() == n)
     };
-    wait_for(Duration::from_secs(60), || async {
-        scraped(one, 1).await && scraped(three, 3).await
-    })
+    until(
+        "Prometheus scraping one replica on one server and three on the other",
+        Duration::from_secs(60),
+        || async {
+            let (a, b) = (scraped(one, 1).await, scraped(three, 3).await);
+            seen(a && b, format!("one scraped: {a}, three scraped: {b}"))
+        },
+    )
     .await;
 
     // Deployments while both scrape: three successes and a failure.
@@ -347,20 +350,26 @@ async fn the_shipped_recording_rules_agree_scraping_one_or_three_replicas() {
     .enumerate()
     {
         sim.deploy("api", &format!("{:040x}", 0xd00 + i), script);
+        // Time must pass: each deployment ends before the next starts, spread over scrapes.
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     let ratio = "app:deploywatch_deployment_success_ratio:rate1h{app=\"api\"}";
     let ended = "app:deploywatch_deployments_ended:increase1d{app=\"api\"}";
     let freq = "app:deploywatch_dora_deployment_frequency:per_day_7d{app=\"api\"}";
     // Wait until every replica counted all four and both Prometheus servers recorded it.
-    wait_for(Duration::from_secs(90), || async {
-        let mut done = true;
-        for port in [one, three] {
-            done &= value(port, ended).await.is_some_and(|v| v >= 3.5);
-        }
-        done
-    })
+    until(
+        "both Prometheus servers recording at least 3.5 ended deployments",
+        Duration::from_secs(90),
+        || async {
+            let (a, b) = (value(one, ended).await, value(three, ended).await);
+            seen(
+                a.is_some_and(|v| v >= 3.5) && b.is_some_and(|v| v >= 3.5),
+                format!("one replica {a:?}, three replicas {b:?}"),
+            )
+        },
+    )
     .await;
+    // Time must pass: a few more scrapes and rule evaluations, so both servers see the same end.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for q in [ratio, ended, freq] {
         let (a, b) = (value(one, q).await, value(three, q).await);
