@@ -640,17 +640,11 @@ impl TestDbRef {
 }
 
 fn run_cli(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    let out = std::process::Command::new(bin())
+    Deploywatch::here()
         .args(args)
-        .envs(envs.iter().copied())
+        .envs(envs)
         .env_remove("DEPLOYWATCH_SERVER")
-        .output()
-        .expect("run deploywatch");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .run_split()
 }
 
 #[tokio::test(flavor = "multi_thread")]

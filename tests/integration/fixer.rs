@@ -662,18 +662,13 @@ async fn the_tasks_cli_claims_heartbeats_and_completes() {
         let url = url.clone();
         async move {
             tokio::task::spawn_blocking(move || {
-                let out = std::process::Command::new(bin())
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                Deploywatch::here()
                     .arg("tasks")
                     .args(&args)
-                    .args(["--server", &url])
+                    .args(&["--server", &url])
                     .env("DEPLOYWATCH_WEBHOOK_TOKEN", "cli-token")
-                    .output()
-                    .expect("run");
-                (
-                    out.status.code().unwrap_or(-1),
-                    String::from_utf8_lossy(&out.stdout).into_owned(),
-                    String::from_utf8_lossy(&out.stderr).into_owned(),
-                )
+                    .run_split()
             })
             .await
             .expect("join")

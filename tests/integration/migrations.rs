@@ -394,12 +394,10 @@ async fn startup_waits_for_the_app_database_and_a_failure_becomes_a_fix_task() {
     // `deploywatch check` says the same and exits 1.
     let cfg_file = tempfile::NamedTempFile::new().expect("tmp");
     std::fs::write(cfg_file.path(), &toml).expect("write");
-    let out = std::process::Command::new(bin())
-        .args(["check", "--config"])
-        .arg(cfg_file.path())
+    let out = Deploywatch::here()
+        .args(&["check", "--config", &cfg_file.path().to_string_lossy()])
         .env("DEPLOYWATCH_DATABASE_URL", &app.db.url)
-        .output()
-        .expect("run check");
+        .output();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(

@@ -1,7 +1,6 @@
 //! Several replicas on one PostgreSQL behave as one: one poller at a time, a quick takeover after
 //! `kill -9`, and the same deployment series from every replica throughout.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use do_simulator::Script;
@@ -10,21 +9,10 @@ use crate::helpers::*;
 
 const POLL: Duration = Duration::from_secs(2);
 
-struct Replica {
-    child: Child,
-    url: String,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// A replica process, SIGKILLed when dropped.
+type Replica = Spawned;
 
 fn start(dir: &std::path::Path, db: &str, api: &str, n: usize) -> Replica {
-    let port = free_port();
     let cfg = dir.join(format!("replica{n}.toml"));
     std::fs::write(
         &cfg,
@@ -34,29 +22,13 @@ fn start(dir: &std::path::Path, db: &str, api: &str, n: usize) -> Replica {
         ),
     )
     .expect("config");
-    let log = dir.join(format!("replica{n}.log"));
-    let f = std::fs::File::create(&log).expect("log");
-    let child = Command::new(bin())
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--config",
-        ])
-        .arg(&cfg)
+    Deploywatch::serve(dir)
+        .args(&["--config", &cfg.to_string_lossy()])
         .env("DIGITALOCEAN_TOKEN", "sim-token")
         .env("DEPLOYWATCH_DATABASE_URL", db)
         .env("RUST_LOG", "info")
         .env_remove("DEPLOYWATCH_WEBHOOK_TOKEN")
-        .stdout(Stdio::from(f.try_clone().expect("clone")))
-        .stderr(Stdio::from(f))
-        .spawn()
-        .expect("replica");
-    Replica {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        log,
-    }
+        .spawn(&format!("replica{n}.log"))
 }
 
 async fn scrape(c: &reqwest::Client, r: &Replica) -> Option<String> {

@@ -30,6 +30,18 @@ impl Deploywatch {
         }
     }
 
+    /// `deploywatch` run in the test's own working directory (a CLI client, which writes no
+    /// files), with stdin closed.
+    pub fn here() -> Deploywatch {
+        let mut cmd = Command::new(bin());
+        cmd.stdin(Stdio::null());
+        Deploywatch {
+            cmd,
+            dir: std::env::temp_dir(),
+            port: None,
+        }
+    }
+
     /// `deploywatch serve --listen 127.0.0.1:PORT` on a free port; `Spawned::url` is its address.
     pub fn serve(dir: &Path) -> Deploywatch {
         Deploywatch::new(dir).arg("serve").listen_on_free_port()
@@ -79,6 +91,16 @@ impl Deploywatch {
         self.cmd
             .output()
             .unwrap_or_else(|e| panic!("run {}: {e}", bin().display()))
+    }
+
+    /// Runs to completion: the exit code (-1 if killed by a signal), stdout and stderr.
+    pub fn run_split(self) -> (i32, String, String) {
+        let out = self.output();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Runs to completion: the exit code (-1 if killed by a signal) and stdout followed by stderr.
