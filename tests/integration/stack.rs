@@ -412,12 +412,8 @@ async fn full_loop_prometheus_alertmanager_webhook_and_dashboards() {
         &[("app", "api"), ("severity", "warning")],
         "2026-11-22T10:00:00Z",
     )]);
-    assert_eq!(
-        app.post_json("/webhook/alertmanager", &hc, Some(token))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.token.as_deref(), Some(token));
+    app.post_alerts_ok(&hc).await;
     app.until_metric(
         "deploywatch_rollbacks_total{app=\"api\",result=\"dry_run\"}",
         1.0,
