@@ -3,6 +3,8 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# A workspace member (the demo's DigitalOcean simulator): cargo needs every member to resolve.
+COPY crates ./crates
 COPY migrations ./migrations
 COPY benches ./benches
 RUN cargo build --release --locked --bin deploywatch

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use deploywatch::simulator::Simulator;
+use do_simulator::Simulator;
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor};
 

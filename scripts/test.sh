@@ -34,8 +34,8 @@ scripts/services.sh
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
-log "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets -- -D warnings
+log "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
 
 log "promtool / amtool checks of the shipped rules and Alertmanager config"
 promtool check rules alerts/*.rules.yml
@@ -43,4 +43,5 @@ promtool test rules alerts/tests/*.yml
 amtool check-config alerts/alertmanager.yml
 
 log "cargo test (unit and integration, real PostgreSQL, MariaDB, Prometheus, Alertmanager)"
-cargo test -- --test-threads="${DEPLOYWATCH_TEST_THREADS:-4}"
+# --workspace: the simulator crate (crates/do-simulator) has its own tests.
+cargo test --workspace -- --test-threads="${DEPLOYWATCH_TEST_THREADS:-4}"

@@ -10,7 +10,6 @@ pub mod domain;
 pub mod http;
 pub mod probes;
 pub mod server;
-pub mod simulator;
 pub mod sources;
 pub mod store;
 pub mod tasks;

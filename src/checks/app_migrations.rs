@@ -579,10 +579,9 @@ pub fn compare(
     }
 }
 
-/// Database errors quote URLs; strip credentials.
+/// Database errors quote URLs; strip credentials (the store's own redaction).
 fn scrub(s: &str) -> String {
-    let re = regex::Regex::new(r"://([^:/@\s]+):[^@\s]+@").expect("static regex");
-    re.replace_all(s, "://$1:***@").into_owned()
+    crate::store::redact(s)
 }
 
 /// Runs every configured check and returns results keyed by name (for `check` and tests).

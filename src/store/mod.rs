@@ -115,7 +115,7 @@ fn input_error_code(code: &str) -> bool {
     clippy::expect_used,
     reason = "a static pattern, exercised by the redaction tests"
 )]
-fn redact(s: &str) -> String {
+pub fn redact(s: &str) -> String {
     let re = regex::Regex::new(r"://([^:/@\s]+):[^@\s]+@").expect("static regex");
     re.replace_all(s, "://$1:***@").into_owned()
 }

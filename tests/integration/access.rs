@@ -1,22 +1,9 @@
 //! Who may see and change what: auth on every read, the anonymous landing page, blank tokens
 //! refused at startup, the non-loopback warning, and JSON answers to bad queries and paths.
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use serde_json::Value;
 
 use crate::helpers::*;
-
-/// Kills the child when dropped, so a failing assertion leaves no server behind.
-struct Reap(std::process::Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 const CUR: &str = "current-token-abc";
 const PREV: &str = "previous-token-xyz";
@@ -38,19 +25,17 @@ async fn app_with_task() -> (TestApp, String) {
         &[("app", CANARY), ("commit", "deadbeefcanary")],
         "2026-11-22T10:00:00Z",
     )]);
-    let r = app.post_json("/webhook/alertmanager", &n, Some(CUR)).await;
-    assert_eq!(r.status(), 200);
-    let r = app
-        .http
-        .get(format!("{}/api/v1/tasks", app.url))
-        .bearer_auth(CUR)
-        .send()
-        .await
-        .expect("list");
-    let v: Value = r.json().await.expect("json");
-    let id = v["tasks"][0]["id"]
-        .as_str()
-        .expect("a task was opened")
+    assert_eq!(
+        app.token.as_deref(),
+        Some(CUR),
+        "typed calls send the current token"
+    );
+    app.post_alerts_ok(&n).await;
+    let tasks = app.tasks_where("").await;
+    let id = tasks
+        .first()
+        .and_then(|t| t["id"].as_str())
+        .unwrap_or_else(|| panic!("a task was opened: {tasks:?}"))
         .to_string();
     (app, id)
 }
@@ -142,23 +127,11 @@ async fn the_anonymous_landing_page_shows_no_task_context() {
 }
 
 fn run_serve(envs: &[(&str, &str)], dir: &std::path::Path) -> (i32, String) {
-    let out = Command::new(bin())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env_remove("DEPLOYWATCH_WEBHOOK_TOKEN")
-        .env_remove("DEPLOYWATCH_WEBHOOK_PREVIOUS_TOKEN")
-        .envs(envs.iter().copied())
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    Deploywatch::new(dir)
+        .args(&["serve", "--listen", "127.0.0.1:0"])
+        .without_tokens()
+        .envs(envs)
+        .run()
 }
 
 #[test]
@@ -206,12 +179,10 @@ fn a_blank_token_refuses_to_start_naming_the_variable() {
     }
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "[webhook]\ntoken = \" \"\n").expect("write");
-    let out = Command::new(bin())
-        .args(["serve", "--config", &cfg.to_string_lossy()])
+    let out = Deploywatch::new(dir.path())
+        .args(&["serve", "--config", &cfg.to_string_lossy()])
         .env_remove("DEPLOYWATCH_WEBHOOK_TOKEN")
-        .current_dir(dir.path())
-        .output()
-        .expect("run");
+        .output();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("webhook.token"));
 }
@@ -220,23 +191,13 @@ fn a_blank_token_refuses_to_start_naming_the_variable() {
 async fn a_non_loopback_listener_without_a_token_warns_at_start_and_in_check() {
     let dir = tempfile::tempdir().expect("tmp");
     let port = free_port();
-    let log = dir.path().join("serve.log");
-    let f = std::fs::File::create(&log).expect("log");
-    let child = Command::new(bin())
-        .args(["serve", "--listen", &format!("0.0.0.0:{port}")])
-        .env_remove("DEPLOYWATCH_WEBHOOK_TOKEN")
-        .env_remove("DEPLOYWATCH_WEBHOOK_PREVIOUS_TOKEN")
+    let child = Deploywatch::new(dir.path())
+        .args(&["serve", "--listen", &format!("0.0.0.0:{port}")])
+        .without_tokens()
         .env("RUST_LOG", "info")
-        .current_dir(dir.path())
-        .stdout(Stdio::from(f.try_clone().expect("clone")))
-        .stderr(Stdio::from(f))
-        .spawn()
-        .expect("spawn");
-    let child = Reap(child);
-    wait_for(Duration::from_secs(30), || async {
-        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("listening"))
-    })
-    .await;
+        .spawn("serve.log");
+    child.log_contains("listening").await;
+    let log = child.log.clone();
     drop(child);
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(
@@ -247,14 +208,11 @@ async fn a_non_loopback_listener_without_a_token_warns_at_start_and_in_check() {
     );
 
     let check = |envs: &[(&str, &str)]| {
-        let out = Command::new(bin())
+        let out = Deploywatch::new(dir.path())
             .arg("check")
-            .env_remove("DEPLOYWATCH_WEBHOOK_TOKEN")
-            .env_remove("DEPLOYWATCH_WEBHOOK_PREVIOUS_TOKEN")
-            .envs(envs.iter().copied())
-            .current_dir(dir.path())
-            .output()
-            .expect("check");
+            .without_tokens()
+            .envs(envs)
+            .output();
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).to_string(),

@@ -1,6 +1,7 @@
 //! The architecture invariants of `docs/ARCHITECTURE.md` that a test can hold, read from the sources
 //! themselves: the pure core imports no I/O crate, only `telemetry::metrics` touches the metrics
-//! registry, no file of `src/` is over 600 lines, and no two files import each other in a loop.
+//! registry, no file of `src/` is over 600 lines, no two files import each other in a loop, and the
+//! simulator stays out of the production library.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::bin;
+use crate::helpers::{Deploywatch, bin};
 
 /// A `deploywatch demo` child process, killed on drop.
 struct Demo {
@@ -234,12 +234,10 @@ async fn a_port_in_use_fails_before_the_page_address_is_printed() {
     let addr = taken.local_addr().expect("addr");
     let dir = tempfile::tempdir().expect("tmp");
     for cmd in ["demo", "serve"] {
-        let out = Command::new(bin())
-            .args([cmd, "--listen", &addr.to_string()])
-            .current_dir(dir.path())
+        let out = Deploywatch::new(dir.path())
+            .args(&[cmd, "--listen", &addr.to_string()])
             .env_remove("DIGITALOCEAN_TOKEN")
-            .output()
-            .expect("run");
+            .output();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{cmd}: {stdout}{stderr}");

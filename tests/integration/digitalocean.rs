@@ -4,22 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use deploywatch::simulator::{Fault, Script, Simulator};
 use deploywatch::sources::digitalocean::types::{self, LogsResponse, RollbackValidation};
+use do_simulator::{Fault, Script};
 use serde_json::Value;
 
 use crate::helpers::*;
 
 const STEP_MS: u64 = 150;
-
-async fn simulator() -> (Simulator, String) {
-    let sim = Simulator::new(Duration::from_millis(STEP_MS));
-    let (addr, _) = sim
-        .serve("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("serve");
-    (sim, format!("http://{addr}"))
-}
 
 fn do_toml(base: &str) -> String {
     format!(
@@ -135,7 +126,11 @@ fn one_malformed_app_is_skipped_not_fatal() {
 
 #[tokio::test]
 async fn lifecycles_give_exact_phases_outcomes_and_durations() {
-    let (sim, base) = simulator().await;
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(STEP_MS))
+        .start()
+        .await;
+    let base = sim.url.clone();
     for (i, name) in ["ok", "build", "health", "cancel", "stuck"]
         .iter()
         .enumerate()
@@ -148,38 +143,39 @@ async fn lifecycles_give_exact_phases_outcomes_and_durations() {
         &[("DIGITALOCEAN_TOKEN", "sim-token")],
     )
     .await;
-    wait_for(Duration::from_secs(10), || async {
-        metric(
-            &app.metrics().await,
-            "deploywatch_deployments_total{app=\"stuck\",outcome=\"success\"}",
-        ) == Some(1.0)
-    })
+    app.until_metric(
+        "deploywatch_deployments_total{app=\"stuck\",outcome=\"success\"}",
+        1.0,
+        Duration::from_secs(10),
+    )
     .await;
     sim.deploy("ok", SHA[5], Script::Success);
     sim.deploy("build", SHA[5], Script::BuildFailure);
     sim.deploy("health", SHA[5], Script::HealthCheckFailure);
     sim.deploy("cancel", SHA[5], Script::Cancel);
     sim.deploy("stuck", SHA[5], Script::Stuck);
-    wait_for(Duration::from_secs(15), || async {
-        let m = app.metrics().await;
-        metric(
-            &m,
-            "deploywatch_deployments_total{app=\"ok\",outcome=\"success\"}",
-        ) == Some(2.0)
-            && metric(
-                &m,
+    app.until_metrics(
+        &[
+            (
+                "deploywatch_deployments_total{app=\"ok\",outcome=\"success\"}",
+                2.0,
+            ),
+            (
                 "deploywatch_deployments_total{app=\"build\",outcome=\"failure\"}",
-            ) == Some(1.0)
-            && metric(
-                &m,
+                1.0,
+            ),
+            (
                 "deploywatch_deployments_total{app=\"health\",outcome=\"failure\"}",
-            ) == Some(1.0)
-            && metric(
-                &m,
+                1.0,
+            ),
+            (
                 "deploywatch_deployments_total{app=\"cancel\",outcome=\"canceled\"}",
-            ) == Some(1.0)
-            && metric(&m, "deploywatch_deployment_stuck{app=\"stuck\"}") == Some(1.0)
-    })
+                1.0,
+            ),
+            ("deploywatch_deployment_stuck{app=\"stuck\"}", 1.0),
+        ],
+        Duration::from_secs(15),
+    )
     .await;
     let m = app.metrics().await;
     let step = STEP_MS as f64 / 1000.0;
@@ -305,17 +301,22 @@ async fn lifecycles_give_exact_phases_outcomes_and_durations() {
     );
 
     // Lifecycle events became announcements and an e2e-test task, never fix tasks.
-    wait_for(Duration::from_secs(5), || async {
-        let t: Value = app
-            .get("/api/v1/tasks?queue=e2e-test")
-            .await
-            .json()
-            .await
-            .expect("json");
-        t["tasks"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|t| t["title"] == "E2E: verify ok at 4444444"))
-    })
+    until(
+        "an e2e-test task titled \"E2E: verify ok at 4444444\"",
+        Duration::from_secs(5),
+        || async {
+            let titles: Vec<Value> = app
+                .tasks("e2e-test")
+                .await
+                .iter()
+                .map(|t| t["title"].clone())
+                .collect();
+            seen(
+                titles.iter().any(|t| t == "E2E: verify ok at 4444444"),
+                titles,
+            )
+        },
+    )
     .await;
     let ex: Value = app
         .get("/api/v1/tasks?queue=execution")
@@ -359,13 +360,13 @@ async fn lifecycles_give_exact_phases_outcomes_and_durations() {
         Default::default(),
     )
     .await;
-    wait_for(Duration::from_secs(10), || async {
-        metric(
-            &app.metrics().await,
-            "deploywatch_source_up{source=\"digitalocean\"}",
-        ) == Some(1.0)
-    })
+    app.until_metric(
+        "deploywatch_source_up{source=\"digitalocean\"}",
+        1.0,
+        Duration::from_secs(10),
+    )
     .await;
+    // Time must pass, not a condition: a few poll cycles run, so a double count would show.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let after = app.metrics().await;
     for s in [
@@ -386,7 +387,11 @@ async fn lifecycles_give_exact_phases_outcomes_and_durations() {
 
 #[tokio::test]
 async fn idle_polling_costs_one_request_a_cycle() {
-    let (sim, base) = simulator().await;
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(STEP_MS))
+        .start()
+        .await;
+    let base = sim.url.clone();
     for i in 0..10 {
         sim.add_app(&format!("app{i}"), SHA[i % 6]);
     }
@@ -396,19 +401,22 @@ async fn idle_polling_costs_one_request_a_cycle() {
         &[("DIGITALOCEAN_TOKEN", "sim-token")],
     )
     .await;
-    wait_for(Duration::from_secs(10), || async {
-        metric(
-            &app.metrics().await,
-            "deploywatch_source_up{source=\"digitalocean\"}",
-        ) == Some(1.0)
-    })
+    app.until_metric(
+        "deploywatch_source_up{source=\"digitalocean\"}",
+        1.0,
+        Duration::from_secs(10),
+    )
     .await;
     // The first cycle lists every app's deployments; after that, while nothing changes, a cycle
     // is the list call alone (the adaptive interval stretches to fit the budget meanwhile).
     let lists = || sim.requests_to("/v2/apps") - sim.requests_to("/v2/apps/");
     let per_app = || sim.requests_to("/v2/apps/{id}/deployments");
     let (list0, per_app0) = (lists(), per_app());
-    wait_for(Duration::from_secs(40), || async { lists() >= list0 + 2 }).await;
+    until("two more list calls", Duration::from_secs(40), || async {
+        let n = lists();
+        seen(n >= list0 + 2, format!("{} list calls since", n - list0))
+    })
+    .await;
     assert_eq!(
         per_app(),
         per_app0,
@@ -416,19 +424,22 @@ async fn idle_polling_costs_one_request_a_cycle() {
     );
     // A change triggers per-app calls for that app only.
     sim.deploy("app3", SHA[5], Script::Success);
-    wait_for(Duration::from_secs(10), || async {
-        metric(
-            &app.metrics().await,
-            "deploywatch_deployments_total{app=\"app3\",outcome=\"success\"}",
-        ) == Some(2.0)
-    })
+    app.until_metric(
+        "deploywatch_deployments_total{app=\"app3\",outcome=\"success\"}",
+        2.0,
+        Duration::from_secs(10),
+    )
     .await;
     app.stop().await;
 }
 
 #[tokio::test]
 async fn retry_after_is_honoured_and_faults_keep_last_known_values() {
-    let (sim, base) = simulator().await;
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(STEP_MS))
+        .start()
+        .await;
+    let base = sim.url.clone();
     sim.add_app("api", SHA[0]);
     let app = spawn_app(
         Kind::Sqlite,
@@ -436,32 +447,36 @@ async fn retry_after_is_honoured_and_faults_keep_last_known_values() {
         &[("DIGITALOCEAN_TOKEN", "sim-token")],
     )
     .await;
-    wait_for(Duration::from_secs(10), || async {
-        metric(
-            &app.metrics().await,
-            "deploywatch_source_up{source=\"digitalocean\"}",
-        ) == Some(1.0)
-    })
+    app.until_metric(
+        "deploywatch_source_up{source=\"digitalocean\"}",
+        1.0,
+        Duration::from_secs(10),
+    )
     .await;
 
     sim.inject(Fault::RateLimited {
         retry_after_secs: 2,
     });
-    wait_for(Duration::from_secs(5), || async {
-        metric(
-            &app.metrics().await,
-            "deploywatch_digitalocean_requests_total{code=\"429\",endpoint=\"/v2/apps\"}",
-        ) == Some(1.0)
-    })
+    app.until_metric(
+        "deploywatch_digitalocean_requests_total{code=\"429\",endpoint=\"/v2/apps\"}",
+        1.0,
+        Duration::from_secs(5),
+    )
     .await;
     let at_429 = sim.requests();
+    // Time must pass: the absence of a request inside retry-after is what is checked.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         sim.requests(),
         at_429,
         "no request before retry-after has passed"
     );
-    wait_for(Duration::from_secs(5), || async { sim.requests() > at_429 }).await;
+    until(
+        "a request once retry-after has passed",
+        Duration::from_secs(5),
+        || async { seen(sim.requests() > at_429, sim.requests()) },
+    )
+    .await;
 
     // 5xx streak, HTML error page, malformed and truncated JSON: errors counted, values kept.
     for f in [
@@ -476,22 +491,24 @@ async fn retry_after_is_honoured_and_faults_keep_last_known_values() {
     ] {
         sim.inject(f);
     }
-    wait_for(Duration::from_secs(10), || async {
-        metric(
-            &app.metrics().await,
-            "deploywatch_source_up{source=\"digitalocean\"}",
-        ) == Some(0.0)
-    })
+    app.until_metric(
+        "deploywatch_source_up{source=\"digitalocean\"}",
+        0.0,
+        Duration::from_secs(10),
+    )
     .await;
     // Background changes reach /metrics within one render (src/exposition.rs).
-    wait_for(Duration::from_secs(10), || async {
-        metric(
-            &app.metrics().await,
-            "deploywatch_digitalocean_requests_total{code=\"500\",endpoint=\"/v2/apps\"}",
-        )
-        .unwrap_or(0.0)
-            >= 3.0
-    })
+    until(
+        "at least three 500s counted",
+        Duration::from_secs(10),
+        || async {
+            let n = metric(
+                &app.metrics().await,
+                "deploywatch_digitalocean_requests_total{code=\"500\",endpoint=\"/v2/apps\"}",
+            );
+            seen(n.unwrap_or(0.0) >= 3.0, n)
+        },
+    )
     .await;
     let m = app.metrics().await;
     assert!(
@@ -513,19 +530,25 @@ async fn retry_after_is_honoured_and_faults_keep_last_known_values() {
         .unwrap_or(0.0)
             >= 3.0
     );
-    wait_for(Duration::from_secs(10), || async {
-        metric(
-            &app.metrics().await,
-            "deploywatch_source_up{source=\"digitalocean\"}",
-        ) == Some(1.0)
-    })
+    app.until_metric(
+        "deploywatch_source_up{source=\"digitalocean\"}",
+        1.0,
+        Duration::from_secs(10),
+    )
     .await;
 
     // A hanging API never holds /metrics.
     sim.inject(Fault::Hang(Duration::from_secs(20)));
     sim.inject(Fault::Hang(Duration::from_secs(20)));
     sim.inject(Fault::Hang(Duration::from_secs(20)));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The poller is inside a hanging request once the simulator has seen one more.
+    let before_hang = sim.requests();
+    until(
+        "the poller to reach a hanging request",
+        Duration::from_secs(5),
+        || async { seen(sim.requests() > before_hang, sim.requests()) },
+    )
+    .await;
     let quick = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
@@ -544,7 +567,11 @@ async fn retry_after_is_honoured_and_faults_keep_last_known_values() {
 
 #[tokio::test]
 async fn only_one_replica_polls_and_another_takes_over() {
-    let (sim, base) = simulator().await;
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(STEP_MS))
+        .start()
+        .await;
+    let base = sim.url.clone();
     sim.add_app("api", SHA[0]);
     let db = pg_db().await;
     let url = db.url.clone();
@@ -555,12 +582,11 @@ async fn only_one_replica_polls_and_another_takes_over() {
         Default::default(),
     )
     .await;
-    wait_for(Duration::from_secs(10), || async {
-        metric(
-            &a.metrics().await,
-            "deploywatch_source_up{source=\"digitalocean\"}",
-        ) == Some(1.0)
-    })
+    a.until_metric(
+        "deploywatch_source_up{source=\"digitalocean\"}",
+        1.0,
+        Duration::from_secs(10),
+    )
     .await;
     let shared = TestDbRef(url);
     let b = spawn_app_on(
@@ -570,6 +596,7 @@ async fn only_one_replica_polls_and_another_takes_over() {
         Default::default(),
     )
     .await;
+    // Time must pass: that the standby does not poll is an absence, seen over a few cycles.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mb = b.metrics().await;
     assert_eq!(
@@ -587,20 +614,18 @@ async fn only_one_replica_polls_and_another_takes_over() {
     );
     // The leader stops without releasing (like a crash is simulated by not polling): take over.
     let _db = a.stop().await;
-    wait_for(Duration::from_secs(15), || async {
-        metric(
-            &b.metrics().await,
-            "deploywatch_source_up{source=\"digitalocean\"}",
-        ) == Some(1.0)
-    })
+    b.until_metric(
+        "deploywatch_source_up{source=\"digitalocean\"}",
+        1.0,
+        Duration::from_secs(15),
+    )
     .await;
     sim.deploy("api", SHA[1], Script::Success);
-    wait_for(Duration::from_secs(10), || async {
-        metric(
-            &b.metrics().await,
-            "deploywatch_deployments_total{app=\"api\",outcome=\"success\"}",
-        ) == Some(2.0)
-    })
+    b.until_metric(
+        "deploywatch_deployments_total{app=\"api\",outcome=\"success\"}",
+        2.0,
+        Duration::from_secs(10),
+    )
     .await;
     b.stop().await;
 }
@@ -615,22 +640,20 @@ impl TestDbRef {
 }
 
 fn run_cli(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    let out = std::process::Command::new(bin())
+    Deploywatch::here()
         .args(args)
-        .envs(envs.iter().copied())
+        .envs(envs)
         .env_remove("DEPLOYWATCH_SERVER")
-        .output()
-        .expect("run deploywatch");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .run_split()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn watch_follows_a_deployment_to_its_end() {
-    let (sim, base) = simulator().await;
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(STEP_MS))
+        .start()
+        .await;
+    let base = sim.url.clone();
     sim.add_app("api", SHA[0]);
     let envs = [
         ("DIGITALOCEAN_TOKEN", "sim-token"),
@@ -699,7 +722,11 @@ async fn watch_follows_a_deployment_to_its_end() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_cli_reads_the_server() {
-    let (sim, base) = simulator().await;
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(STEP_MS))
+        .start()
+        .await;
+    let base = sim.url.clone();
     sim.add_app("api", SHA[0]);
     sim.deploy("api", SHA[1], Script::BuildFailure);
     let app = spawn_app(
@@ -708,12 +735,11 @@ async fn status_cli_reads_the_server() {
         &[("DIGITALOCEAN_TOKEN", "sim-token")],
     )
     .await;
-    wait_for(Duration::from_secs(10), || async {
-        metric(
-            &app.metrics().await,
-            "deploywatch_deployments_total{app=\"api\",outcome=\"failure\"}",
-        ) == Some(1.0)
-    })
+    app.until_metric(
+        "deploywatch_deployments_total{app=\"api\",outcome=\"failure\"}",
+        1.0,
+        Duration::from_secs(10),
+    )
     .await;
     let url = app.url.clone();
     let (code, out, err) = tokio::task::spawn_blocking(move || {
@@ -775,7 +801,11 @@ async fn status_cli_reads_the_server() {
 
 #[tokio::test]
 async fn pagination_follows_links_past_200_apps() {
-    let (sim, base) = simulator().await;
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(STEP_MS))
+        .start()
+        .await;
+    let base = sim.url.clone();
     for i in 0..450 {
         sim.add_app(&format!("app{i:03}"), SHA[i % 6]);
     }
@@ -785,13 +815,14 @@ async fn pagination_follows_links_past_200_apps() {
         &[("DIGITALOCEAN_TOKEN", "sim-token")],
     )
     .await;
-    wait_for(Duration::from_secs(30), || async {
-        app.metrics()
+    until("450 app_info series", Duration::from_secs(30), || async {
+        let n = app
+            .metrics()
             .await
             .lines()
             .filter(|l| l.starts_with("deploywatch_app_info{"))
-            .count()
-            == 450
+            .count();
+        seen(n == 450, n)
     })
     .await;
     assert!(
@@ -803,20 +834,24 @@ async fn pagination_follows_links_past_200_apps() {
 
 #[tokio::test]
 async fn a_large_account_is_read_within_the_per_minute_share() {
-    let (sim, base) = simulator().await;
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(STEP_MS))
+        .start()
+        .await;
+    let base = sim.url.clone();
     for i in 0..300 {
         sim.add_app(&format!("app{i:03}"), SHA[i % 6]);
     }
     // A share of 0.2 allows 50 requests a minute.
     let toml = do_toml(&base).replace("budget_share = 1.0", "budget_share = 0.2");
     let app = spawn_app(Kind::Sqlite, &toml, &[("DIGITALOCEAN_TOKEN", "sim-token")]).await;
-    wait_for(Duration::from_secs(10), || async {
-        metric(
-            &app.metrics().await,
-            "deploywatch_source_up{source=\"digitalocean\"}",
-        ) == Some(1.0)
-    })
+    app.until_metric(
+        "deploywatch_source_up{source=\"digitalocean\"}",
+        1.0,
+        Duration::from_secs(10),
+    )
     .await;
+    // Time must pass: the budget is a rate, measured over these seconds.
     tokio::time::sleep(Duration::from_secs(8)).await;
     let n = sim.requests();
     assert!(

@@ -4,19 +4,9 @@
 
 use std::time::Duration;
 
-use deploywatch::simulator::Simulator;
 use serde_json::Value;
 
 use crate::helpers::*;
-
-async fn simulator() -> (Simulator, String) {
-    let sim = Simulator::new(Duration::from_millis(150));
-    let (addr, _) = sim
-        .serve("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("serve");
-    (sim, format!("http://{addr}"))
-}
 
 fn do_toml(base: &str) -> String {
     format!(
@@ -39,7 +29,8 @@ async fn do_last_error(app: &TestApp) -> Option<String> {
 
 #[tokio::test]
 async fn a_failing_later_page_keeps_the_apps_already_read() {
-    let (sim, base) = simulator().await;
+    let sim = SimBuilder::new().start().await;
+    let base = sim.url.clone();
     for i in 0..250 {
         sim.add_app(
             &format!("app{i:03}"),
@@ -54,26 +45,39 @@ async fn a_failing_later_page_keeps_the_apps_already_read() {
     )
     .await;
     // The first page is read although the second fails.
-    wait_for(Duration::from_secs(30), || async {
-        app_infos(&app.metrics().await) == 200
-            && do_last_error(&app)
-                .await
-                .is_some_and(|e| e.contains("incomplete"))
-    })
+    until(
+        "200 app_info series and a last_error saying the list is incomplete",
+        Duration::from_secs(30),
+        || async {
+            let n = app_infos(&app.metrics().await);
+            let e = do_last_error(&app).await;
+            seen(
+                n == 200 && e.as_deref().is_some_and(|e| e.contains("incomplete")),
+                (n, e),
+            )
+        },
+    )
     .await;
     sim.fail_list_page(None);
-    wait_for(Duration::from_secs(30), || async {
-        app_infos(&app.metrics().await) == 250 && do_last_error(&app).await.is_none()
-    })
+    until(
+        "250 app_info series and no last_error",
+        Duration::from_secs(30),
+        || async {
+            let n = app_infos(&app.metrics().await);
+            let e = do_last_error(&app).await;
+            seen(n == 250 && e.is_none(), (n, e))
+        },
+    )
     .await;
-    let v: Value = app.get("/api/v1/status").await.json().await.expect("json");
+    let v = app.status().await;
     assert_eq!(v["apps"].as_array().map(Vec::len), Some(250));
     app.stop().await;
 }
 
 #[tokio::test]
 async fn the_simulator_answers_like_the_api() {
-    let (sim, base) = simulator().await;
+    let sim = SimBuilder::new().start().await;
+    let base = sim.url.clone();
     let id = sim.add_app("api", "1111111111111111111111111111111111111111");
     let c = reqwest::Client::new();
     let get = |path: String, token: bool| {
@@ -120,7 +124,7 @@ async fn the_simulator_answers_like_the_api() {
         .deploy(
             "api",
             "2222222222222222222222222222222222222222",
-            deploywatch::simulator::Script::Success,
+            do_simulator::Script::Success,
         )
         .expect("deploy");
     let logs: Value = get(
@@ -144,7 +148,7 @@ async fn the_simulator_answers_like_the_api() {
         .deploy(
             "api",
             "3333333333333333333333333333333333333333",
-            deploywatch::simulator::Script::Success,
+            do_simulator::Script::Success,
         )
         .expect("deploy");
     let rollback = |skip: Option<bool>| {
@@ -198,11 +202,12 @@ async fn a_wrong_token_or_an_unreachable_api_names_the_host_cause_and_next_step(
             &[("DIGITALOCEAN_TOKEN", "sim-token")],
         )
         .await;
-        wait_for(Duration::from_secs(30), || async {
-            do_last_error(&app).await.is_some()
-        })
+        let e = until(
+            &format!("a DigitalOcean last_error for {base}"),
+            Duration::from_secs(30),
+            || do_last_error(&app),
+        )
         .await;
-        let e = do_last_error(&app).await.unwrap_or_default();
         assert!(
             e.contains(host.as_str()) && e.contains(cause) && e.contains("check"),
             "{e}"
@@ -214,20 +219,24 @@ async fn a_wrong_token_or_an_unreachable_api_names_the_host_cause_and_next_step(
         app.stop().await;
     }
     // A wrong token: 401 named, with the variable to check; the answer brings the gauge.
-    let (sim, base) = simulator().await;
-    sim.add_app("api", "1111111111111111111111111111111111111111");
-    sim.require_token(Some("the-right-token"));
+    let sim = SimBuilder::new()
+        .app("api", "1111111111111111111111111111111111111111")
+        .require_token("the-right-token")
+        .start()
+        .await;
+    let base = sim.url.clone();
     let app = spawn_app(
         Kind::Sqlite,
         &do_toml(&base),
         &[("DIGITALOCEAN_TOKEN", "a-wrong-token")],
     )
     .await;
-    wait_for(Duration::from_secs(30), || async {
-        do_last_error(&app).await.is_some()
-    })
+    let e = until(
+        "a DigitalOcean last_error for the wrong token",
+        Duration::from_secs(30),
+        || do_last_error(&app),
+    )
     .await;
-    let e = do_last_error(&app).await.unwrap_or_default();
     let host = base.trim_start_matches("http://");
     assert!(
         e.contains(host)

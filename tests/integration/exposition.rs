@@ -61,12 +61,7 @@ async fn a_posted_alert_shows_in_the_next_scrape() {
         &[("app", "api"), ("severity", "critical")],
         "2026-11-22T10:00:00Z",
     )]);
-    assert_eq!(
-        app.post_json("/webhook/alertmanager", &n, None)
-            .await
-            .status(),
-        200
-    );
+    app.post_alerts_ok(&n).await;
     let after = app.metrics().await;
     assert_eq!(metric(&after, series), Some(1.0), "{after}");
     assert_eq!(

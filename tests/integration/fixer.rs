@@ -8,16 +8,6 @@ use crate::helpers::*;
 
 const BACKENDS: [Kind; 2] = [Kind::Sqlite, Kind::Postgres];
 
-async fn tasks(app: &TestApp, query: &str) -> Vec<Value> {
-    let v: Value = app
-        .get(&format!("/api/v1/tasks?{query}"))
-        .await
-        .json()
-        .await
-        .expect("json");
-    v["tasks"].as_array().cloned().unwrap_or_default()
-}
-
 async fn count_rows(app: &TestApp, table: &str) -> i64 {
     use sqlx::Row;
     let sql = format!("SELECT COUNT(*) AS n FROM {table}");
@@ -41,29 +31,18 @@ async fn duplicates_and_ha_peers_make_one_task() {
         )]);
         // Same payload three times (repeat interval), then as a second HA peer would send it.
         for _ in 0..3 {
-            assert_eq!(
-                app.post_json("/webhook/alertmanager", &n, None)
-                    .await
-                    .status(),
-                200,
-                "{kind:?}"
-            );
+            assert_eq!(app.post_alerts(&n).await.status, 200, "{kind:?}");
         }
         let mut peer = n.clone();
         peer["externalURL"] = json!("http://alertmanager-2:9093");
-        assert_eq!(
-            app.post_json("/webhook/alertmanager", &peer, None)
-                .await
-                .status(),
-            200
-        );
-        let fix = tasks(&app, "queue=execution").await;
+        assert_eq!(app.post_alerts(&peer).await.status, 200);
+        let fix = app.tasks("execution").await;
         assert_eq!(fix.len(), 1, "{kind:?}: one fix task, got {fix:?}");
         assert_eq!(fix[0]["title"], "FIX: Deployment error in api");
         assert_eq!(fix[0]["kind"], "fix");
         assert_eq!(fix[0]["priority"], 1);
         assert_eq!(fix[0]["seen_count"], 4, "repeats only bump the counter");
-        let ann = tasks(&app, "queue=announce").await;
+        let ann = app.tasks("announce").await;
         assert_eq!(ann.len(), 1, "{kind:?}: announced once");
         let m = app.metrics().await;
         assert_eq!(
@@ -100,23 +79,13 @@ async fn resolve_cancels_queued_and_notes_claimed_tasks() {
                 "2026-11-22T10:00:00Z",
             ),
         ]);
-        assert_eq!(
-            app.post_json("/webhook/alertmanager", &fire, None)
-                .await
-                .status(),
-            200
-        );
+        assert_eq!(app.post_alerts(&fire).await.status, 200);
         // An agent takes the migration task (critical, so it is first in the queue).
-        let c: Value = app
-            .post_json(
-                "/api/v1/tasks/claim",
-                &json!({"queue": "execution", "worker": "agent-1", "lease_seconds": 60}),
-                None,
-            )
+        let c = app
+            .claim("execution", "agent-1")
             .await
-            .json()
-            .await
-            .expect("claim");
+            .task()
+            .expect("a task to claim");
         let claimed_title = c["title"].as_str().unwrap_or("").to_string();
         assert_eq!(
             claimed_title, "FIX: Database migration issue in web",
@@ -141,14 +110,12 @@ async fn resolve_cancels_queued_and_notes_claimed_tasks() {
             ),
         ]);
         let r: Value = app
-            .post_json("/webhook/alertmanager", &resolve, None)
+            .post_alerts(&resolve)
             .await
-            .json()
-            .await
-            .expect("json");
+            .expect_status(200, "webhook");
         assert_eq!(r["report"]["tasks_cancelled"], 1, "{kind:?}: {r}");
         assert_eq!(r["report"]["tasks_noted"], 1);
-        let all = tasks(&app, "queue=execution").await;
+        let all = app.tasks("execution").await;
         let api = all.iter().find(|t| t["app"] == "api").expect("api task");
         assert_eq!(api["state"], "cancelled");
         assert_eq!(api["closed_reason"], "alert resolved");
@@ -179,17 +146,16 @@ async fn late_firing_is_ignored_and_a_new_episode_reopens() {
             labels,
             "2026-11-22T10:00:00Z",
         )]);
-        app.post_json("/webhook/alertmanager", &fire, None).await;
-        app.post_json("/webhook/alertmanager", &resolve, None).await;
+        app.post_alerts_ok(&fire).await;
+        app.post_alerts_ok(&resolve).await;
         // Alertmanager delivers the old firing after its resolve: nothing reopens.
-        let r: Value = app
-            .post_json("/webhook/alertmanager", &fire, None)
-            .await
-            .json()
-            .await
-            .expect("json");
+        let r: Value = app.post_alerts(&fire).await.expect_status(200, "webhook");
         assert_eq!(r["report"]["stale_ignored"], 1, "{kind:?}: {r}");
-        assert!(tasks(&app, "queue=execution&state=queued").await.is_empty());
+        assert!(
+            app.tasks_where("queue=execution&state=queued")
+                .await
+                .is_empty()
+        );
         // A new episode (later startsAt) within the reopen window reopens the cancelled task.
         let again = notification(&[(
             "HealthCheckFailing",
@@ -197,23 +163,13 @@ async fn late_firing_is_ignored_and_a_new_episode_reopens() {
             labels,
             "2026-11-22T13:00:00Z",
         )]);
-        let r: Value = app
-            .post_json("/webhook/alertmanager", &again, None)
-            .await
-            .json()
-            .await
-            .expect("json");
+        let r: Value = app.post_alerts(&again).await.expect_status(200, "webhook");
         assert_eq!(r["report"]["tasks_reopened"], 1, "{kind:?}: {r}");
-        let fixes = tasks(&app, "queue=execution").await;
+        let fixes = app.tasks("execution").await;
         assert_eq!(fixes.len(), 1, "reopened, not duplicated");
         assert_eq!(fixes[0]["state"], "queued");
         let id = fixes[0]["id"].as_str().expect("id");
-        let h: Value = app
-            .get(&format!("/api/v1/tasks/{id}"))
-            .await
-            .json()
-            .await
-            .expect("json");
+        let h = app.task(id).await;
         let events: Vec<&str> = h["history"]
             .as_array()
             .expect("history")
@@ -235,33 +191,25 @@ async fn leases_expire_and_stale_workers_get_409() {
             &[("app", "api")],
             "2026-11-22T10:00:00Z",
         )]);
-        app.post_json("/webhook/alertmanager", &n, None).await;
-        let claim = |w: &'static str, lease: u64| {
-            let app = &app;
-            async move {
-                app.post_json(
-                    "/api/v1/tasks/claim",
-                    &json!({"queue": "execution", "worker": w, "lease_seconds": lease}),
-                    None,
-                )
-                .await
-            }
-        };
-        let first: Value = claim("vanishing-agent", 1)
+        app.post_alerts_ok(&n).await;
+        let first = app
+            .claim_for("execution", "vanishing-agent", 1)
             .await
-            .json()
-            .await
-            .expect("task");
+            .task()
+            .expect("a task to claim");
         let id = first["id"].as_str().expect("id").to_string();
         assert_eq!(first["state"], "claimed");
         assert_eq!(first["attempts"], 1);
-        assert_eq!(
-            claim("agent-2", 60).await.status(),
-            204,
+        assert!(
+            matches!(app.claim("execution", "agent-2").await, Claim::Empty),
             "nothing else queued while leased"
         );
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let second: Value = claim("agent-2", 60).await.json().await.expect("task");
+        let second = until(
+            "the task to return to the queue after its 1 s lease",
+            Duration::from_millis(1500),
+            || async { app.claim("execution", "agent-2").await.task() },
+        )
+        .await;
         assert_eq!(
             second["id"],
             id.as_str(),
@@ -271,43 +219,24 @@ async fn leases_expire_and_stale_workers_get_409() {
         // The vanished agent comes back: every update is refused.
         for action in ["heartbeat", "complete", "fail"] {
             let r = app
-                .post_json(
+                .post(
                     &format!("/api/v1/tasks/{id}/{action}"),
                     &json!({"worker": "vanishing-agent", "reason": "x"}),
-                    None,
                 )
                 .await;
-            assert_eq!(r.status(), 409, "{kind:?} {action}");
-            let e: Value = r.json().await.expect("json");
-            assert_eq!(e["error"], "lease_lost");
+            assert_eq!(r.status, 409, "{kind:?} {action}: {}", r.body);
+            assert_eq!(r.body["error"], "lease_lost");
         }
-        let hb = app
-            .post_json(
-                &format!("/api/v1/tasks/{id}/heartbeat"),
-                &json!({"worker": "agent-2", "lease_seconds": 120}),
-                None,
-            )
-            .await;
-        assert_eq!(hb.status(), 200);
-        let done = app
-            .post_json(
-                &format!("/api/v1/tasks/{id}/complete"),
-                &json!({"worker": "agent-2", "result": {"pr": 42}}),
-                None,
-            )
-            .await;
-        assert_eq!(done.status(), 200);
-        let t: Value = done.json().await.expect("json");
+        let hb = app.heartbeat(&id, "agent-2", 120).await;
+        assert_eq!(hb.status, 200, "{}", hb.body);
+        let t = app
+            .complete(&id, "agent-2", json!({"pr": 42}))
+            .await
+            .expect_status(200, "complete");
         assert_eq!(t["state"], "done");
         assert_eq!(t["result"]["pr"], 42);
         assert_eq!(
-            app.post_json(
-                "/api/v1/tasks/nope/complete",
-                &json!({"worker": "agent-2"}),
-                None
-            )
-            .await
-            .status(),
+            app.complete("nope", "agent-2", Value::Null).await.status,
             404
         );
         app.stop().await;
@@ -317,40 +246,28 @@ async fn leases_expire_and_stale_workers_get_409() {
 #[tokio::test]
 async fn failing_attempts_respect_the_budget() {
     let app = spawn_app(Kind::Sqlite, "[tasks]\nmax_attempts = 2\n", &[]).await;
-    app.post_json(
-        "/webhook/alertmanager",
-        &notification(&[(
-            "DeploymentFailed",
-            "firing",
-            &[("app", "api")],
-            "2026-11-22T10:00:00Z",
-        )]),
-        None,
-    )
+    app.post_alerts_ok(&notification(&[(
+        "DeploymentFailed",
+        "firing",
+        &[("app", "api")],
+        "2026-11-22T10:00:00Z",
+    )]))
     .await;
     for (attempt, want) in [(1, "queued"), (2, "failed")] {
-        let t: Value = app
-            .post_json(
+        // No lease_seconds: the server's default lease.
+        let t = app
+            .post(
                 "/api/v1/tasks/claim",
                 &json!({"queue": "execution", "worker": "w"}),
-                None,
             )
             .await
-            .json()
-            .await
-            .expect("task");
+            .expect_status(200, "claim");
         assert_eq!(t["attempts"], attempt);
         let id = t["id"].as_str().expect("id");
-        let f: Value = app
-            .post_json(
-                &format!("/api/v1/tasks/{id}/fail"),
-                &json!({"worker": "w", "reason": "build still red"}),
-                None,
-            )
+        let f = app
+            .fail(id, "w", "build still red")
             .await
-            .json()
-            .await
-            .expect("json");
+            .expect_status(200, "fail");
         assert_eq!(f["state"], want);
     }
     app.stop().await;
@@ -603,14 +520,17 @@ async fn store_outage_gives_503_and_retries_store_everything_once() {
             "2026-11-22T10:00:00Z",
         )]);
         let start = std::time::Instant::now();
-        let r = app.post_json("/webhook/alertmanager", &n, None).await;
-        assert_eq!(r.status(), 503, "only 503 while the database is down");
+        let r = app.post_alerts(&n).await;
+        assert_eq!(
+            r.status, 503,
+            "only 503 while the database is down: {}",
+            r.body
+        );
         assert!(
             start.elapsed() < Duration::from_secs(8),
             "answered within the store timeout"
         );
-        let e: Value = r.json().await.expect("json");
-        assert_eq!(e["error"], "store_unavailable");
+        assert_eq!(r.body["error"], "store_unavailable");
         pending.push(n);
     }
     assert_eq!(
@@ -621,23 +541,19 @@ async fn store_outage_gives_503_and_retries_store_everything_once() {
     block(true).await;
     // Alertmanager retries every 503 (and some succeed twice from its point of view).
     for n in pending.iter().chain(pending.iter().take(5)) {
-        let mut status = 0;
-        for _ in 0..50 {
-            status = app
-                .post_json("/webhook/alertmanager", n, None)
-                .await
-                .status()
-                .as_u16();
-            if status == 200 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        assert_eq!(status, 200);
+        until(
+            "a retried notification to be stored (200)",
+            Duration::from_secs(30),
+            || async {
+                let a = app.post_alerts(n).await;
+                seen(a.status == 200, a)
+            },
+        )
+        .await;
     }
     assert_eq!(count_rows(&app, "alerts").await, 20);
     assert_eq!(
-        tasks(&app, "queue=execution&limit=1000").await.len(),
+        app.tasks_where("queue=execution&limit=1000").await.len(),
         20,
         "each alert's task exactly once"
     );
@@ -680,39 +596,48 @@ async fn announcements_reach_a_notifier_that_was_down() {
         &[("app", "api")],
         "2026-11-22T10:00:00Z",
     )]);
-    assert_eq!(
-        app.post_json("/webhook/alertmanager", &n, None)
-            .await
-            .status(),
-        200
-    );
-    wait_for(Duration::from_secs(10), || async {
-        metric(&app.metrics().await, "deploywatch_announcements_pending") == Some(1.0)
-    })
+    assert_eq!(app.post_alerts(&n).await.status, 200);
+    app.until_metric(
+        "deploywatch_announcements_pending",
+        1.0,
+        Duration::from_secs(10),
+    )
     .await;
     assert!(received.lock().expect("lock").is_empty());
-    let announce = tasks(&app, "queue=announce").await;
+    let announce = app.tasks("announce").await;
     assert_eq!(announce.len(), 1);
     assert_eq!(announce[0]["state"], "queued", "undelivered: still open");
     *healthy.lock().expect("lock") = true;
-    wait_for(Duration::from_secs(30), || async {
-        received.lock().expect("lock").len() == 1
-    })
+    until(
+        "the notifier to receive one announcement",
+        Duration::from_secs(30),
+        || async {
+            let got = received.lock().expect("lock").clone();
+            seen(got.len() == 1, got)
+        },
+    )
     .await;
     let got = received.lock().expect("lock")[0].clone();
     assert_eq!(got["text"], "DeploymentFailed firing in api");
-    wait_for(Duration::from_secs(10), || async {
-        metric(&app.metrics().await, "deploywatch_announcements_pending") == Some(0.0)
-    })
+    app.until_metric(
+        "deploywatch_announcements_pending",
+        0.0,
+        Duration::from_secs(10),
+    )
     .await;
     // Delivered is done: it no longer counts as open work. The fix task is untouched.
-    wait_for(Duration::from_secs(10), || async {
-        tasks(&app, "queue=announce").await[0]["state"] == "done"
-    })
+    until(
+        "the announce task to be done",
+        Duration::from_secs(10),
+        || async {
+            let t = app.tasks("announce").await;
+            seen(t.first().is_some_and(|t| t["state"] == "done"), t)
+        },
+    )
     .await;
-    let announce = tasks(&app, "queue=announce").await;
+    let announce = app.tasks("announce").await;
     assert_eq!(announce[0]["closed_reason"], "delivered");
-    assert_eq!(tasks(&app, "queue=execution").await[0]["state"], "queued");
+    assert_eq!(app.tasks("execution").await[0]["state"], "queued");
     app.stop().await;
 }
 
@@ -730,29 +655,20 @@ async fn the_tasks_cli_claims_heartbeats_and_completes() {
         &[("app", "api")],
         "2026-11-22T10:00:00Z",
     )]);
-    assert_eq!(
-        app.post_json("/webhook/alertmanager", &n, Some("cli-token"))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.token.as_deref(), Some("cli-token"));
+    app.post_alerts_ok(&n).await;
     let url = app.url.clone();
     let run = move |args: Vec<String>| {
         let url = url.clone();
         async move {
             tokio::task::spawn_blocking(move || {
-                let out = std::process::Command::new(bin())
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                Deploywatch::here()
                     .arg("tasks")
                     .args(&args)
-                    .args(["--server", &url])
+                    .args(&["--server", &url])
                     .env("DEPLOYWATCH_WEBHOOK_TOKEN", "cli-token")
-                    .output()
-                    .expect("run");
-                (
-                    out.status.code().unwrap_or(-1),
-                    String::from_utf8_lossy(&out.stdout).into_owned(),
-                    String::from_utf8_lossy(&out.stderr).into_owned(),
-                )
+                    .run_split()
             })
             .await
             .expect("join")
@@ -821,27 +737,20 @@ async fn the_tasks_cli_claims_heartbeats_and_completes() {
 #[tokio::test]
 async fn every_task_route_refuses_bad_bodies_without_writing() {
     let app = spawn_app(Kind::Sqlite, "", &[]).await;
-    app.post_json(
-        "/webhook/alertmanager",
-        &notification(&[(
-            "DeploymentFailed",
-            "firing",
-            &[("app", "api")],
-            "2026-11-22T10:00:00Z",
-        )]),
-        None,
-    )
+    app.post_alerts_ok(&notification(&[(
+        "DeploymentFailed",
+        "firing",
+        &[("app", "api")],
+        "2026-11-22T10:00:00Z",
+    )]))
     .await;
-    let t: Value = app
-        .post_json(
+    let t = app
+        .post(
             "/api/v1/tasks/claim",
             &json!({"queue": "execution", "worker": "w"}),
-            None,
         )
         .await
-        .json()
-        .await
-        .expect("task");
+        .expect_status(200, "claim");
     let id = t["id"].as_str().expect("id");
     let routes = [
         "/api/v1/tasks/claim".to_string(),

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use deploywatch::simulator::{Script, Simulator};
+use do_simulator::Script;
 
 use crate::helpers::*;
 
@@ -67,23 +67,25 @@ async fn ahead_behind_and_commits_behind_follow_commits_and_deployments() {
     let c1 = commit(&work, "one", 1_700_000_000);
     git(&work, &["push", "-q", "origin", "main"]);
 
-    let sim = Simulator::new(Duration::from_millis(100));
-    let (addr, _) = sim
-        .serve("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("serve");
-    sim.add_app("api", &c1);
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(100))
+        .app("api", &c1)
+        .start()
+        .await;
     let toml = format!(
-        "[digitalocean]\napi_url = \"http://{addr}\"\npoll_interval = \"200ms\"\nfast_poll_interval = \"100ms\"\n\n[health]\ndiscover = false\n\n[git]\nfetch_interval = \"200ms\"\n\n[[git.repos]]\nname = \"api\"\nurl = \"{}\"\nbranches = [\"main\"]\napp = \"api\"\n",
+        "[digitalocean]\napi_url = \"{}\"\npoll_interval = \"200ms\"\nfast_poll_interval = \"100ms\"\n\n[health]\ndiscover = false\n\n[git]\nfetch_interval = \"200ms\"\n\n[[git.repos]]\nname = \"api\"\nurl = \"{}\"\nbranches = [\"main\"]\napp = \"api\"\n",
+        sim.url,
         work.display()
     );
     let app = spawn_app(Kind::Sqlite, &toml, &[("DIGITALOCEAN_TOKEN", "sim-token")]).await;
     let get = |m: &str, s: &str| metric(m, s);
-    wait_for(Duration::from_secs(15), || async {
-        let m = app.metrics().await;
-        get(&m, "deploywatch_app_commits_behind{app=\"api\"}") == Some(0.0)
-            && get(&m, "deploywatch_git_ref_ahead{ref=\"main\",repo=\"api\"}") == Some(0.0)
-    })
+    app.until_metrics(
+        &[
+            ("deploywatch_app_commits_behind{app=\"api\"}", 0.0),
+            ("deploywatch_git_ref_ahead{ref=\"main\",repo=\"api\"}", 0.0),
+        ],
+        Duration::from_secs(15),
+    )
     .await;
     let m = app.metrics().await;
     assert_eq!(
@@ -103,11 +105,13 @@ async fn ahead_behind_and_commits_behind_follow_commits_and_deployments() {
     // Two local commits not pushed: main is ahead of origin/main, and the app is behind main.
     commit(&work, "two", 1_700_000_100);
     let c3 = commit(&work, "three", 1_700_000_200);
-    wait_for(Duration::from_secs(10), || async {
-        let m = app.metrics().await;
-        get(&m, "deploywatch_git_ref_ahead{ref=\"main\",repo=\"api\"}") == Some(2.0)
-            && get(&m, "deploywatch_app_commits_behind{app=\"api\"}") == Some(2.0)
-    })
+    app.until_metrics(
+        &[
+            ("deploywatch_git_ref_ahead{ref=\"main\",repo=\"api\"}", 2.0),
+            ("deploywatch_app_commits_behind{app=\"api\"}", 2.0),
+        ],
+        Duration::from_secs(10),
+    )
     .await;
     let m = app.metrics().await;
     assert_eq!(
@@ -137,21 +141,22 @@ async fn ahead_behind_and_commits_behind_follow_commits_and_deployments() {
     commit(&other, "four", 1_700_000_300);
     git(&other, &["push", "-q", "origin", "main"]);
     git(&work, &["fetch", "-q"]);
-    wait_for(Duration::from_secs(10), || async {
-        let m = app.metrics().await;
-        get(&m, "deploywatch_git_ref_ahead{ref=\"main\",repo=\"api\"}") == Some(2.0)
-            && get(&m, "deploywatch_git_ref_behind{ref=\"main\",repo=\"api\"}") == Some(1.0)
-    })
+    app.until_metrics(
+        &[
+            ("deploywatch_git_ref_ahead{ref=\"main\",repo=\"api\"}", 2.0),
+            ("deploywatch_git_ref_behind{ref=\"main\",repo=\"api\"}", 1.0),
+        ],
+        Duration::from_secs(10),
+    )
     .await;
 
     // The app deploys the local head: nothing left behind.
     sim.deploy("api", &c3, Script::Success);
-    wait_for(Duration::from_secs(10), || async {
-        get(
-            &app.metrics().await,
-            "deploywatch_app_commits_behind{app=\"api\"}",
-        ) == Some(0.0)
-    })
+    app.until_metric(
+        "deploywatch_app_commits_behind{app=\"api\"}",
+        0.0,
+        Duration::from_secs(10),
+    )
     .await;
     let st: serde_json::Value = app
         .get("/api/v1/status?app=api")
@@ -161,12 +166,11 @@ async fn ahead_behind_and_commits_behind_follow_commits_and_deployments() {
         .expect("json");
     assert_eq!(st["apps"][0]["drift"]["deployed_commit"], c3.as_str());
     // DORA lead time: commit time to ACTIVE, for the first deployment and for c3's.
-    wait_for(Duration::from_secs(5), || async {
-        get(
-            &app.metrics().await,
-            "deploywatch_dora_lead_time_seconds_count{app=\"api\"}",
-        ) == Some(2.0)
-    })
+    app.until_metric(
+        "deploywatch_dora_lead_time_seconds_count{app=\"api\"}",
+        2.0,
+        Duration::from_secs(5),
+    )
     .await;
     app.stop().await;
 }
@@ -175,12 +179,11 @@ async fn ahead_behind_and_commits_behind_follow_commits_and_deployments() {
 async fn a_bad_repository_is_reported_not_fatal() {
     let toml = "[git]\nfetch_interval = \"200ms\"\n\n[[git.repos]]\nname = \"ghost\"\nurl = \"/nonexistent/repo.git\"\n";
     let app = spawn_app(Kind::Sqlite, toml, &[]).await;
-    wait_for(Duration::from_secs(10), || async {
-        metric(
-            &app.metrics().await,
-            "deploywatch_source_up{source=\"git\"}",
-        ) == Some(0.0)
-    })
+    app.until_metric(
+        "deploywatch_source_up{source=\"git\"}",
+        0.0,
+        Duration::from_secs(10),
+    )
     .await;
     let st: serde_json::Value = app.get("/api/v1/status").await.json().await.expect("json");
     assert_eq!(st["sources"]["git"]["state"], "failing");

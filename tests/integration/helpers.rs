@@ -8,6 +8,8 @@ use deploywatch::config::Config;
 use deploywatch::server::{Running, ServeOptions};
 use sqlx::Connection;
 
+pub use crate::harness::*;
+
 /// Admin URLs of the servers the tests make their databases on: `DEPLOYWATCH_TEST_PG_URL` and
 /// `DEPLOYWATCH_TEST_MYSQL_URL`, defaulting to the local servers `scripts/services.sh` starts.
 pub static PG_ADMIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -157,6 +159,8 @@ pub struct TestApp {
     pub running: Option<Running>,
     pub http: reqwest::Client,
     pub db: TestDb,
+    /// The webhook token the app was started with, sent by the typed calls in `harness::api`.
+    pub token: Option<String>,
 }
 
 impl TestApp {
@@ -225,6 +229,13 @@ pub async fn spawn_app_on(
     cfg.listen = "127.0.0.1:0".parse().expect("addr");
     cfg.git.mirror_dir =
         std::env::temp_dir().join(format!("dw-mirrors-{}", uuid::Uuid::new_v4().simple()));
+    let token = {
+        use secrecy::ExposeSecret;
+        cfg.webhook
+            .tokens
+            .first()
+            .map(|t| t.expose_secret().to_string())
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .expect("bind");
@@ -237,10 +248,19 @@ pub async fn spawn_app_on(
         running: Some(running),
         http: reqwest::Client::new(),
         db,
+        token,
     };
-    wait_for(Duration::from_secs(30), || async {
-        app.get("/health/startup").await.status() == 200 || app.app().checks.passed("schema")
-    })
+    until(
+        "startup (/health/startup 200, or the schema check passed)",
+        Duration::from_secs(30),
+        || async {
+            let status = app.get("/health/startup").await.status();
+            seen(
+                status == 200 || app.app().checks.passed("schema"),
+                format!("/health/startup {status}"),
+            )
+        },
+    )
     .await;
     app
 }
@@ -249,7 +269,8 @@ pub async fn spawn_app(kind: Kind, toml: &str, vars: &[(&str, &str)]) -> TestApp
     spawn_app_on(db(kind).await, toml, vars, ServeOptions::default()).await
 }
 
-/// Polls `f` until true or the deadline; panics with the elapsed time otherwise.
+/// Polls `f` until true or the deadline; panics with the elapsed time otherwise. New tests use
+/// `until`, which names what it waited for and what it saw last.
 pub async fn wait_for<F, Fut>(limit: Duration, mut f: F)
 where
     F: FnMut() -> Fut,

@@ -1,23 +1,12 @@
 //! HTTP server limits: a slow-loris header and an unfinished body are cut off, an oversized
 //! `Content-Length` is refused from the header, and many unfinished bodies do not keep memory.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::*;
-
-/// Kills the child when dropped, so a failing assertion leaves no server behind.
-struct Reap(std::process::Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 const SHORT: &str = "[http]\nheader_timeout = \"500ms\"\nbody_timeout = \"500ms\"\n";
 
@@ -108,31 +97,15 @@ async fn many_unfinished_bodies_do_not_keep_memory() {
         "[http]\nheader_timeout = \"2s\"\nbody_timeout = \"1s\"\n",
     )
     .expect("cfg");
-    let port = free_port();
-    let child = Command::new(bin())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--config", &cfg.to_string_lossy()])
+    let db = format!("sqlite://{}", dir.path().join("dw.db").display());
+    let child = Deploywatch::serve(dir.path())
+        .args(&["--config", &cfg.to_string_lossy()])
         .env_remove("DEPLOYWATCH_WEBHOOK_TOKEN")
-        .env(
-            "DEPLOYWATCH_DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("dw.db").display()),
-        )
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let pid = child.id();
-    let child = Reap(child);
-    let url = format!("http://127.0.0.1:{port}");
-    let c = reqwest::Client::new();
-    let live = || async {
-        c.get(format!("{url}/health/live"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    };
-    wait_for(Duration::from_secs(30), live).await;
+        .env("DEPLOYWATCH_DATABASE_URL", &db)
+        .spawn("serve.log");
+    let pid = child.child.id();
+    let port = child.port;
+    child.up("/health/live").await;
     let idle = vm_rss_kib(pid);
     assert!(idle > 0, "VmRSS readable");
 
@@ -165,11 +138,16 @@ async fn many_unfinished_bodies_do_not_keep_memory() {
         }
     }
     // Still serving, and memory comes back near idle while the attackers' sockets stay open.
-    wait_for(Duration::from_secs(30), live).await;
+    child.up("/health/live").await;
     let bound = idle + 64 * 1024;
-    wait_for(Duration::from_secs(30), || async {
-        vm_rss_kib(pid) < bound
-    })
+    until(
+        &format!("VmRSS back under {bound} KiB (idle {idle} KiB)"),
+        Duration::from_secs(30),
+        || async {
+            let now = vm_rss_kib(pid);
+            seen(now < bound, format!("{now} KiB"))
+        },
+    )
     .await;
     let after = vm_rss_kib(pid);
     drop(held);

@@ -15,6 +15,7 @@ mod do_readings;
 mod exposition;
 mod fixer;
 mod git;
+mod harness;
 mod helpers;
 mod limits;
 mod migrations;

@@ -370,12 +370,11 @@ async fn startup_waits_for_the_app_database_and_a_failure_becomes_a_fix_task() {
         appdb.url
     );
     let app = spawn_app(Kind::Sqlite, &toml, &[]).await;
-    wait_for(Duration::from_secs(10), || async {
-        metric(
-            &app.metrics().await,
-            "deploywatch_startup_check_success{check=\"app-db\"}",
-        ) == Some(0.0)
-    })
+    app.until_metric(
+        "deploywatch_startup_check_success{check=\"app-db\"}",
+        0.0,
+        Duration::from_secs(10),
+    )
     .await;
     let r = app.get("/health/startup").await;
     assert_eq!(r.status(), 503);
@@ -395,12 +394,10 @@ async fn startup_waits_for_the_app_database_and_a_failure_becomes_a_fix_task() {
     // `deploywatch check` says the same and exits 1.
     let cfg_file = tempfile::NamedTempFile::new().expect("tmp");
     std::fs::write(cfg_file.path(), &toml).expect("write");
-    let out = std::process::Command::new(bin())
-        .args(["check", "--config"])
-        .arg(cfg_file.path())
+    let out = Deploywatch::here()
+        .args(&["check", "--config", &cfg_file.path().to_string_lossy()])
         .env("DEPLOYWATCH_DATABASE_URL", &app.db.url)
-        .output()
-        .expect("run check");
+        .output();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
@@ -441,9 +438,15 @@ async fn startup_waits_for_the_app_database_and_a_failure_becomes_a_fix_task() {
 
     // The migration runs: startup passes.
     exec_all(&mut c, "CREATE TABLE match_records (id BIGINT PRIMARY KEY)").await;
-    wait_for(Duration::from_secs(15), || async {
-        app.get("/health/startup").await.status() == 200
-    })
+    until(
+        "/health/startup to answer 200 once the table exists",
+        Duration::from_secs(15),
+        || async {
+            let r = app.get("/health/startup").await;
+            let status = r.status();
+            seen(status == 200, (status, r.text().await.unwrap_or_default()))
+        },
+    )
     .await;
     assert_eq!(app.get("/health/ready").await.status(), 200);
     app.stop().await;

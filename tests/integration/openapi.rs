@@ -3,10 +3,9 @@
 //! must match the document (status codes, content types, response schemas, auth).
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use crate::helpers::{bin, free_port, wait_for};
+use crate::helpers::Deploywatch;
 
 /// `scripts/test.sh` installs schemathesis into this venv (pinned version).
 fn schemathesis() -> PathBuf {
@@ -25,40 +24,17 @@ fn schemathesis() -> PathBuf {
     p
 }
 
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_openapi_document_matches_the_running_server() {
     let st = schemathesis();
     let dir = tempfile::tempdir().expect("tmp");
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let _server = Child(
-        Command::new(bin())
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .current_dir(dir.path())
-            .env("DEPLOYWATCH_WEBHOOK_TOKEN", "openapi-test-token")
-            .env_remove("DIGITALOCEAN_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("serve"),
-    );
+    let server = Deploywatch::serve(dir.path())
+        .env("DEPLOYWATCH_WEBHOOK_TOKEN", "openapi-test-token")
+        .env_remove("DIGITALOCEAN_TOKEN")
+        .spawn("serve.log");
+    let url = server.url.clone();
     let c = reqwest::Client::new();
-    wait_for(Duration::from_secs(30), || async {
-        c.get(format!("{url}/health/ready"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    server.up("/health/ready").await;
 
     // The served document is the one in the repository, behind the token like every API route.
     let anon = c

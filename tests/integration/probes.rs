@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deploywatch::server::ServeOptions;
-use deploywatch::simulator::Simulator;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::*;
@@ -237,11 +236,20 @@ async fn success_and_each_failure_reason() {
         ("metadata-6to4", "refused"),
         ("pivot", "status"),
     ];
-    wait_for(Duration::from_secs(15), || async {
-        let m = app.metrics().await;
-        series(&m, "deploywatch_health_probe_success", "ok") == Some(1.0)
-            && want.iter().all(|(t, _)| reason(&m, t).is_some())
-    })
+    until(
+        "probe \"ok\" succeeding and a failure reason for every other target",
+        Duration::from_secs(15),
+        || async {
+            let m = app.metrics().await;
+            let ok = series(&m, "deploywatch_health_probe_success", "ok");
+            let reasons: Vec<(&str, Option<String>)> =
+                want.iter().map(|(t, _)| (*t, reason(&m, t))).collect();
+            seen(
+                ok == Some(1.0) && reasons.iter().all(|(_, r)| r.is_some()),
+                (ok, reasons),
+            )
+        },
+    )
     .await;
     let m = app.metrics().await;
     for (t, r) in want {
@@ -296,13 +304,11 @@ async fn tls_expiry_is_reported_for_a_trusted_certificate() {
         },
     )
     .await;
-    wait_for(Duration::from_secs(10), || async {
-        series(
-            &app.metrics().await,
-            "deploywatch_health_probe_success",
-            "secure",
-        ) == Some(1.0)
-    })
+    app.until_metric(
+        "deploywatch_health_probe_success{app=\"api\",target=\"secure\"}",
+        1.0,
+        Duration::from_secs(10),
+    )
     .await;
     let m = app.metrics().await;
     assert_eq!(
@@ -350,17 +356,16 @@ async fn thresholds_absorb_a_single_blip() {
             Some(0.0),
             "one blip never flips health"
         );
+        // Time must pass: health must hold at every sample across the blip, not reach a state.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(saw_blip, "the blip was probed");
     script.set("/health/ready", vec![answer(503, "{}")]);
-    wait_for(Duration::from_secs(5), || async {
-        series(
-            &app.metrics().await,
-            "deploywatch_health_probe_success",
-            "blippy",
-        ) == Some(0.0)
-    })
+    app.until_metric(
+        "deploywatch_health_probe_success{app=\"api\",target=\"blippy\"}",
+        0.0,
+        Duration::from_secs(5),
+    )
     .await;
     let m = app.metrics().await;
     assert!(
@@ -373,43 +378,49 @@ async fn thresholds_absorb_a_single_blip() {
             >= 3.0
     );
     script.set("/health/ready", vec![answer(200, "{}")]);
-    wait_for(Duration::from_secs(5), || async {
-        series(
-            &app.metrics().await,
-            "deploywatch_health_probe_success",
-            "blippy",
-        ) == Some(1.0)
-    })
+    app.until_metric(
+        "deploywatch_health_probe_success{app=\"api\",target=\"blippy\"}",
+        1.0,
+        Duration::from_secs(5),
+    )
     .await;
     app.stop().await;
 }
 
 #[tokio::test]
 async fn the_commit_check_catches_a_stale_deployment_and_discovery_finds_spec_paths() {
-    let sim = Simulator::new(Duration::from_millis(100));
-    let (addr, _) = sim
-        .serve("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("serve");
     let active = "9a4df0b8e161e323bc3cdf1dc71878080fe144fa";
-    sim.add_app("api", active);
-    let live = format!("http://{addr}/sim/apps/api/health/ready");
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(100))
+        .app("api", active)
+        .start()
+        .await;
+    let (base, live) = (&sim.url, sim.health_url("api", "ready"));
     let toml = format!(
-        "[digitalocean]\napi_url = \"http://{addr}\"\npoll_interval = \"200ms\"\n\n[health]\ndiscover = true\n\n[[health.targets]]\nname = \"api-commit\"\napp = \"api\"\nurl = \"{live}\"\ninterval = \"150ms\"\ntimeout = \"100ms\"\nfailure_threshold = 1\nexpect_active_commit = \"commit\"\n"
+        "[digitalocean]\napi_url = \"{base}\"\npoll_interval = \"200ms\"\n\n[health]\ndiscover = true\n\n[[health.targets]]\nname = \"api-commit\"\napp = \"api\"\nurl = \"{live}\"\ninterval = \"150ms\"\ntimeout = \"100ms\"\nfailure_threshold = 1\nexpect_active_commit = \"commit\"\n"
     );
     let app = spawn_app(Kind::Sqlite, &toml, &[("DIGITALOCEAN_TOKEN", "sim-token")]).await;
-    wait_for(Duration::from_secs(15), || async {
-        let m = app.metrics().await;
-        series(&m, "deploywatch_health_probe_success", "api-commit") == Some(1.0)
-            && series(&m, "deploywatch_health_probe_success", "api-live") == Some(1.0)
-            && series(&m, "deploywatch_health_probe_success", "api-ready") == Some(1.0)
-    })
+    until(
+        "probes api-commit, api-live and api-ready all succeeding",
+        Duration::from_secs(15),
+        || async {
+            let m = app.metrics().await;
+            let got = ["api-commit", "api-live", "api-ready"]
+                .map(|t| (t, series(&m, "deploywatch_health_probe_success", t)));
+            seen(got.iter().all(|(_, v)| *v == Some(1.0)), got)
+        },
+    )
     .await;
     // The app serves an old build: the commit in its health body no longer matches ACTIVE.
     sim.set_health("api", 200, Some("54d4a727f45723106243989b6c8b2ad4e4a9b3bb"));
-    wait_for(Duration::from_secs(5), || async {
-        reason(&app.metrics().await, "api-commit").as_deref() == Some("body")
-    })
+    until(
+        "api-commit to fail for reason \"body\"",
+        Duration::from_secs(5),
+        || async {
+            let r = reason(&app.metrics().await, "api-commit");
+            seen(r.as_deref() == Some("body"), r)
+        },
+    )
     .await;
     let m = app.metrics().await;
     assert_eq!(

@@ -3,85 +3,26 @@
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deploywatch::simulator::{Script, Simulator};
+use do_simulator::{Script, Simulator};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-struct Server {
-    child: Child,
-    url: String,
-    log: std::path::PathBuf,
-}
-
-impl Server {
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn start_server(dir: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> Server {
-    let port = free_port();
-    let log = dir.join(format!("server-{port}.log"));
-    let f = std::fs::File::create(&log).expect("log");
-    let child = Command::new(bin())
-        .arg("serve")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+/// `deploywatch serve` on a free loopback port, logging at info into a file in `dir`.
+fn start_server(dir: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> Spawned {
+    Deploywatch::serve(dir)
         .args(args)
-        .current_dir(dir)
-        .envs(envs.iter().copied())
+        .envs(envs)
         .env("RUST_LOG", "info")
-        .stdout(Stdio::from(f.try_clone().expect("clone")))
-        .stderr(Stdio::from(f))
-        .spawn()
-        .expect("spawn deploywatch");
-    Server {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        log,
-    }
-}
-
-async fn up(s: &Server, path: &str) {
-    let c = reqwest::Client::new();
-    wait_for(Duration::from_secs(30), || async {
-        c.get(format!("{}{path}", s.url))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+        .spawn(&format!("server-{}.log", uuid::Uuid::new_v4().simple()))
 }
 
 fn run(args: &[&str], envs: &[(&str, &str)], dir: &std::path::Path) -> (i32, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .envs(envs.iter().copied())
-        .current_dir(dir)
-        .output()
-        .expect("run");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    Deploywatch::new(dir).args(args).envs(envs).run()
 }
 
 #[test]
@@ -151,7 +92,7 @@ fn bad_configuration_exits_2_and_names_the_key() {
 async fn a_bare_start_answers_at_once_and_says_which_sources_are_off() {
     let dir = tempfile::tempdir().expect("tmp");
     let s = start_server(dir.path(), &[], &[]);
-    up(&s, "/health/live").await;
+    s.up("/health/live").await;
     let r = reqwest::get(format!("{}/metrics", s.url))
         .await
         .expect("metrics");
@@ -164,7 +105,7 @@ async fn a_bare_start_answers_at_once_and_says_which_sources_are_off() {
     assert!(body.contains("process_resident_memory_bytes"));
     // promtool finds nothing wrong with the exposition.
     promtool_check_metrics(&body);
-    up(&s, "/health/ready").await;
+    s.up("/health/ready").await;
     let log = s.log_text();
     for src in ["digitalocean", "health", "git", "migrations"] {
         assert!(
@@ -271,7 +212,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
             .unwrap_or(3);
         for round in 0..rounds {
             let mut s = start_server(dir.path(), &envs, &[]);
-            up(&s, "/health/ready").await;
+            s.up("/health/ready").await;
             let stop = Arc::new(Mutex::new(false));
             let workers: Vec<_> = (0..4)
                 .map(|w| {
@@ -284,6 +225,8 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
                     ))
                 })
                 .collect();
+            // Time must pass here: the load runs for a while before the kill, at a different
+            // point in each round.
             tokio::time::sleep(Duration::from_millis(700 + 300 * round as u64)).await;
             s.kill9();
             *stop.lock().expect("lock") = true;
@@ -298,7 +241,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
             acked.len()
         );
         let s = start_server(dir.path(), &envs, &[]);
-        up(&s, "/health/ready").await;
+        s.up("/health/ready").await;
         let store = deploywatch::store::Store::connect(
             &secrecy::SecretString::from(db.url.clone()),
             Duration::from_secs(3),
@@ -345,18 +288,22 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
 }
 
 /// Waits until the server has run its schema check once.
-async fn schema_checked(c: &reqwest::Client, s: &Server) {
-    wait_for(Duration::from_secs(15), || async {
-        let v: Value = c
-            .get(format!("{}/health/startup", s.url))
-            .send()
-            .await
-            .expect("startup")
-            .json()
-            .await
-            .expect("json");
-        v["checks"][0]["checked_at"].is_string()
-    })
+async fn schema_checked(c: &reqwest::Client, s: &Spawned) {
+    until(
+        "the schema check to have run once (checks[0].checked_at in /health/startup)",
+        Duration::from_secs(15),
+        || async {
+            let v: Value = c
+                .get(format!("{}/health/startup", s.url))
+                .send()
+                .await
+                .expect("startup")
+                .json()
+                .await
+                .expect("json");
+            seen(v["checks"][0]["checked_at"].is_string(), v)
+        },
+    )
     .await;
 }
 
@@ -382,7 +329,7 @@ async fn a_schema_newer_than_the_binary_or_an_unreachable_database_is_refused_wi
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("schema is at version 9999"), "{out}");
     let s = start_server(dir.path(), &envs, &[]);
-    up(&s, "/health/live").await;
+    s.up("/health/live").await;
     let c = reqwest::Client::new();
     schema_checked(&c, &s).await;
     let r = reqwest::get(format!("{}/health/startup", s.url))
@@ -403,7 +350,7 @@ async fn a_schema_newer_than_the_binary_or_an_unreachable_database_is_refused_wi
         "{out}"
     );
     let s2 = start_server(dir.path(), &unreachable, &[]);
-    up(&s2, "/health/live").await;
+    s2.up("/health/live").await;
     schema_checked(&c, &s2).await;
     let r = reqwest::get(format!("{}/health/startup", s2.url))
         .await
@@ -423,8 +370,8 @@ async fn two_processes_on_one_postgresql_never_double_claim() {
     let envs = [("DEPLOYWATCH_DATABASE_URL", db.url.as_str())];
     let a = start_server(dir.path(), &envs, &[]);
     let b = start_server(dir.path(), &envs, &[]);
-    up(&a, "/health/ready").await;
-    up(&b, "/health/ready").await;
+    a.up("/health/ready").await;
+    b.up("/health/ready").await;
     let c = reqwest::Client::new();
     let alerts: Vec<(String, &str)> = (0..120).map(|i| (format!("app{i}"), "firing")).collect();
     for chunk in alerts.chunks(40) {
@@ -655,25 +602,39 @@ async fn deployment_traces_reach_an_otlp_receiver_and_the_canary_never_leaks() {
             ],
             &["--config", &cfg_arg],
         );
-        up(&s, "/health/ready").await;
+        s.up("/health/ready").await;
         let want_trace = deploywatch::telemetry::deployment_trace_id(&dep)
             .to_bytes()
             .to_vec();
-        wait_for(Duration::from_secs(30), || async {
-            spans(&receiver)
-                .iter()
-                .any(|sp| sp.trace_id == want_trace && sp.parent.is_empty())
-        })
+        until(
+            &format!("{protocol}: the deployment's root span"),
+            Duration::from_secs(30),
+            || async {
+                let all = spans(&receiver);
+                seen(
+                    all.iter()
+                        .any(|sp| sp.trace_id == want_trace && sp.parent.is_empty()),
+                    format!(
+                        "{} spans, none the root of the deployment's trace",
+                        all.len()
+                    ),
+                )
+            },
+        )
         .await;
         // Let the child spans' batch arrive too.
         // Root, build, and build's started sub-steps (initialize, components); deploy never started.
-        wait_for(Duration::from_secs(10), || async {
-            spans(&receiver)
-                .iter()
-                .filter(|sp| sp.trace_id == want_trace)
-                .count()
-                >= 4
-        })
+        until(
+            &format!("{protocol}: at least 4 spans in the deployment's trace"),
+            Duration::from_secs(10),
+            || async {
+                let n = spans(&receiver)
+                    .iter()
+                    .filter(|sp| sp.trace_id == want_trace)
+                    .count();
+                seen(n >= 4, format!("{n} spans"))
+            },
+        )
         .await;
         let all = spans(&receiver);
         let trace: Vec<&SpanSeen> = all.iter().filter(|sp| sp.trace_id == want_trace).collect();
@@ -826,7 +787,7 @@ async fn a_collector_that_is_down_or_black_holes_does_not_slow_requests() {
             ],
             &["--config", cfg.to_str().expect("utf8")],
         );
-        up(&s, "/health/ready").await;
+        s.up("/health/ready").await;
         // The client timeout is below the exporter's: a request that waited on the collector fails.
         let c = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
@@ -862,6 +823,7 @@ async fn a_collector_that_is_down_or_black_holes_does_not_slow_requests() {
         for i in 0..300 {
             let _ = c.get(format!("{}/health/live?{i}", s.url)).send().await;
         }
+        // Time must pass here, not a condition: the allocator returns memory lazily.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after = rss();
         assert!(
@@ -875,7 +837,7 @@ async fn a_collector_that_is_down_or_black_holes_does_not_slow_requests() {
 async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut s = start_server(dir.path(), &[], &[]);
-    up(&s, "/health/ready").await;
+    s.up("/health/ready").await;
     // A request in flight when the signal arrives still gets its answer.
     let url = s.url.clone();
     let inflight = tokio::spawn(async move {
@@ -894,20 +856,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     });
     let pid = s.child.id().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let status = tokio::task::spawn_blocking(move || {
-        let started = std::time::Instant::now();
-        loop {
-            if let Ok(Some(st)) = s.child.try_wait() {
-                return Some(st);
-            }
-            if started.elapsed() > Duration::from_secs(20) {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    })
-    .await
-    .expect("join");
+    let status = s.exits_within(Duration::from_secs(20)).await;
     let status = status.expect("exits within the shutdown bound");
     assert_eq!(status.code(), Some(0), "clean exit on SIGTERM");
     match inflight.await.expect("join") {
@@ -920,50 +869,44 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_shows_deployments_and_tasks_within_a_minute() {
     let dir = tempfile::tempdir().expect("tmp");
-    let port = free_port();
-    let log = dir.path().join("demo.log");
-    let f = std::fs::File::create(&log).expect("log");
-    let child = Command::new(bin())
-        .args([
-            "demo",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--step-seconds",
-            "1",
-        ])
-        .current_dir(dir.path())
-        .stdout(Stdio::from(f.try_clone().expect("clone")))
-        .stderr(Stdio::from(f))
-        .spawn()
-        .expect("demo");
-    let s = Server {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        log,
-    };
-    up(&s, "/health/ready").await;
+    let s = Deploywatch::new(dir.path())
+        .arg("demo")
+        .listen_on_free_port()
+        .args(&["--step-seconds", "1"])
+        .spawn("demo.log");
+    s.up("/health/ready").await;
     let c = reqwest::Client::new();
-    wait_for(Duration::from_secs(60), || async {
-        let m = c
-            .get(format!("{}/metrics", s.url))
-            .send()
-            .await
-            .expect("m")
-            .text()
-            .await
-            .expect("t");
-        let t: Value = c
-            .get(format!("{}/api/v1/tasks", s.url))
-            .send()
-            .await
-            .expect("t")
-            .json()
-            .await
-            .expect("json");
-        m.contains("deploywatch_deployments_total{app=\"api\",outcome=\"success\"}")
-            && m.contains("deploywatch_health_probe_success{app=\"api\",target=\"api-live\"}")
-            && t["tasks"].as_array().is_some_and(|a| !a.is_empty())
-    })
+    until(
+        "a successful api deployment, an api-live probe series and at least one task",
+        Duration::from_secs(60),
+        || async {
+            let m = c
+                .get(format!("{}/metrics", s.url))
+                .send()
+                .await
+                .expect("m")
+                .text()
+                .await
+                .expect("t");
+            let t: Value = c
+                .get(format!("{}/api/v1/tasks", s.url))
+                .send()
+                .await
+                .expect("t")
+                .json()
+                .await
+                .expect("json");
+            let deployed =
+                m.contains("deploywatch_deployments_total{app=\"api\",outcome=\"success\"}");
+            let probed =
+                m.contains("deploywatch_health_probe_success{app=\"api\",target=\"api-live\"}");
+            let tasks = t["tasks"].as_array().map_or(0, Vec::len);
+            seen(
+                deployed && probed && tasks > 0,
+                format!("deployed {deployed}, probed {probed}, {tasks} tasks"),
+            )
+        },
+    )
     .await;
     assert!(
         dir.path().join("deploywatch-demo.db").exists(),

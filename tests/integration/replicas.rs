@@ -1,30 +1,18 @@
 //! Several replicas on one PostgreSQL behave as one: one poller at a time, a quick takeover after
 //! `kill -9`, and the same deployment series from every replica throughout.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use deploywatch::simulator::{Script, Simulator};
+use do_simulator::Script;
 
 use crate::helpers::*;
 
 const POLL: Duration = Duration::from_secs(2);
 
-struct Replica {
-    child: Child,
-    url: String,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// A replica process, SIGKILLed when dropped.
+type Replica = Spawned;
 
 fn start(dir: &std::path::Path, db: &str, api: &str, n: usize) -> Replica {
-    let port = free_port();
     let cfg = dir.join(format!("replica{n}.toml"));
     std::fs::write(
         &cfg,
@@ -34,29 +22,13 @@ fn start(dir: &std::path::Path, db: &str, api: &str, n: usize) -> Replica {
         ),
     )
     .expect("config");
-    let log = dir.join(format!("replica{n}.log"));
-    let f = std::fs::File::create(&log).expect("log");
-    let child = Command::new(bin())
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--config",
-        ])
-        .arg(&cfg)
+    Deploywatch::serve(dir)
+        .args(&["--config", &cfg.to_string_lossy()])
         .env("DIGITALOCEAN_TOKEN", "sim-token")
         .env("DEPLOYWATCH_DATABASE_URL", db)
         .env("RUST_LOG", "info")
         .env_remove("DEPLOYWATCH_WEBHOOK_TOKEN")
-        .stdout(Stdio::from(f.try_clone().expect("clone")))
-        .stderr(Stdio::from(f))
-        .spawn()
-        .expect("replica");
-    Replica {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        log,
-    }
+        .spawn(&format!("replica{n}.log"))
 }
 
 async fn scrape(c: &reqwest::Client, r: &Replica) -> Option<String> {
@@ -90,18 +62,17 @@ fn read(m: &str) -> Seen {
 #[tokio::test(flavor = "multi_thread")]
 async fn three_replicas_take_over_quickly_and_serve_the_same_picture() {
     let db = pg_db().await;
-    let sim = Simulator::new(Duration::from_millis(100));
-    let (addr, _) = sim
-        .serve("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("simulator");
-    let api = format!("http://{addr}");
-    sim.add_app("api", "9a4df0b8e161e323bc3cdf1dc71878080fe144fa");
-    sim.deploy(
-        "api",
-        "54d4a727f45723106243989b6c8b2ad4e4a9b3bb",
-        Script::Success,
-    );
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(100))
+        .app("api", "9a4df0b8e161e323bc3cdf1dc71878080fe144fa")
+        .script(
+            "api",
+            "54d4a727f45723106243989b6c8b2ad4e4a9b3bb",
+            Script::Success,
+        )
+        .start()
+        .await;
+    let api = sim.url.clone();
     let dir = tempfile::tempdir().expect("tmp");
     let mut replicas: Vec<Option<Replica>> = (0..3)
         .map(|n| Some(start(dir.path(), &db.url, &api, n)))
@@ -301,13 +272,12 @@ async fn value(port: u16, q: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_shipped_recording_rules_agree_scraping_one_or_three_replicas() {
     let db = pg_db().await;
-    let sim = Simulator::new(Duration::from_millis(100));
-    let (addr, _) = sim
-        .serve("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("simulator");
-    let api = format!("http://{addr}");
-    sim.add_app("api", "9a4df0b8e161e323bc3cdf1dc71878080fe144fa");
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(100))
+        .app("api", "9a4df0b8e161e323bc3cdf1dc71878080fe144fa")
+        .start()
+        .await;
+    let api = sim.url.clone();
     let dir = tempfile::tempdir().expect("tmp");
     let replicas: Vec<Replica> = (0..3)
         .map(|n| start(dir.path(), &db.url, &api, n))
@@ -331,9 +301,14 @@ async fn the_shipped_recording_rules_agree_scraping_one_or_three_replicas() {
             .as_array()
             .is_some_and(|r| r.len() == n)
     };
-    wait_for(Duration::from_secs(60), || async {
-        scraped(one, 1).await && scraped(three, 3).await
-    })
+    until(
+        "Prometheus scraping one replica on one server and three on the other",
+        Duration::from_secs(60),
+        || async {
+            let (a, b) = (scraped(one, 1).await, scraped(three, 3).await);
+            seen(a && b, format!("one scraped: {a}, three scraped: {b}"))
+        },
+    )
     .await;
 
     // Deployments while both scrape: three successes and a failure.
@@ -347,20 +322,26 @@ async fn the_shipped_recording_rules_agree_scraping_one_or_three_replicas() {
     .enumerate()
     {
         sim.deploy("api", &format!("{:040x}", 0xd00 + i), script);
+        // Time must pass: each deployment ends before the next starts, spread over scrapes.
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     let ratio = "app:deploywatch_deployment_success_ratio:rate1h{app=\"api\"}";
     let ended = "app:deploywatch_deployments_ended:increase1d{app=\"api\"}";
     let freq = "app:deploywatch_dora_deployment_frequency:per_day_7d{app=\"api\"}";
     // Wait until every replica counted all four and both Prometheus servers recorded it.
-    wait_for(Duration::from_secs(90), || async {
-        let mut done = true;
-        for port in [one, three] {
-            done &= value(port, ended).await.is_some_and(|v| v >= 3.5);
-        }
-        done
-    })
+    until(
+        "both Prometheus servers recording at least 3.5 ended deployments",
+        Duration::from_secs(90),
+        || async {
+            let (a, b) = (value(one, ended).await, value(three, ended).await);
+            seen(
+                a.is_some_and(|v| v >= 3.5) && b.is_some_and(|v| v >= 3.5),
+                format!("one replica {a:?}, three replicas {b:?}"),
+            )
+        },
+    )
     .await;
+    // Time must pass: a few more scrapes and rule evaluations, so both servers see the same end.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for q in [ratio, ended, freq] {
         let (a, b) = (value(one, q).await, value(three, q).await);

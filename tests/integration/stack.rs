@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use deploywatch::simulator::{Script, Simulator};
+use do_simulator::Script;
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -38,12 +38,16 @@ pub(crate) fn spawn(bin: &str, args: &[String], log: &Path) -> Proc {
 
 pub(crate) async fn ready(url: &str) {
     let c = reqwest::Client::new();
-    wait_for(Duration::from_secs(30), || async {
-        c.get(url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
+    until(
+        &format!("GET {url} to succeed"),
+        Duration::from_secs(30),
+        || async {
+            match c.get(url).send().await {
+                Ok(r) => seen(r.status().is_success(), r.status().to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
     .await;
 }
 
@@ -159,8 +163,9 @@ async fn two_alertmanagers_make_one_task_and_send_resolved_cancels_it() {
         ]);
         amtool(port, &args);
     }
-    wait_for(Duration::from_secs(30), || async {
-        !tasks(&app, "queue=execution", token).await.is_empty()
+    until("a fix task", Duration::from_secs(30), || async {
+        let t = tasks(&app, "queue=execution", token).await;
+        seen(!t.is_empty(), t)
     })
     .await;
     // Give both peers time to deliver (and repeat) before counting.
@@ -184,12 +189,14 @@ async fn two_alertmanagers_make_one_task_and_send_resolved_cancels_it() {
         args.extend([s.as_str(), e.as_str()]);
         amtool(port, &args);
     }
-    wait_for(Duration::from_secs(30), || async {
-        tasks(&app, "queue=execution", token)
-            .await
-            .first()
-            .is_some_and(|t| t["state"] == "cancelled")
-    })
+    until(
+        "the fix task to be cancelled",
+        Duration::from_secs(30),
+        || async {
+            let t = tasks(&app, "queue=execution", token).await;
+            seen(t.first().is_some_and(|t| t["state"] == "cancelled"), t)
+        },
+    )
     .await;
     let fix = tasks(&app, "queue=execution", token).await;
     assert_eq!(fix.len(), 1);
@@ -265,11 +272,10 @@ async fn full_loop_prometheus_alertmanager_webhook_and_dashboards() {
     let token = "stack-token";
     let dir = tempfile::tempdir().expect("tmp");
     // DigitalOcean (simulated), an app with a git repository, a probe that fails.
-    let sim = Simulator::new(Duration::from_millis(200));
-    let (sim_addr, _) = sim
-        .serve("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("sim");
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(200))
+        .start()
+        .await;
     let repo = dir.path().join("repo");
     std::fs::create_dir_all(&repo).expect("repo");
     let git = |args: &[&str]| {
@@ -295,8 +301,9 @@ async fn full_loop_prometheus_alertmanager_webhook_and_dashboards() {
     git(&["commit", "-qam", "two"]);
     let c2 = git(&["rev-parse", "HEAD"]);
     sim.add_app("api", &c1);
+    let sim_url = &sim.url;
     let toml = format!(
-        "[digitalocean]\napi_url = \"http://{sim_addr}\"\npoll_interval = \"500ms\"\nfast_poll_interval = \"200ms\"\n\n[git]\nfetch_interval = \"1s\"\n\n[[git.repos]]\nname = \"api\"\nurl = \"{}\"\napp = \"api\"\n\n[[health.targets]]\nname = \"edge-live\"\napp = \"edge\"\nurl = \"http://127.0.0.1:{}/health/live\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n\n[[rollback.auto]]\napp = \"api\"\ndry_run = true\n",
+        "[digitalocean]\napi_url = \"{sim_url}\"\npoll_interval = \"500ms\"\nfast_poll_interval = \"200ms\"\n\n[git]\nfetch_interval = \"1s\"\n\n[[git.repos]]\nname = \"api\"\nurl = \"{}\"\napp = \"api\"\n\n[[health.targets]]\nname = \"edge-live\"\napp = \"edge\"\nurl = \"http://127.0.0.1:{}/health/live\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n\n[[rollback.auto]]\napp = \"api\"\ndry_run = true\n",
         repo.display(),
         free_port()
     );
@@ -338,12 +345,12 @@ async fn full_loop_prometheus_alertmanager_webhook_and_dashboards() {
     // A deployment fails: DeploymentFailed fires (after its `for`), Alertmanager routes it to the
     // webhook, and exactly one fix task appears.
     sim.deploy("api", &c2, Script::BuildFailure);
-    wait_for(Duration::from_secs(150), || async {
-        !tasks(&app, "queue=execution&app=api", token)
-            .await
-            .is_empty()
+    until("a task for api", Duration::from_secs(150), || async {
+        let t = tasks(&app, "queue=execution&app=api", token).await;
+        seen(!t.is_empty(), t)
     })
     .await;
+    // Time must pass: repeated notifications get their chance to (wrongly) make a second task.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let fix: Vec<Value> = tasks(&app, "queue=execution&app=api", token)
         .await
@@ -377,17 +384,24 @@ async fn full_loop_prometheus_alertmanager_webhook_and_dashboards() {
 
     // The next deployment succeeds: the alert resolves and the task (claimed) gets a note.
     sim.deploy("api", &c2, Script::Success);
-    wait_for(Duration::from_secs(90), || async {
-        let r = app
-            .http
-            .get(format!("{}/api/v1/tasks/{fix_id}", app.url))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("req");
-        let v: Value = r.json().await.expect("json");
-        v["task"]["alert_resolved_at"].is_string()
-    })
+    until(
+        "the fix task to note that its alert resolved",
+        Duration::from_secs(90),
+        || async {
+            let r = app
+                .http
+                .get(format!("{}/api/v1/tasks/{fix_id}", app.url))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("req");
+            let v: Value = r.json().await.expect("json");
+            seen(
+                v["task"]["alert_resolved_at"].is_string(),
+                v["task"].clone(),
+            )
+        },
+    )
     .await;
     // Once the new version is ACTIVE, a health alert for it: a rollback task to the previous good
     // deployment, run
@@ -398,24 +412,20 @@ async fn full_loop_prometheus_alertmanager_webhook_and_dashboards() {
         &[("app", "api"), ("severity", "warning")],
         "2026-11-22T10:00:00Z",
     )]);
-    assert_eq!(
-        app.post_json("/webhook/alertmanager", &hc, Some(token))
-            .await
-            .status(),
-        200
-    );
-    wait_for(Duration::from_secs(30), || async {
-        metric(
-            &app.metrics().await,
-            "deploywatch_rollbacks_total{app=\"api\",result=\"dry_run\"}",
-        ) == Some(1.0)
-    })
+    assert_eq!(app.token.as_deref(), Some(token));
+    app.post_alerts_ok(&hc).await;
+    app.until_metric(
+        "deploywatch_rollbacks_total{app=\"api\",result=\"dry_run\"}",
+        1.0,
+        Duration::from_secs(30),
+    )
     .await;
 
     // promtool finds nothing wrong with a fully populated exposition.
     promtool_check_metrics(&app.metrics().await);
 
     // Every dashboard expression parses and returns data from this Prometheus.
+    // Time must pass: the recording groups evaluate once a minute.
     tokio::time::sleep(Duration::from_secs(65)).await;
     let mut empty = Vec::new();
     for (uid, title, expr) in dashboard_exprs() {
@@ -695,11 +705,17 @@ async fn alerts_after_evaluation(port: u16, since: chrono::DateTime<chrono::Utc>
 /// Waits until Prometheus scraped the target successfully; returns when it saw that.
 async fn scraped(port: u16) -> chrono::DateTime<chrono::Utc> {
     ready(&format!("http://127.0.0.1:{port}/-/ready")).await;
-    wait_for(Duration::from_secs(60), || async {
-        prom_query(port, "up{job=\"deploywatch\"} == 1").await["data"]["result"]
-            .as_array()
-            .is_some_and(|r| !r.is_empty())
-    })
+    until(
+        "Prometheus to scrape deploywatch (up == 1)",
+        Duration::from_secs(60),
+        || async {
+            let v = prom_query(port, "up{job=\"deploywatch\"} == 1").await;
+            let up = v["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty());
+            seen(up, v)
+        },
+    )
     .await;
     // One more scrape interval, so the rules see more than the first sample.
     chrono::Utc::now() + chrono::Duration::seconds(2)

@@ -34,16 +34,6 @@ async fn stored_apps(app: &TestApp) -> BTreeSet<String> {
         .collect()
 }
 
-async fn tasks(app: &TestApp, query: &str) -> Vec<Value> {
-    let v: Value = app
-        .get(&format!("/api/v1/tasks?{query}"))
-        .await
-        .json()
-        .await
-        .expect("json");
-    v["tasks"].as_array().cloned().unwrap_or_default()
-}
-
 /// A tmpfs of `size` mounted on a fresh directory, unmounted (lazily) when dropped.
 struct Tmpfs {
     dir: tempfile::TempDir,
@@ -88,10 +78,7 @@ fn fill(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 async fn post(app: &TestApp, body: &Value) -> u16 {
-    app.post_json("/webhook/alertmanager", body, None)
-        .await
-        .status()
-        .as_u16()
+    app.post_alerts(body).await.status
 }
 
 #[tokio::test]
@@ -122,9 +109,15 @@ async fn disk_full_acknowledges_only_what_is_on_disk_and_recovers() {
         "not ready while writes fail"
     );
     std::fs::remove_file(&filler).expect("free the space");
-    wait_for(Duration::from_secs(20), || async {
-        app.get("/health/ready").await.status() == 200
-    })
+    until(
+        "/health/ready to answer 200 again",
+        Duration::from_secs(20),
+        || async {
+            let r = app.get("/health/ready").await;
+            let status = r.status();
+            seen(status == 200, (status, r.text().await.unwrap_or_default()))
+        },
+    )
     .await;
     for i in 60..70 {
         assert_eq!(post(&app, &alert_for(i)).await, 200, "after recovery");
@@ -189,9 +182,15 @@ async fn a_read_only_database_file_is_not_ready_never_acknowledged_and_recovers(
         "the file was read-only, yet every write succeeded"
     );
     assert_eq!(ready, 503, "not ready while the file is read-only");
-    wait_for(Duration::from_secs(20), || async {
-        app.get("/health/ready").await.status() == 200
-    })
+    until(
+        "/health/ready to answer 200 again",
+        Duration::from_secs(20),
+        || async {
+            let r = app.get("/health/ready").await;
+            let status = r.status();
+            seen(status == 200, (status, r.text().await.unwrap_or_default()))
+        },
+    )
     .await;
     for i in 10..13 {
         assert_eq!(post(&app, &alert_for(i)).await, 200, "after recovery");
@@ -259,22 +258,17 @@ async fn unstorable_input_is_stored_safely_or_refused_with_a_reason() {
             .collect();
         let mut big = alert_for(0);
         big["alerts"] = json!(many);
-        let r = app.post_json("/webhook/alertmanager", &big, None).await;
-        assert_eq!(
-            r.status(),
-            200,
-            "{kind:?} 2,300 alerts: {:?}",
-            r.text().await
-        );
+        let r = app.post_alerts(&big).await;
+        assert_eq!(r.status, 200, "{kind:?} 2,300 alerts: {}", r.body);
         let huge: Vec<Value> = (0..5_000)
             .map(|i| alert_for(10_000 + i)["alerts"][0].clone())
             .collect();
         big["alerts"] = json!(huge);
-        let r = app.post_json("/webhook/alertmanager", &big, None).await;
-        let code = r.status().as_u16();
+        let r = app.post_alerts(&big).await;
+        let code = r.status;
         if code != 200 {
             assert!((400..500).contains(&code), "{kind:?} 5,000 alerts: {code}");
-            let v: Value = r.json().await.expect("json reason");
+            let v = r.body;
             assert!(v["error"].is_string() && v["message"].is_string(), "{v}");
         }
         // Later alerts are not blocked.
@@ -320,12 +314,12 @@ async fn a_resolve_in_one_environment_leaves_the_other_open() {
         peer["externalURL"] = json!("http://alertmanager-2:9093");
         assert_eq!(post(&app, &peer).await, 200);
         assert_eq!(
-            tasks(&app, "queue=execution&state=queued").await.len(),
+            app.tasks_where("queue=execution&state=queued").await.len(),
             2,
             "{kind:?}"
         );
         assert_eq!(post(&app, &fire("staging", "resolved")).await, 200);
-        let open = tasks(&app, "queue=execution&state=queued").await;
+        let open = app.tasks_where("queue=execution&state=queued").await;
         assert_eq!(open.len(), 1, "{kind:?}: {open:?}");
         assert!(
             open[0]["context"].to_string().contains("production"),
@@ -341,28 +335,19 @@ async fn a_fix_completed_while_the_alert_still_fires_is_reopened() {
         let app = spawn_app(kind, "", &[]).await;
         let n = alert_for(7);
         assert_eq!(post(&app, &n).await, 200);
-        let claimed: Value = app
-            .post_json(
+        let claimed = app
+            .post(
                 "/api/v1/tasks/claim",
                 &json!({"queue": "execution", "worker": "w"}),
-                None,
             )
             .await
-            .json()
-            .await
-            .expect("claim");
+            .expect_status(200, "claim");
         let id = claimed["id"].as_str().expect("a task").to_string();
-        let done = app
-            .post_json(
-                &format!("/api/v1/tasks/{id}/complete"),
-                &json!({"worker": "w", "result": {}}),
-                None,
-            )
-            .await;
-        assert_eq!(done.status(), 200);
+        let done = app.complete(&id, "w", json!({})).await;
+        assert_eq!(done.status, 200, "{}", done.body);
         // Alertmanager repeats the still-firing alert.
         assert_eq!(post(&app, &n).await, 200);
-        let all = tasks(&app, "queue=execution").await;
+        let all = app.tasks("execution").await;
         assert_eq!(all.len(), 1, "{kind:?}: no second task: {all:?}");
         assert_eq!(all[0]["id"], id.as_str());
         assert_eq!(all[0]["state"], "queued");
@@ -480,7 +465,7 @@ async fn concurrent_firing_and_resolved_end_resolved_without_deadlock() {
         .try_get("n")
         .expect("n");
     assert_eq!(still, 0, "every episode ends resolved");
-    let open = tasks(&app, "queue=execution&state=queued").await;
+    let open = app.tasks_where("queue=execution&state=queued").await;
     assert!(open.is_empty(), "no open task: {open:?}");
     app.stop().await;
 }
@@ -488,27 +473,12 @@ async fn concurrent_firing_and_resolved_end_resolved_without_deadlock() {
 #[tokio::test]
 async fn a_newline_in_alert_data_cannot_forge_a_log_line() {
     let dir = tempfile::tempdir().expect("tmp");
-    let port = free_port();
-    let log = dir.path().join("server.log");
-    let f = std::fs::File::create(&log).expect("log");
-    let mut child = Command::new(bin())
-        .arg("serve")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir.path())
+    let mut server = Deploywatch::serve(dir.path())
         .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::from(f.try_clone().expect("clone")))
-        .stderr(std::process::Stdio::from(f))
-        .spawn()
-        .expect("spawn deploywatch");
-    let url = format!("http://127.0.0.1:{port}");
+        .spawn("server.log");
+    let url = server.url.clone();
     let c = reqwest::Client::new();
-    wait_for(Duration::from_secs(30), || async {
-        c.get(format!("{url}/health/ready"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    server.up("/health/ready").await;
     let mut n = alert_for(1);
     n["receiver"] = json!("deploywatch\nFAKE LOG LINE receiver");
     n["alerts"][0]["labels"]["app"] = json!("api\nFAKE LOG LINE label");
@@ -523,9 +493,8 @@ async fn a_newline_in_alert_data_cannot_forge_a_log_line() {
     // The stored-notification line is written before the answer; give the writer a moment by
     // asking for something else first.
     let _ = c.get(format!("{url}/health/live")).send().await;
-    let _ = child.kill();
-    let _ = child.wait();
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    server.kill9();
+    let text = server.log_text();
     assert!(
         text.contains("webhook notification stored"),
         "the line under test was logged: {text}"

@@ -16,8 +16,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::app::App;
 use crate::config::{Config, ProcessEnv};
-use crate::simulator::{Script, Simulator};
 use crate::store::TaskFilter;
+use do_simulator::{Script, Simulator};
 
 /// The demo's deployment pattern: mostly green, with each kind of failure now and then.
 pub const CYCLE: [Script; 8] = [
