@@ -19,24 +19,6 @@ use sqlx::{AnyConnection, Connection, Executor, Row};
 use super::{Check, CheckResult};
 use crate::config::MigrationCheckConfig;
 
-/// Table and column names go into catalog queries as bound values, but are also checked so a
-/// config typo is caught at load time.
-pub fn validate_identifier(s: &str) -> Result<(), String> {
-    let ok = !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{s:?} is not a plain SQL identifier (letters, digits, _)"
-        ))
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dialect {
     MySql,
@@ -438,7 +420,7 @@ async fn read_history(
         Dialect::MySql => format!("CONVERT(CAST({col} AS CHAR) USING utf8mb4)"),
         _ => format!("CAST({col} AS TEXT)"),
     };
-    validate_identifier(table).map_err(|e| sqlx::Error::Configuration(e.into()))?;
+    crate::domain::validate_identifier(table).map_err(|e| sqlx::Error::Configuration(e.into()))?;
     let cols_sql: &'static str = match d {
         Dialect::Postgres => {
             "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1"
@@ -608,7 +590,7 @@ mod tests {
             ("", false),
             ("a b", false),
         ] {
-            assert_eq!(validate_identifier(s).is_ok(), ok, "{s}");
+            assert_eq!(crate::domain::validate_identifier(s).is_ok(), ok, "{s}");
         }
     }
 

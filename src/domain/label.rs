@@ -62,6 +62,24 @@ pub fn prefix(s: &str, n: usize) -> &str {
     s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
 }
 
+/// Table and column names go into catalog queries as bound values, but are also checked so a
+/// config typo is caught at load time.
+pub fn validate_identifier(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a plain SQL identifier (letters, digits, _)"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod prefix_tests {
     #[test]

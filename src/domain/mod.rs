@@ -15,5 +15,5 @@ pub use classify::FailedStep;
 pub use deployment::{
     AppView, DeploymentView, FailureView, LifecycleEvent, LifecycleKind, Snapshot, StepView,
 };
-pub use label::{LabelValue, prefix};
+pub use label::{LabelValue, prefix, validate_identifier};
 pub use phase::{Outcome, Phase};

@@ -1,0 +1,212 @@
+//! The validated configuration the program runs on. Everything downstream receives these types and
+//! never re-validates.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+use crate::domain::LabelValue;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifierKind {
+    /// A Slack-compatible incoming webhook (`{"text": ...}`).
+    Slack,
+    /// The announcement as JSON.
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub origin: String,
+    pub listen: SocketAddr,
+    pub database_url: SecretString,
+    pub environment: String,
+    pub log_format: LogFormat,
+    pub startup: StartupConfig,
+    pub digitalocean: DigitalOceanConfig,
+    pub health: HealthConfig,
+    pub git: GitConfig,
+    pub migration_checks: Vec<MigrationCheckConfig>,
+    pub webhook: WebhookConfig,
+    pub tasks: TasksConfig,
+    pub rollback: RollbackConfig,
+    pub notifiers: Vec<NotifierConfig>,
+    pub http: crate::http::limits::HttpLimits,
+}
+
+#[derive(Debug, Clone)]
+pub struct StartupConfig {
+    /// Apply pending schema migrations at `serve` start.
+    pub migrate: bool,
+    /// How long app migration checks may fail at start before `/health/startup` reports the failure
+    /// as final instead of "still waiting".
+    pub grace: Duration,
+    pub recheck_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DigitalOceanConfig {
+    /// `None` disables the source; the reason is logged at start.
+    pub token: Option<SecretString>,
+    pub api_url: Url,
+    pub poll_interval: Duration,
+    pub fast_poll_interval: Duration,
+    /// Share of the token's hourly request budget the poller may use.
+    pub budget_share: f64,
+    pub request_timeout: Duration,
+    pub stuck_after: Duration,
+    pub log_tail_lines: usize,
+    /// Length of the leases of the loops that run once among replicas (the poller, the outbox,
+    /// the rollback worker, the sweeper). Default 3/4 of `poll_interval`, at least 1s.
+    pub lease: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    pub targets: Vec<HealthTarget>,
+    pub discover: bool,
+    pub concurrency: usize,
+    pub allow_link_local: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthTarget {
+    pub name: LabelValue,
+    pub app: LabelValue,
+    pub url: Url,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub accepted_status: Vec<u16>,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    pub body_checks: Vec<BodyCheck>,
+    /// JSON field whose value must equal the commit of the app's ACTIVE deployment.
+    pub expect_active_commit: Option<String>,
+    pub allow_link_local: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct BodyCheck {
+    /// Dotted path into the JSON body (`checks.db.status`).
+    pub field: String,
+    pub equals: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct GitConfig {
+    pub repos: Vec<GitRepo>,
+    pub fetch_interval: Duration,
+    pub mirror_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct GitRepo {
+    pub name: LabelValue,
+    pub url: String,
+    pub branches: Vec<String>,
+    pub app: Option<LabelValue>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MigrationCheckConfig {
+    pub name: LabelValue,
+    pub app: Option<LabelValue>,
+    pub database_url: SecretString,
+    pub required_tables: Vec<String>,
+    pub required_columns: BTreeMap<String, Vec<String>>,
+    pub migrations_dir: Option<PathBuf>,
+    pub expected_version: Option<i64>,
+    pub tracking_table: Option<String>,
+    pub sql_checks: Vec<SqlCheck>,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqlCheck {
+    pub name: String,
+    pub sql: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Accepted bearer tokens: the current one and, during a rotation, the previous one.
+    pub tokens: Vec<SecretString>,
+    pub reopen_window: Duration,
+    pub store_timeout: Duration,
+    pub dashboard_url: Option<String>,
+    pub rules: Vec<crate::tasks::rules::Rule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TasksConfig {
+    pub default_lease: Duration,
+    pub max_attempts: u32,
+    pub sweep_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RollbackConfig {
+    pub auto: Vec<AutoRollback>,
+    pub cooldown: Duration,
+    pub follow_timeout: Duration,
+    pub healthy_for: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AutoRollback {
+    pub app: String,
+    pub environment: Option<String>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotifierConfig {
+    pub name: String,
+    pub kind: NotifierKind,
+    pub url: SecretString,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9797";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://deploywatch.db";
+pub const DEFAULT_DO_API_URL: &str = "https://api.digitalocean.com";
+
+impl fmt::Display for Config {
+    /// A summary safe to log: no secrets, only whether they are set.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "listen={} store={:?} digitalocean={} health_targets={} git_repos={} migration_checks={} webhook_auth={}",
+            self.listen,
+            self.database_kind(),
+            if self.digitalocean.token.is_some() {
+                "on"
+            } else {
+                "off"
+            },
+            self.health.targets.len(),
+            self.git.repos.len(),
+            self.migration_checks.len(),
+            if self.webhook.tokens.is_empty() {
+                "off"
+            } else {
+                "on"
+            },
+        )
+    }
+}
