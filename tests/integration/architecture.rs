@@ -341,3 +341,27 @@ fn no_file_of_src_is_over_600_lines() {
         long.join("\n")
     );
 }
+
+#[test]
+fn the_simulator_is_not_in_the_production_library() {
+    let files = rust_files(&src());
+    assert!(
+        files.len() > 10,
+        "found the sources under {}",
+        src().display()
+    );
+    let users: Vec<String> = files
+        .iter()
+        .filter(|f| !f.starts_with("cli/demo"))
+        .filter(|f| code(f).contains("do_simulator"))
+        .map(|f| format!("src/{}", f.display()))
+        .collect();
+    assert!(
+        users.is_empty(),
+        "only src/cli/demo/ may use do_simulator (serve's code paths hold no simulator): {users:?}"
+    );
+    assert!(
+        !src().join("simulator.rs").exists() && !src().join("simulator").exists(),
+        "the simulator lives in crates/do-simulator"
+    );
+}
