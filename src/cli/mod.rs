@@ -1,4 +1,4 @@
-//! The command line (`../shared/CONTRACT.md`): parsing and the thin glue from commands to the
+//! The command line (documented in the README and `deploywatch --help`): parsing and the thin glue from commands to the
 //! library. Exit codes: 0 ok; 1 what was checked is failing; 2 usage, configuration or runtime
 //! error; 124 `watch` timed out.
 

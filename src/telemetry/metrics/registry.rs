@@ -1,5 +1,5 @@
 //! Every metric deploywatch exports is declared here, in one place, so names, labels and help texts
-//! can be reviewed together (and against `../shared/CONTRACT.md`).
+//! can be reviewed together (and against the metric tables in `docs/METRICS.md`).
 //!
 //! Architecture Invariant: no label carries an unbounded value. Deployment ids, commit SHAs and URLs
 //! appear only in `_info` series, one per app or ref, replaced (not accumulated) when they change.
