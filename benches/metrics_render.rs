@@ -91,22 +91,19 @@ fn populate(m: &Metrics, s: &Snapshot) {
                 ..Default::default()
             },
         );
-        for (i, o) in ["success", "failure", "canceled"].iter().enumerate() {
+        for (i, o) in deploywatch::domain::Outcome::ALL.iter().enumerate() {
             for k in 0..(*n).min(3) {
-                m.record_outcome(
-                    app,
-                    &deploywatch::store::DeploymentOutcomeRecord {
-                        deployment_id: format!("{id}-{i}-{k}"),
-                        app: app.clone(),
-                        outcome: (*o).to_string(),
-                        duration_seconds: Some(120.0),
-                        lead_time_seconds: None,
-                        recovery_seconds: None,
-                        excluded_from_dora: false,
-                        rollback: false,
-                        ended_at_ms: 1_700_000_000_000,
-                    },
-                );
+                m.record_outcome(&deploywatch::domain::dora::DeploymentOutcome {
+                    deployment_id: format!("{id}-{i}-{k}"),
+                    app: app.clone(),
+                    outcome: *o,
+                    duration_seconds: Some(120.0),
+                    lead_time_seconds: None,
+                    recovery_seconds: None,
+                    excluded_from_dora: false,
+                    rollback: false,
+                    ended_at_ms: 1_700_000_000_000,
+                });
             }
         }
     }

@@ -104,7 +104,7 @@ pub async fn sync_outcome_metrics(app: &App) -> Result<usize, StoreError> {
             continue;
         }
         n += 1;
-        m.record_outcome(&r.app, &r);
+        m.record_outcome(&r);
     }
     m.changed();
     Ok(n)

@@ -7,15 +7,22 @@
 
 use super::phase::Outcome;
 
-/// One ended deployment, as the store keeps it.
+/// One ended deployment, as the store keeps it (a fact keyed by deployment id, recorded once).
 #[derive(Debug, Clone, PartialEq)]
-pub struct EndedDeployment {
+pub struct DeploymentOutcome {
+    pub deployment_id: String,
+    pub app: String,
     pub outcome: Outcome,
-    pub rollback: bool,
-    /// Set for deployments deploywatch made itself (its own rollbacks): not the team's changes.
-    pub excluded_from_dora: bool,
+    /// Created to terminal phase.
+    pub duration_seconds: Option<f64>,
+    /// The deployed commit's time to the deployment's end.
     pub lead_time_seconds: Option<f64>,
+    /// From the failure this success ends, when it ends one.
     pub recovery_seconds: Option<f64>,
+    /// Autoscaling and maintenance deployments are not the team's changes.
+    pub excluded_from_dora: bool,
+    pub rollback: bool,
+    pub ended_at_ms: i64,
 }
 
 /// What the deployment adds to the DORA counters and histograms.
@@ -28,7 +35,7 @@ pub struct DoraEffect {
     pub recovery_seconds: Option<f64>,
 }
 
-pub fn effect(d: &EndedDeployment) -> DoraEffect {
+pub fn effect(d: &DeploymentOutcome) -> DoraEffect {
     if d.excluded_from_dora {
         return DoraEffect::default();
     }
@@ -46,9 +53,13 @@ pub fn effect(d: &EndedDeployment) -> DoraEffect {
 mod tests {
     use super::*;
 
-    fn ended(outcome: Outcome, rollback: bool, excluded: bool) -> EndedDeployment {
-        EndedDeployment {
+    fn ended(outcome: Outcome, rollback: bool, excluded: bool) -> DeploymentOutcome {
+        DeploymentOutcome {
+            deployment_id: "d1".into(),
+            app: "api".into(),
             outcome,
+            duration_seconds: None,
+            ended_at_ms: 0,
             rollback,
             excluded_from_dora: excluded,
             lead_time_seconds: Some(60.0),

@@ -24,6 +24,9 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 
+use crate::domain::Outcome;
+use crate::domain::dora::DeploymentOutcome;
+
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -343,7 +346,7 @@ impl Store {
     /// replica), so the caller increments counters exactly once.
     pub async fn record_deployment_outcome(
         &self,
-        o: &DeploymentOutcomeRecord,
+        o: &DeploymentOutcome,
     ) -> Result<bool, StoreError> {
         let res = sqlx::query(
             "INSERT INTO deployment_outcomes (deployment_id, app, outcome, duration_seconds, lead_time_seconds, \
@@ -352,7 +355,7 @@ impl Store {
         )
         .bind(&o.deployment_id)
         .bind(&o.app)
-        .bind(&o.outcome)
+        .bind(o.outcome.as_str())
         .bind(o.duration_seconds)
         .bind(o.lead_time_seconds)
         .bind(o.recovery_seconds)
@@ -365,29 +368,35 @@ impl Store {
         Ok(res.rows_affected() == 1)
     }
 
-    pub async fn deployment_outcomes(&self) -> Result<Vec<DeploymentOutcomeRecord>, StoreError> {
+    /// Every recorded outcome, oldest first. A row whose outcome this version does not know (written
+    /// by a newer one) is skipped with a warning, not an error: the rest still count.
+    pub async fn deployment_outcomes(&self) -> Result<Vec<DeploymentOutcome>, StoreError> {
         let rows = sqlx::query(
             "SELECT deployment_id, app, outcome, duration_seconds, lead_time_seconds, recovery_seconds, \
              excluded_from_dora, rollback, ended_at FROM deployment_outcomes ORDER BY ended_at",
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DeploymentOutcomeRecord {
-                    deployment_id: r.try_get("deployment_id")?,
-                    app: r.try_get("app")?,
-                    outcome: r.try_get("outcome")?,
-                    duration_seconds: r.try_get("duration_seconds")?,
-                    lead_time_seconds: r.try_get("lead_time_seconds")?,
-                    recovery_seconds: r.try_get("recovery_seconds")?,
-                    excluded_from_dora: r.try_get::<i64, _>("excluded_from_dora")? != 0,
-                    rollback: r.try_get::<i64, _>("rollback")? != 0,
-                    ended_at_ms: r.try_get("ended_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let text: String = r.try_get("outcome")?;
+            let Some(outcome) = Outcome::parse(&text) else {
+                tracing::warn!(outcome = ?text, "unknown deployment outcome in the store; not counted");
+                continue;
+            };
+            out.push(DeploymentOutcome {
+                deployment_id: r.try_get("deployment_id")?,
+                app: r.try_get("app")?,
+                outcome,
+                duration_seconds: r.try_get("duration_seconds")?,
+                lead_time_seconds: r.try_get("lead_time_seconds")?,
+                recovery_seconds: r.try_get("recovery_seconds")?,
+                excluded_from_dora: r.try_get::<i64, _>("excluded_from_dora")? != 0,
+                rollback: r.try_get::<i64, _>("rollback")? != 0,
+                ended_at_ms: r.try_get("ended_at")?,
+            });
+        }
+        Ok(out)
     }
 
     /// The end of the app's most recent failure that no success has followed yet, for DORA recovery time.
@@ -470,19 +479,6 @@ impl Store {
                 .try_get("n")?,
         )
     }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeploymentOutcomeRecord {
-    pub deployment_id: String,
-    pub app: String,
-    pub outcome: String,
-    pub duration_seconds: Option<f64>,
-    pub lead_time_seconds: Option<f64>,
-    pub recovery_seconds: Option<f64>,
-    pub excluded_from_dora: bool,
-    pub rollback: bool,
-    pub ended_at_ms: i64,
 }
 
 #[derive(Debug, Clone)]

@@ -16,11 +16,11 @@ use super::types::{App as ApiApp, Deployment};
 use super::view::{app_view, merge_listed};
 use crate::app::App;
 use crate::domain::classify;
+use crate::domain::dora::DeploymentOutcome;
 use crate::domain::{
     AppView, DeploymentView, FailureView, LabelValue, LifecycleEvent, LifecycleKind, Outcome,
     Snapshot,
 };
-use crate::store::DeploymentOutcomeRecord;
 use crate::telemetry::metrics::Exporter;
 
 /// The lease (and `deploywatch_leader{source}` label) of the poller; the snapshot row it writes.
@@ -401,10 +401,10 @@ impl Poller {
                 recovery = Some(((ended_ms - fail_ms) as f64 / 1000.0).max(0.0));
             }
         }
-        let rec = DeploymentOutcomeRecord {
+        let rec = DeploymentOutcome {
             deployment_id: d.id.clone(),
             app: app_name.to_string(),
-            outcome: outcome.as_str().to_string(),
+            outcome,
             duration_seconds: duration,
             lead_time_seconds: lead_time,
             recovery_seconds: recovery,

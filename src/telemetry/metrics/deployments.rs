@@ -168,13 +168,10 @@ impl Exporter {
 
 impl Metrics {
     /// One ended deployment, folded in exactly once per process (the caller dedupes by id).
-    pub fn record_outcome(&self, app: &str, r: &crate::store::DeploymentOutcomeRecord) {
-        let label = LabelValue::sanitize(app);
+    pub fn record_outcome(&self, r: &dora::DeploymentOutcome) {
+        let label = LabelValue::sanitize(&r.app);
         let a = label.as_str();
-        let Some(outcome) = Outcome::parse(&r.outcome) else {
-            tracing::warn!(outcome = ?r.outcome, "unknown deployment outcome in the store; not counted");
-            return;
-        };
+        let outcome = r.outcome;
         for o in Outcome::ALL {
             // Touch every outcome so a rate over a missing series is 0, not absent.
             let _ = self.deployments_total.with_label_values(&[a, o.as_str()]);
@@ -194,13 +191,7 @@ impl Metrics {
                 g.set(t);
             }
         }
-        let e = dora::effect(&dora::EndedDeployment {
-            outcome,
-            rollback: r.rollback,
-            excluded_from_dora: r.excluded_from_dora,
-            lead_time_seconds: r.lead_time_seconds,
-            recovery_seconds: r.recovery_seconds,
-        });
+        let e = dora::effect(r);
         if e.change {
             self.dora_changes_total.with_label_values(&[a]).inc();
         }
