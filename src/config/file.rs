@@ -55,6 +55,44 @@ pub(super) struct FileConfig {
     pub(super) notifiers: Vec<NotifierFile>,
     #[serde(default)]
     pub(super) http: HttpFile,
+    #[serde(default)]
+    pub(super) verification: VerificationFile,
+    #[serde(default)]
+    pub(super) apps: Vec<AppFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VerificationFile {
+    pub(super) window: Option<HumanDuration>,
+    pub(super) interval: Option<HumanDuration>,
+    pub(super) auto_rollback: Option<bool>,
+    pub(super) prometheus_url: Option<String>,
+    pub(super) cancel_stuck: Option<bool>,
+    pub(super) crash_loop_restarts: Option<u32>,
+    pub(super) oom_memory_percent: Option<f64>,
+    pub(super) sweep_interval: Option<HumanDuration>,
+    #[serde(default)]
+    pub(super) queries: Vec<VerificationQueryFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VerificationQueryFile {
+    pub(super) name: String,
+    pub(super) query: String,
+    pub(super) max: Option<f64>,
+    pub(super) min: Option<f64>,
+    pub(super) kind: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AppFile {
+    pub(super) name: String,
+    pub(super) environment: Option<String>,
+    pub(super) window: Option<HumanDuration>,
+    pub(super) auto_rollback: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -47,6 +47,88 @@ pub struct Config {
     pub rollback: RollbackConfig,
     pub notifiers: Vec<NotifierConfig>,
     pub http: crate::http::limits::HttpLimits,
+    pub verification: VerificationConfig,
+    /// Per-app settings (`[[apps]]`), by app name.
+    pub apps: Vec<AppConfig>,
+}
+
+/// The post-deploy verification window (`[verification]`).
+#[derive(Debug, Clone)]
+pub struct VerificationConfig {
+    /// How long after ACTIVE a deployment is watched; zero turns verification off.
+    pub window: Duration,
+    /// How often a deployment inside its window is sampled.
+    pub interval: Duration,
+    pub auto_rollback: bool,
+    /// The team's own Prometheus, for the regression queries.
+    pub prometheus_url: Option<Url>,
+    pub queries: Vec<VerificationQuery>,
+    /// `DeploymentStuck` cancels a deployment stuck past `digitalocean.stuck_after`.
+    pub cancel_stuck: bool,
+    /// Restarts within the window that make a crash loop.
+    pub crash_loop_restarts: u32,
+    /// Memory (percent of the limit) before a restart that makes it an OOM kill.
+    pub oom_memory_percent: f64,
+    /// How often every app's restarts are read outside a window (`AppCrashLooping`).
+    pub sweep_interval: Duration,
+}
+
+/// A PromQL query compared with its own value over the window before the deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerificationQuery {
+    pub name: LabelValue,
+    pub query: String,
+    pub limit: QueryLimit,
+    pub kind: QueryKind,
+}
+
+/// The bound a query's value must keep: `max` (latency, error ratio) or `min` (throughput).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum QueryLimit {
+    Max(f64),
+    Min(f64),
+}
+
+/// What a regression of the query means, for the verdict's reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryKind {
+    Latency,
+    ErrorRate,
+}
+
+/// One `[[apps]]` entry: the app's environment and its verification overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppConfig {
+    pub name: String,
+    pub environment: Option<String>,
+    pub window: Option<Duration>,
+    pub auto_rollback: Option<bool>,
+}
+
+impl Config {
+    /// The app's `[[apps]]` entry, if any.
+    pub fn app(&self, name: &str) -> Option<&AppConfig> {
+        self.apps.iter().find(|a| a.name == name)
+    }
+
+    /// The app's verification window (zero: not verified).
+    pub fn verification_window(&self, app: &str) -> Duration {
+        self.app(app)
+            .and_then(|a| a.window)
+            .unwrap_or(self.verification.window)
+    }
+
+    /// Whether a failed verification of the app rolls it back automatically.
+    pub fn verification_auto_rollback(&self, app: &str) -> bool {
+        self.app(app)
+            .and_then(|a| a.auto_rollback)
+            .unwrap_or(self.verification.auto_rollback)
+    }
+
+    /// The app's environment (`production`, `staging`, …) when configured.
+    pub fn app_environment(&self, app: &str) -> Option<&str> {
+        self.app(app).and_then(|a| a.environment.as_deref())
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -12,7 +12,9 @@ mod git;
 mod probes;
 mod registry;
 mod tasks;
+mod verification;
 
 pub use deployments::Exporter;
 pub use git::RefKey;
+pub use verification::ComponentReading;
 pub use registry::{CONTENT_TYPE, Metrics, PREFIX};

@@ -96,6 +96,14 @@ pub struct Metrics {
     // App migration checks.
     pub(super) migration_pending: IntGaugeVec,
     pub(super) migration_check_info: IntGaugeVec,
+
+    // Post-deploy verification and runtime.
+    pub(super) deployment_verification: IntGaugeVec,
+    pub(super) deployment_verifications_total: IntCounterVec,
+    pub(super) app_component_restarts: GaugeVec,
+    pub(super) app_component_cpu: GaugeVec,
+    pub(super) app_component_memory: GaugeVec,
+    pub(super) app_component_replicas: IntGaugeVec,
 }
 
 fn name(n: &str) -> String {
@@ -335,6 +343,12 @@ impl Metrics {
             },
             migration_pending: r.gauge("migration_pending", "Migrations the checked database has not applied.", &["check"]),
             migration_check_info: r.gauge("migration_check_info", "Always 1; which app each migration check belongs to.", &["check", "app"]),
+            deployment_verification: r.gauge("deployment_verification", "The latest deployment's post-deploy verdict: 1 for its result (pending, passed, failed, inconclusive), 0 for the others.", &["app", "result"]),
+            deployment_verifications_total: r.counter("deployment_verifications_total", "Verdicts of ended verification windows, once per deployment.", &["app", "result"]),
+            app_component_restarts: r.fgauge("app_component_restarts", "Restarts of the component's instances in the current window (DigitalOcean monitoring): since ACTIVE inside a verification window, over the sweep window otherwise.", &["app", "component"]),
+            app_component_cpu: r.fgauge("app_component_cpu_percent", "The component's CPU use, percent of its limit (latest sample, highest instance).", &["app", "component"]),
+            app_component_memory: r.fgauge("app_component_memory_percent", "The component's memory use, percent of its limit (latest sample, highest instance).", &["app", "component"]),
+            app_component_replicas: r.gauge("app_component_replicas", "The component's replicas: ready and desired (DigitalOcean app health).", &["app", "component", "state"]),
             exposition: crate::telemetry::exposition::Exposition::new(registry.clone(), process),
             registry,
             source_states: Default::default(),
