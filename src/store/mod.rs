@@ -11,9 +11,11 @@ mod ingest;
 mod leases;
 pub mod sqlite_file;
 mod tasks;
+mod verifications;
 
 pub use ingest::{AlertRecord, IngestReport, NotificationRecord, PlaceOptions};
 pub use tasks::{TaskFilter, TaskUpdateError};
+pub use verifications::VerificationRow;
 
 use std::str::FromStr;
 use std::sync::Arc;
