@@ -5,10 +5,12 @@
 //! that names the file and the key, and `deploywatch check` reports the same errors without starting.
 
 mod build;
+mod ctx;
 mod env;
 mod error;
 mod file;
 mod types;
+mod verification;
 
 use std::path::{Path, PathBuf};
 
