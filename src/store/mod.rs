@@ -9,11 +9,13 @@
 mod health;
 mod ingest;
 mod leases;
+mod placement;
 pub mod sqlite_file;
 mod tasks;
 mod verifications;
 
-pub use ingest::{AlertRecord, IngestReport, NotificationRecord, PlaceOptions};
+pub use ingest::{AlertRecord, NotificationRecord};
+pub use placement::{IngestReport, PlaceOptions};
 pub use tasks::{TaskFilter, TaskUpdateError};
 pub use verifications::VerificationRow;
 

@@ -1,6 +1,7 @@
 //! Tasks: the units of work agents claim. This module holds the domain types; `rules` decides which
 //! tasks an alert produces, `classify` names the kind of deployment failure. All of it is free of I/O.
 
+pub mod episode;
 pub mod lifecycle;
 pub mod rules;
 
