@@ -278,6 +278,8 @@ pub struct Expect {
     pub reopened: usize,
     pub stale: usize,
     pub duplicates: usize,
+    /// Claimed tasks told that their alert resolved.
+    pub noted: usize,
 }
 
 /// A story of one alert episode, told on both stores.
@@ -303,6 +305,7 @@ fn expect(
         reopened,
         stale,
         duplicates,
+        noted: 0,
     }
 }
 
@@ -335,7 +338,10 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "a resolve notes a claimed fix instead of cancelling it",
             steps: vec![Fire(0), Claim, Resolve(0, 5)],
             reopen_window_minutes: 60,
-            expect: expect(&[Claimed], 2, 0, 0, 0),
+            expect: Expect {
+                noted: 1,
+                ..expect(&[Claimed], 2, 0, 0, 0)
+            },
         },
         Scenario {
             name: "a repeated resolve is a duplicate",
@@ -667,7 +673,7 @@ mod tests {
         let mut row: Option<EpisodeRow> = None;
         let mut tasks: Vec<ModelTask> = Vec::new();
         let mut announced: Vec<(bool, i64)> = Vec::new();
-        let (mut reopened, mut stale, mut duplicates) = (0, 0, 0);
+        let (mut reopened, mut stale, mut duplicates, mut noted) = (0, 0, 0, 0);
         for step in &s.steps {
             now += 1;
             let ev = match *step {
@@ -722,10 +728,14 @@ mod tests {
                     t.kind == Kind::Fix && matches!(t.state, State::Queued | State::Claimed)
                 });
                 let state = open.as_ref().map(|t| t.state);
-                if let (OnResolve::Cancel, Some(t)) = (on_resolve(state), open) {
-                    t.state = State::Cancelled;
-                    t.closed_reason = Some(RESOLVED.into());
-                    t.closed_at = Some(now);
+                match (on_resolve(state), open) {
+                    (OnResolve::Cancel, Some(t)) => {
+                        t.state = State::Cancelled;
+                        t.closed_reason = Some(RESOLVED.into());
+                        t.closed_at = Some(now);
+                    }
+                    (OnResolve::Note, Some(_)) => noted += 1,
+                    _ => {}
                 }
             }
             if ev.firing && p.place_work {
@@ -772,6 +782,7 @@ mod tests {
             reopened,
             stale,
             duplicates,
+            noted,
         }
     }
 }

@@ -12,6 +12,7 @@ mod demo;
 mod deploy_spec;
 mod digitalocean;
 mod do_readings;
+mod episodes;
 mod exposition;
 mod fixer;
 mod git;
