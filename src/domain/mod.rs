@@ -10,6 +10,8 @@ pub mod git;
 pub mod label;
 pub mod phase;
 pub mod probe;
+pub mod stats;
+pub mod verification;
 
 pub use classify::FailedStep;
 pub use deployment::{

@@ -6,6 +6,7 @@
 
 pub mod digitalocean;
 pub mod git;
+pub mod prometheus;
 
 use crate::config::Config;
 

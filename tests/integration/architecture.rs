@@ -311,7 +311,8 @@ fn only_telemetry_metrics_touches_the_metrics_registry() {
         if f.starts_with("telemetry") {
             continue;
         }
-        let text = code(&f);
+        // `sources::prometheus` is the PromQL client, not the metrics crate.
+        let text = code(&f).replace("sources::prometheus::", "");
         if text.contains("prometheus::") {
             offences.push(format!("src/{}", f.display()));
         }

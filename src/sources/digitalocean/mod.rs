@@ -6,6 +6,7 @@ pub mod client;
 pub mod endpoints;
 pub mod errors;
 pub mod poller;
+pub mod runtime;
 pub mod schedule;
 pub mod traces;
 pub mod types;

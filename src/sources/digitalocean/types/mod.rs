@@ -6,10 +6,12 @@
 
 mod app;
 mod deployment;
+mod runtime;
 mod time;
 mod tolerant;
 
 pub use app::*;
 pub use deployment::*;
+pub use runtime::*;
 pub use time::{de_time, parse_time};
 pub use tolerant::{parse_apps_page, parse_deployments_page, tolerant_app};
