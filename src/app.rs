@@ -26,6 +26,8 @@ pub struct App {
     pub instance_id: String,
     /// Deployment outcomes already folded into the counters of this process.
     counted: Mutex<HashSet<String>>,
+    /// Final verification verdicts already folded into the counters of this process.
+    verified: Mutex<HashSet<String>>,
     pub started_at: std::time::Instant,
 }
 
@@ -58,6 +60,7 @@ impl App {
             events,
             instance_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4()),
             counted: Mutex::new(HashSet::new()),
+            verified: Mutex::new(HashSet::new()),
             started_at: std::time::Instant::now(),
         }
     }
@@ -107,5 +110,34 @@ pub async fn sync_outcome_metrics(app: &App) -> Result<usize, StoreError> {
         m.record_outcome(&r);
     }
     m.changed();
+    Ok(n)
+}
+
+/// Folds post-deploy verdicts from the store into the metrics: the latest verdict per app into
+/// the `deployment_verification` gauge, and each final verdict once per process into the counter
+/// (a failed one also into the DORA change failures). Every replica does it, so any can be scraped.
+pub async fn sync_verification_metrics(app: &App) -> Result<usize, StoreError> {
+    let rows = app.store.verifications(false).await?;
+    let mut latest: std::collections::BTreeMap<&str, &crate::store::VerificationRow> =
+        std::collections::BTreeMap::new();
+    for r in &rows {
+        // Oldest first: the last one per app wins.
+        latest.insert(r.app.as_str(), r);
+    }
+    for (a, r) in &latest {
+        app.metrics
+            .verification(crate::domain::LabelValue::sanitize(a).as_str(), &r.result);
+    }
+    let mut verified = app.verified.lock().unwrap_or_else(|p| p.into_inner());
+    let mut n = 0;
+    for r in rows.iter().filter(|r| r.ended_at_ms.is_some()) {
+        if verified.insert(r.deployment_id.clone()) {
+            n += 1;
+            app.metrics.verification_ended(
+                crate::domain::LabelValue::sanitize(&r.app).as_str(),
+                &r.result,
+            );
+        }
+    }
     Ok(n)
 }

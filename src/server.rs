@@ -266,6 +266,27 @@ fn start_loops(
         );
         let poller = crate::sources::digitalocean::poller::Poller::new(app.clone(), client.clone());
         tasks.push(tokio::spawn(poller.run(rx.clone())));
+        // One verifier among replicas; every replica reads its verdicts from the store.
+        if !app.config.verification.window.is_zero()
+            || app
+                .config
+                .apps
+                .iter()
+                .any(|a| a.window.is_some_and(|w| !w.is_zero()))
+        {
+            let client = client.clone();
+            let a = app.clone();
+            tasks.push(crate::workers::lease::run_as_leader(
+                app.clone(),
+                "verification",
+                app.config.digitalocean.lease,
+                rx.clone(),
+                move |stop| {
+                    let v = crate::workers::verification::Verifier::new(a.clone(), client.clone());
+                    crate::workers::verification::run(v, stop)
+                },
+            ));
+        }
         // One rollback worker among replicas (its tasks are claimed atomically besides).
         let exec = crate::workers::rollback::Executor::new(app.clone(), client);
         tasks.push(crate::workers::lease::run_as_leader(

@@ -31,6 +31,9 @@ pub struct AppView {
     /// The newest successful deployment before the active one: the target when the active one is
     /// the problem.
     pub previous_good_deployment_id: Option<String>,
+    /// That deployment's commit: the start of the suspect range when the active one is the problem.
+    #[serde(default)]
+    pub previous_good_commit: Option<String>,
     pub last_failure: Option<FailureView>,
     pub stuck: bool,
 }

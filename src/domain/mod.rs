@@ -12,6 +12,7 @@ pub mod phase;
 pub mod probe;
 pub mod stats;
 pub mod verification;
+pub mod window;
 
 pub use classify::FailedStep;
 pub use deployment::{

@@ -7,3 +7,4 @@ pub mod lifecycle;
 pub mod outbox;
 pub mod rollback;
 pub mod sweeper;
+pub mod verification;

@@ -120,6 +120,9 @@ impl Poller {
             if let Err(e) = crate::app::sync_outcome_metrics(&self.app).await {
                 tracing::warn!(error = %e, "cannot read counted deployments from the store");
             }
+            if let Err(e) = crate::app::sync_verification_metrics(&self.app).await {
+                tracing::warn!(error = %e, "cannot read verdicts from the store");
+            }
             let b = self.client.budget();
             let mut wait = schedule::next_interval(ScheduleInput {
                 base: cfg.poll_interval,

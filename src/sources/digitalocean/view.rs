@@ -88,11 +88,12 @@ pub fn app_view(
     }
     let active = a.active_deployment.as_ref();
     let active_view = active.map(DeploymentView::from_api);
-    let previous_good = deployments
+    let previous = deployments
         .iter()
         .filter(|d| d.phase.outcome() == Some(Outcome::Success))
-        .find(|d| Some(&d.id) != active.map(|x| &x.id))
-        .map(|d| d.id.clone());
+        .find(|d| Some(&d.id) != active.map(|x| &x.id));
+    let previous_good = previous.map(|d| d.id.clone());
+    let previous_good_commit = previous.and_then(|d| d.commit().map(str::to_string));
     let latest_view = match (&in_progress_view, deployments.first()) {
         (Some(v), _) => Some(v.clone()),
         (None, Some(d)) => Some(DeploymentView::from_api(d)),
@@ -137,6 +138,7 @@ pub fn app_view(
             pinned_deployment_id: a.pinned_deployment.as_ref().map(|d| d.id.clone()),
             last_good_deployment_id: active.map(|d| d.id.clone()),
             previous_good_deployment_id: previous_good,
+            previous_good_commit,
             last_failure,
             stuck: stuck.is_some(),
         },

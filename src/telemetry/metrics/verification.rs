@@ -37,6 +37,12 @@ impl Metrics {
         self.deployment_verifications_total
             .with_label_values(&[app, result])
             .inc();
+        // A deployment that failed its verification is a failed change, as DORA means it.
+        if result == "failed" {
+            self.dora_change_failures_total
+                .with_label_values(&[app])
+                .inc();
+        }
     }
 
     /// A component's runtime readings (DigitalOcean app health and monitoring).
