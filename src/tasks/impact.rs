@@ -1,0 +1,98 @@
+//! Priority by impact: a fix for production is critical, for staging high, elsewhere normal. The
+//! environment comes from the alert's `environment` label or, failing that, the app's configured
+//! `environment` (`[[apps]]`). Pure.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a deployment lands, as deploy tasks name it (`context.target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Staging,
+    Production,
+}
+
+impl Target {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Staging => "staging",
+            Target::Production => "production",
+        }
+    }
+
+    /// `staging` or `production`, as the contract spells them (also the usual short forms, so an
+    /// alert labelled `env=prod` counts as production).
+    pub fn parse(s: &str) -> Option<Target> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "production" | "prod" => Some(Target::Production),
+            "staging" | "stage" => Some(Target::Staging),
+            _ => None,
+        }
+    }
+}
+
+/// Priorities as the queue orders them (1 is the most urgent).
+pub const CRITICAL: i64 = 1;
+pub const HIGH: i64 = 2;
+pub const NORMAL: i64 = 3;
+
+/// The environment a problem is in: the label wins (it describes this very alert), then the
+/// configured environment of the app. `None` when neither says.
+pub fn environment<'a>(label: Option<&'a str>, configured: Option<&'a str>) -> Option<&'a str> {
+    label
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .or(configured.map(str::trim).filter(|s| !s.is_empty()))
+}
+
+/// The priority of a fix task by impact: production critical, staging high, any other named
+/// environment normal. With no environment known, `fallback` (the severity-based priority) stands,
+/// so installations that never name environments keep today's ordering.
+pub fn fix_priority(environment: Option<&str>, fallback: i64) -> i64 {
+    match environment {
+        None => fallback,
+        Some(e) => match Target::parse(e) {
+            Some(Target::Production) => CRITICAL,
+            Some(Target::Staging) => HIGH,
+            None => NORMAL,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixes_are_prioritised_by_where_they_hurt() {
+        let cases = [
+            ("production label", Some("production"), None, 3, CRITICAL),
+            ("prod label", Some("prod"), None, 3, CRITICAL),
+            ("staging label", Some("staging"), None, 1, HIGH),
+            ("dev label", Some("dev"), None, 1, NORMAL),
+            ("configured production", None, Some("production"), 3, CRITICAL),
+            ("configured staging", None, Some("Staging"), 1, HIGH),
+            (
+                "label wins over config",
+                Some("staging"),
+                Some("production"),
+                1,
+                HIGH,
+            ),
+            ("blank label falls back", Some(" "), Some("production"), 3, CRITICAL),
+            ("nothing known keeps severity", None, None, 2, 2),
+        ];
+        for (what, label, configured, fallback, want) in cases {
+            let env = environment(label, configured);
+            assert_eq!(fix_priority(env, fallback), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn targets_parse_the_contract_spellings() {
+        assert_eq!(Target::parse("production"), Some(Target::Production));
+        assert_eq!(Target::parse("STAGING"), Some(Target::Staging));
+        assert_eq!(Target::parse("qa"), None);
+        assert_eq!(Target::Production.as_str(), "production");
+    }
+}
