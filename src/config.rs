@@ -16,6 +16,8 @@ use url::Url;
 
 use crate::domain::LabelValue;
 
+pub mod deploy;
+
 /// A configuration problem, always naming where it came from and which key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -82,6 +84,12 @@ struct FileConfig {
     notifiers: Vec<NotifierFile>,
     #[serde(default)]
     http: HttpFile,
+    #[serde(default)]
+    deploy: deploy::DeployFile,
+    #[serde(default)]
+    apps: Vec<deploy::AppFile>,
+    #[serde(default)]
+    pipelines: Vec<deploy::PipelineFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -289,6 +297,8 @@ pub struct Config {
     pub rollback: RollbackConfig,
     pub notifiers: Vec<NotifierConfig>,
     pub http: crate::http::limits::HttpLimits,
+    /// `[deploy]`, `[[apps]]`, `[[pipelines]]`: the deploy loop.
+    pub deploy: deploy::DeployConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -1009,8 +1019,11 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
         },
     };
 
+    let deploy = deploy::build(&origin, file.deploy, file.apps, file.pipelines)?;
+
     Ok(Config {
         http,
+        deploy,
         origin,
         listen,
         database_url,

@@ -6,12 +6,14 @@
 //! both share (BIGINT milliseconds, TEXT JSON) and the few statements that must differ (the claim
 //! query, connection pragmas) branch on [`Backend`]. Each backend has its own migrations folder.
 
+mod deploys;
 mod health;
 mod ingest;
 mod leases;
 pub mod sqlite_file;
 mod tasks;
 
+pub use deploys::FollowUp;
 pub use ingest::{AlertRecord, IngestReport, NotificationRecord, PlaceOptions};
 pub use tasks::{TaskFilter, TaskUpdateError};
 
