@@ -126,6 +126,8 @@ pub struct PlanContext<'a> {
     pub dashboard_url: Option<&'a str>,
     /// The last result of the check an alert names (`check` label), e.g. missing tables.
     pub check_details: Option<Value>,
+    /// The app's configured environment (`[[apps]] environment`), for priority by impact.
+    pub environment: Option<&'a str>,
 }
 
 fn priority(a: &AlertInput) -> i64 {
@@ -263,10 +265,18 @@ pub fn plan(a: &AlertInput, cx: &PlanContext<'_>) -> Plan {
             Action::Fix => {
                 let key = format!("fix:{identity}");
                 if a.firing {
+                    // A fix is prioritised by where it hurts: production critical, staging high.
+                    let env = super::impact::environment(
+                        a.labels
+                            .get("environment")
+                            .or_else(|| a.labels.get("env"))
+                            .map(String::as_str),
+                        cx.environment,
+                    );
                     create.push(NewTask {
                         kind: Kind::Fix,
                         title: fix_title(a, &subject, class),
-                        priority: prio,
+                        priority: super::impact::fix_priority(env, prio),
                         dedup_key: key,
                         app: a.app().map(str::to_string),
                         context: ctx.clone(),
@@ -354,6 +364,7 @@ mod tests {
             app,
             dashboard_url: None,
             check_details: None,
+            environment: None,
         }
     }
 
@@ -477,6 +488,32 @@ mod tests {
     }
 
     #[test]
+    fn fix_priority_follows_the_environment_of_the_alert_or_the_app() {
+        let fix_prio = |labels: &[(&str, &str)], configured: Option<&str>| {
+            let c = PlanContext {
+                environment: configured,
+                ..cx(None)
+            };
+            plan(&alert("DeploymentFailed", true, labels), &c)
+                .create
+                .iter()
+                .find(|t| t.kind == Kind::Fix)
+                .map(|t| t.priority)
+        };
+        let warn = ("severity", "warning");
+        for (what, labels, configured, want) in [
+            ("production label", vec![warn, ("app", "api"), ("environment", "production")], None, 1),
+            ("staging label", vec![("severity", "critical"), ("app", "api"), ("environment", "staging")], None, 2),
+            ("configured production", vec![warn, ("app", "api")], Some("production"), 1),
+            ("configured staging", vec![("severity", "critical"), ("app", "api")], Some("staging"), 2),
+            ("dev", vec![("severity", "critical"), ("app", "api"), ("env", "dev")], None, 3),
+            ("unknown keeps severity", vec![warn, ("app", "api")], None, 2),
+        ] {
+            assert_eq!(fix_prio(&labels, configured), Some(want), "{what}");
+        }
+    }
+
+    #[test]
     fn user_rules_override_defaults() {
         let rules = vec![Rule {
             alertname: "DeploymentFailed".into(),
@@ -498,6 +535,7 @@ mod tests {
             app: None,
             dashboard_url: None,
             check_details: None,
+            environment: None,
         };
         assert_eq!(plan(&staging, &c).create.len(), 1);
         assert_eq!(plan(&prod, &c).create.len(), 2);

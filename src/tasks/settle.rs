@@ -1,7 +1,8 @@
 //! What a deploy task's end produces: its final state and reason, and the follow-up tasks (an
 //! e2e-test task and an announcement after a success; fix tasks and an announcement after a
 //! failure; an investigation after a timeout). Pure; every follow-up has a dedup key derived from
-//! the deploy task, so settling twice (a restart in the middle) queues nothing twice.
+//! the deploy task (`deploy:<task id>:<what>`; the e2e-test task's is the deployment's,
+//! `e2e:<deployment id>`, shared with the fixer), so settling twice queues nothing twice.
 
 use serde_json::{Value, json};
 
@@ -126,7 +127,10 @@ pub fn settle(
                         kind: Kind::E2eTest,
                         title: format!("E2E: verify {pr} on {app} at {short}"),
                         priority: e2e_priority,
-                        dedup_key: key(&task.id, "e2e"),
+                        // Keyed by the deployment like the fixer's own e2e-test task for it, so
+                        // the two are one task (the PR's context enriches the fixer's, or the
+                        // fixer's later one is absorbed), not two runs of the same tests.
+                        dedup_key: format!("e2e:{}", d.id),
                         app: Some(app.to_string()),
                         context: live.clone(),
                     },
@@ -442,7 +446,8 @@ mod tests {
                 for f in &s.followups {
                     assert_eq!(f.context["parent_task_id"], "t1", "{what}: {}", f.title);
                     assert_eq!(f.context["pr_number"], 42, "{what}: {}", f.title);
-                    assert!(f.dedup_key.starts_with("deploy:t1:"), "{what}");
+                    let keyed = if f.kind == Kind::E2eTest { "e2e:d1" } else { "deploy:t1:" };
+                    assert!(f.dedup_key.starts_with(keyed), "{what}: {}", f.dedup_key);
                 }
                 let tasks: Vec<(Kind, String, i64)> = s
                     .followups
