@@ -1019,7 +1019,7 @@ fn build(file: FileConfig, origin: String, env: &dyn Env) -> Result<Config, Conf
         },
     };
 
-    let deploy = deploy::build(&origin, file.deploy, file.apps, file.pipelines)?;
+    let deploy = deploy::build(&origin, &file.deploy, file.apps, file.pipelines)?;
 
     Ok(Config {
         http,

@@ -291,10 +291,11 @@ async fn tasks(action: TaskAction, server: Option<String>) -> anyhow::Result<i32
                 ),
                 None => None,
             };
-            c.post(format!("{base}/api/v1/tasks")).json(&serde_json::json!({
-                "queue": queue, "title": title, "kind": kind, "app": app,
-                "priority": priority, "context": context, "dedup_key": dedup_key,
-            }))
+            c.post(format!("{base}/api/v1/tasks"))
+                .json(&serde_json::json!({
+                    "queue": queue, "title": title, "kind": kind, "app": app,
+                    "priority": priority, "context": context, "dedup_key": dedup_key,
+                }))
         }
         TaskAction::Merged { id, commit, worker } => {
             let worker = match worker.clone().or_else(|| {

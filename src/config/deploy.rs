@@ -82,7 +82,7 @@ impl DeployConfig {
 /// Validates the three sections; errors name the key.
 pub(super) fn build(
     origin: &str,
-    deploy: DeployFile,
+    deploy: &DeployFile,
     apps: Vec<AppFile>,
     pipelines: Vec<PipelineFile>,
 ) -> Result<DeployConfig, ConfigError> {
@@ -106,7 +106,10 @@ pub(super) fn build(
                 "names an app listed before; list each app once",
             ));
         }
-        if a.environment.as_deref().is_some_and(|e| e.trim().is_empty()) {
+        if a.environment
+            .as_deref()
+            .is_some_and(|e| e.trim().is_empty())
+        {
             return Err(err(
                 format!("apps[{i}].environment"),
                 "must not be empty (write production, staging, or leave it out)",

@@ -71,7 +71,9 @@ fn new_task(b: CreateBody) -> Result<NewTask, ApiError> {
         Some(k) => Kind::parse(k).ok_or_else(|| {
             invalid(
                 "invalid_kind",
-                format!("kind: unknown kind {k:?}; use fix, rollback, announce, e2e-test or deploy"),
+                format!(
+                    "kind: unknown kind {k:?}; use fix, rollback, announce, e2e-test or deploy"
+                ),
             )
         })?,
     };
@@ -103,10 +105,7 @@ fn new_task(b: CreateBody) -> Result<NewTask, ApiError> {
         None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
         Some(v @ Value::Object(_)) => v,
         Some(_) => {
-            return Err(invalid(
-                "invalid_context",
-                "context: must be a JSON object",
-            ));
+            return Err(invalid("invalid_context", "context: must be a JSON object"));
         }
     };
     let context_app = context.get("app").and_then(Value::as_str);
@@ -123,7 +122,10 @@ fn new_task(b: CreateBody) -> Result<NewTask, ApiError> {
     if let Some(a) = &app
         && !printable(a, 200)
     {
-        return Err(invalid("invalid_app", "app: must be 1 to 200 printable characters"));
+        return Err(invalid(
+            "invalid_app",
+            "app: must be 1 to 200 printable characters",
+        ));
     }
     if kind == Kind::Deploy {
         check_deploy_context(&context)?;
@@ -156,16 +158,15 @@ fn new_task(b: CreateBody) -> Result<NewTask, ApiError> {
 
 /// The deploy fields of a context, when present, must be what the deploy loop reads.
 fn check_deploy_context(c: &Value) -> Result<(), ApiError> {
-    let bad = |field: &str, what: &str| {
-        invalid("invalid_context", format!("context.{field}: {what}"))
-    };
+    let bad =
+        |field: &str, what: &str| invalid("invalid_context", format!("context.{field}: {what}"));
     if let Some(t) = c.get("target").filter(|v| !v.is_null())
         && t.as_str().and_then(Target::parse).is_none()
     {
         return Err(bad("target", "must be \"staging\" or \"production\""));
     }
     if let Some(n) = c.get("pr_number").filter(|v| !v.is_null())
-        && !n.as_u64().is_some_and(|n| n > 0)
+        && n.as_u64().is_none_or(|n| n == 0)
     {
         return Err(bad("pr_number", "must be a positive integer"));
     }
@@ -362,16 +363,44 @@ mod tests {
         assert_eq!(t.priority, 3);
         assert!(t.dedup_key.starts_with("api:"));
         let cases = [
-            (serde_json::json!({"queue": "nope"}), "invalid_queue", "queue"),
+            (
+                serde_json::json!({"queue": "nope"}),
+                "invalid_queue",
+                "queue",
+            ),
             (serde_json::json!({"kind": "fix"}), "invalid_kind", "kind"),
             (serde_json::json!({"title": " "}), "invalid_title", "title"),
-            (serde_json::json!({"priority": 0}), "invalid_priority", "priority"),
-            (serde_json::json!({"context": [1]}), "invalid_context", "context"),
-            (serde_json::json!({"context": {"target": "moon"}}), "invalid_context", "context.target"),
-            (serde_json::json!({"context": {"pr_number": -1}}), "invalid_context", "context.pr_number"),
-            (serde_json::json!({"context": {"app": "web"}}), "invalid_app", "app"),
+            (
+                serde_json::json!({"priority": 0}),
+                "invalid_priority",
+                "priority",
+            ),
+            (
+                serde_json::json!({"context": [1]}),
+                "invalid_context",
+                "context",
+            ),
+            (
+                serde_json::json!({"context": {"target": "moon"}}),
+                "invalid_context",
+                "context.target",
+            ),
+            (
+                serde_json::json!({"context": {"pr_number": -1}}),
+                "invalid_context",
+                "context.pr_number",
+            ),
+            (
+                serde_json::json!({"context": {"app": "web"}}),
+                "invalid_app",
+                "app",
+            ),
             (serde_json::json!({"app": null}), "invalid_app", "app"),
-            (serde_json::json!({"dedup_key": ""}), "invalid_dedup_key", "dedup_key"),
+            (
+                serde_json::json!({"dedup_key": ""}),
+                "invalid_dedup_key",
+                "dedup_key",
+            ),
         ];
         for (patch, code, field) in cases {
             let mut b = ok.clone();
@@ -396,8 +425,10 @@ mod tests {
                 }
             }
         }
-        let fix = new_task(body(serde_json::json!({"queue": "execution", "title": "FIX: thing"})))
-            .unwrap_or_else(|e| panic!("a fix needs no app: {}", e.message));
+        let fix = new_task(body(
+            serde_json::json!({"queue": "execution", "title": "FIX: thing"}),
+        ))
+        .unwrap_or_else(|e| panic!("a fix needs no app: {}", e.message));
         assert_eq!(fix.kind, Kind::Fix);
     }
 }

@@ -216,7 +216,12 @@ pub(super) async fn fail(
     let structured = super::deploys::fail_followup(&app, &id, &b.worker, &reason).await?;
     let t = app
         .store
-        .fail(&id, &b.worker, &reason, b.retry.unwrap_or(true) && !structured)
+        .fail(
+            &id,
+            &b.worker,
+            &reason,
+            b.retry.unwrap_or(true) && !structured,
+        )
         .await
         .map_err(update_error)?;
     Ok(Json(t).into_response())

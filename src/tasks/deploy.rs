@@ -71,7 +71,7 @@ pub enum Verdict {
     /// The newest deployment carrying the commit failed (or was canceled).
     Failed {
         deployment: DeploymentView,
-        failure: Option<FailureView>,
+        failure: Option<Box<FailureView>>,
     },
     /// The deploy timeout passed since the merge: with no deployment carrying the commit, or with
     /// one that still has not finished.
@@ -108,7 +108,7 @@ pub fn decide(
         })
         .unwrap_or_default();
     // Newest first; a deployment without a creation time (odd API data) sorts last.
-    candidates.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    candidates.sort_by_key(|d| std::cmp::Reverse(d.created_at));
     candidates.dedup_by(|a, b| a.id == b.id);
     let newest = candidates
         .into_iter()
@@ -125,7 +125,7 @@ pub fn decide(
                 failure: view
                     .and_then(|v| v.last_failure.as_ref())
                     .filter(|f| f.deployment_id == d.id)
-                    .cloned(),
+                    .map(|f| Box::new(f.clone())),
             },
             _ if expired => Verdict::TimedOut {
                 deployment: Some(d.clone()),
@@ -158,7 +158,13 @@ pub fn pipeline_warning(
         merged_at: DateTime::<Utc>::MIN_UTC,
     };
     // No timeout applies to staging history: only what happened there counts.
-    match decide(&w, DateTime::<Utc>::MIN_UTC, Duration::MAX, Some(v), contains) {
+    match decide(
+        &w,
+        DateTime::<Utc>::MIN_UTC,
+        Duration::MAX,
+        Some(v),
+        contains,
+    ) {
         Verdict::Deployed(_) => None,
         Verdict::Failed { deployment, .. } => Some(format!(
             "commit {short} failed on staging app {staging_app} (deployment {}, {}); it is going to production anyway",
@@ -284,14 +290,22 @@ mod tests {
             ),
             (
                 "building",
-                view(old_active.clone(), Some(dep("d1", C, Phase::Building, 10)), None),
+                view(
+                    old_active.clone(),
+                    Some(dep("d1", C, Phase::Building, 10)),
+                    None,
+                ),
                 60,
                 &no_git,
                 Verdict::Waiting,
             ),
             (
                 "live",
-                view(Some(dep("d1", C, Phase::Active, 10)), None, Some(dep("d1", C, Phase::Active, 10))),
+                view(
+                    Some(dep("d1", C, Phase::Active, 10)),
+                    None,
+                    Some(dep("d1", C, Phase::Active, 10)),
+                ),
                 60,
                 &no_git,
                 Verdict::Deployed(dep("d1", C, Phase::Active, 10)),
@@ -303,26 +317,38 @@ mod tests {
                 &no_git,
                 Verdict::Failed {
                     deployment: dep("d1", C, Phase::Error, 10),
-                    failure: Some(failure("d1")),
+                    failure: Some(Box::new(failure("d1"))),
                 },
             ),
             (
                 "a later push that contains the commit, live (git knows)",
-                view(Some(dep("d2", NEWER, Phase::Active, 20)), None, Some(dep("d2", NEWER, Phase::Active, 20))),
+                view(
+                    Some(dep("d2", NEWER, Phase::Active, 20)),
+                    None,
+                    Some(dep("d2", NEWER, Phase::Active, 20)),
+                ),
                 60,
                 &git_knows,
                 Verdict::Deployed(dep("d2", NEWER, Phase::Active, 20)),
             ),
             (
                 "a later push without git: not ours",
-                view(Some(dep("d2", NEWER, Phase::Active, 20)), None, Some(dep("d2", NEWER, Phase::Active, 20))),
+                view(
+                    Some(dep("d2", NEWER, Phase::Active, 20)),
+                    None,
+                    Some(dep("d2", NEWER, Phase::Active, 20)),
+                ),
                 60,
                 &no_git,
                 Verdict::Waiting,
             ),
             (
                 "canceled, then a newer push containing it is building",
-                view(old_active.clone(), Some(dep("d2", NEWER, Phase::Building, 20)), Some(dep("d1", C, Phase::Canceled, 10))),
+                view(
+                    old_active.clone(),
+                    Some(dep("d2", NEWER, Phase::Building, 20)),
+                    Some(dep("d1", C, Phase::Canceled, 10)),
+                ),
                 60,
                 &git_knows,
                 Verdict::Waiting,
@@ -336,7 +362,11 @@ mod tests {
             ),
             (
                 "still deploying at the timeout",
-                view(old_active.clone(), Some(dep("d1", C, Phase::Deploying, 10)), None),
+                view(
+                    old_active.clone(),
+                    Some(dep("d1", C, Phase::Deploying, 10)),
+                    None,
+                ),
                 1900,
                 &no_git,
                 Verdict::TimedOut {
@@ -350,12 +380,16 @@ mod tests {
                 &no_git,
                 Verdict::Failed {
                     deployment: dep("d1", C, Phase::Error, 10),
-                    failure: Some(failure("d1")),
+                    failure: Some(Box::new(failure("d1"))),
                 },
             ),
         ];
         for (what, v, now, contains, want) in cases {
-            assert_eq!(decide(&watched_c(), at(now), timeout, Some(&v), contains), want, "{what}");
+            assert_eq!(
+                decide(&watched_c(), at(now), timeout, Some(&v), contains),
+                want,
+                "{what}"
+            );
         }
         assert_eq!(
             decide(&watched_c(), at(1800), timeout, None, &no_git),
@@ -384,9 +418,20 @@ mod tests {
     #[test]
     fn production_deploys_of_commits_staging_never_verified_are_warned() {
         let no_git = |_: &str| None;
-        let live = view(Some(dep("s1", C, Phase::Active, 10)), None, Some(dep("s1", C, Phase::Active, 10)));
-        assert_eq!(pipeline_warning(C, "api-staging", Some(&live), &no_git), None);
-        let failed = view(Some(dep("s0", OLD, Phase::Active, 0)), None, Some(dep("s1", C, Phase::Error, 10)));
+        let live = view(
+            Some(dep("s1", C, Phase::Active, 10)),
+            None,
+            Some(dep("s1", C, Phase::Active, 10)),
+        );
+        assert_eq!(
+            pipeline_warning(C, "api-staging", Some(&live), &no_git),
+            None
+        );
+        let failed = view(
+            Some(dep("s0", OLD, Phase::Active, 0)),
+            None,
+            Some(dep("s1", C, Phase::Error, 10)),
+        );
         let w = pipeline_warning(C, "api-staging", Some(&failed), &no_git).unwrap_or_default();
         assert!(w.contains("failed on staging app api-staging"), "{w}");
         let never = view(Some(dep("s0", OLD, Phase::Active, 0)), None, None);

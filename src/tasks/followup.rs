@@ -54,7 +54,10 @@ pub fn followup(task: &Task, reason: &str) -> Option<NewTask> {
         .app
         .clone()
         .or_else(|| c["app"].as_str().map(str::to_string));
-    let on = app.as_deref().map(|a| format!(" ({a})")).unwrap_or_default();
+    let on = app
+        .as_deref()
+        .map(|a| format!(" ({a})"))
+        .unwrap_or_default();
     let (kind, title, instructions) = match r {
         FailReason::NotApproved => (
             Kind::Announce,
@@ -132,24 +135,44 @@ mod tests {
         let cases = [
             (
                 "not_approved",
-                Some((Queue::Announce, "ANNOUNCE: PR #7 (web) needs approval before it can be merged", 2, "deploy:t9:not_approved")),
+                Some((
+                    Queue::Announce,
+                    "ANNOUNCE: PR #7 (web) needs approval before it can be merged",
+                    2,
+                    "deploy:t9:not_approved",
+                )),
             ),
             (
                 "merge_conflict",
-                Some((Queue::Execution, "FIX: Merge conflict in PR #7 (web)", 1, "deploy:t9:merge_conflict")),
+                Some((
+                    Queue::Execution,
+                    "FIX: Merge conflict in PR #7 (web)",
+                    1,
+                    "deploy:t9:merge_conflict",
+                )),
             ),
             (
                 " merge_failed",
-                Some((Queue::Announce, "ANNOUNCE: PR #7 (web) could not be merged automatically; merge it by hand", 2, "deploy:t9:merge_failed")),
+                Some((
+                    Queue::Announce,
+                    "ANNOUNCE: PR #7 (web) could not be merged automatically; merge it by hand",
+                    2,
+                    "deploy:t9:merge_failed",
+                )),
             ),
             ("tests are flaky", None),
             ("NOT_APPROVED", None),
         ];
         for (reason, want) in cases {
             let got = followup(&task(), reason);
-            let got_view = got
-                .as_ref()
-                .map(|t| (t.kind.queue(), t.title.as_str(), t.priority, t.dedup_key.as_str()));
+            let got_view = got.as_ref().map(|t| {
+                (
+                    t.kind.queue(),
+                    t.title.as_str(),
+                    t.priority,
+                    t.dedup_key.as_str(),
+                )
+            });
             assert_eq!(got_view, want, "{reason}");
             if let Some(t) = got {
                 assert_eq!(t.context["parent_task_id"], "t9");

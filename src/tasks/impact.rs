@@ -70,7 +70,13 @@ mod tests {
             ("prod label", Some("prod"), None, 3, CRITICAL),
             ("staging label", Some("staging"), None, 1, HIGH),
             ("dev label", Some("dev"), None, 1, NORMAL),
-            ("configured production", None, Some("production"), 3, CRITICAL),
+            (
+                "configured production",
+                None,
+                Some("production"),
+                3,
+                CRITICAL,
+            ),
             ("configured staging", None, Some("Staging"), 1, HIGH),
             (
                 "label wins over config",
@@ -79,7 +85,13 @@ mod tests {
                 1,
                 HIGH,
             ),
-            ("blank label falls back", Some(" "), Some("production"), 3, CRITICAL),
+            (
+                "blank label falls back",
+                Some(" "),
+                Some("production"),
+                3,
+                CRITICAL,
+            ),
             ("nothing known keeps severity", None, None, 2, 2),
         ];
         for (what, label, configured, fallback, want) in cases {

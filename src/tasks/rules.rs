@@ -502,12 +502,46 @@ mod tests {
         };
         let warn = ("severity", "warning");
         for (what, labels, configured, want) in [
-            ("production label", vec![warn, ("app", "api"), ("environment", "production")], None, 1),
-            ("staging label", vec![("severity", "critical"), ("app", "api"), ("environment", "staging")], None, 2),
-            ("configured production", vec![warn, ("app", "api")], Some("production"), 1),
-            ("configured staging", vec![("severity", "critical"), ("app", "api")], Some("staging"), 2),
-            ("dev", vec![("severity", "critical"), ("app", "api"), ("env", "dev")], None, 3),
-            ("unknown keeps severity", vec![warn, ("app", "api")], None, 2),
+            (
+                "production label",
+                vec![warn, ("app", "api"), ("environment", "production")],
+                None,
+                1,
+            ),
+            (
+                "staging label",
+                vec![
+                    ("severity", "critical"),
+                    ("app", "api"),
+                    ("environment", "staging"),
+                ],
+                None,
+                2,
+            ),
+            (
+                "configured production",
+                vec![warn, ("app", "api")],
+                Some("production"),
+                1,
+            ),
+            (
+                "configured staging",
+                vec![("severity", "critical"), ("app", "api")],
+                Some("staging"),
+                2,
+            ),
+            (
+                "dev",
+                vec![("severity", "critical"), ("app", "api"), ("env", "dev")],
+                None,
+                3,
+            ),
+            (
+                "unknown keeps severity",
+                vec![warn, ("app", "api")],
+                None,
+                2,
+            ),
         ] {
             assert_eq!(fix_prio(&labels, configured), Some(want), "{what}");
         }

@@ -153,7 +153,7 @@ pub fn settle(
             commit,
             app,
             deployment,
-            failure.as_ref(),
+            failure.as_deref(),
             None,
             s,
         )),
@@ -362,7 +362,13 @@ mod tests {
             ended_at: None,
         };
         let nr = Verification::NotRequired;
-        let cases: Vec<(&str, &str, Verdict, Verification, Option<(State, &str, Vec<(Kind, &str, i64)>)>)> = vec![
+        let cases: Vec<(
+            &str,
+            &str,
+            Verdict,
+            Verification,
+            Option<(State, &str, Vec<(Kind, &str, i64)>)>,
+        )> = vec![
             ("waiting", "production", Verdict::Waiting, nr.clone(), None),
             (
                 "deployed, verification pending",
@@ -376,68 +382,131 @@ mod tests {
                 "production",
                 Verdict::Deployed(dep(Phase::Active)),
                 nr.clone(),
-                Some((State::Done, "deployed", vec![
-                    (Kind::E2eTest, "E2E: verify PR #42 on api at 9a4df0b", 2),
-                    (Kind::Announce, "ANNOUNCE: PR #42 is live on api (commit 9a4df0b)", 4),
-                ])),
+                Some((
+                    State::Done,
+                    "deployed",
+                    vec![
+                        (Kind::E2eTest, "E2E: verify PR #42 on api at 9a4df0b", 2),
+                        (
+                            Kind::Announce,
+                            "ANNOUNCE: PR #42 is live on api (commit 9a4df0b)",
+                            4,
+                        ),
+                    ],
+                )),
             ),
             (
                 "failed on staging",
                 "staging",
-                Verdict::Failed { deployment: dep(Phase::Error), failure: Some(fail.clone()) },
+                Verdict::Failed {
+                    deployment: dep(Phase::Error),
+                    failure: Some(Box::new(fail.clone())),
+                },
                 nr.clone(),
-                Some((State::Failed, "deployment_failed: build_error in step build", vec![
-                    (Kind::Fix, "FIX: Build error in api", 2),
-                    (Kind::Announce, "ANNOUNCE: PR #42 failed to deploy to api (commit 9a4df0b): build error", 2),
-                ])),
+                Some((
+                    State::Failed,
+                    "deployment_failed: build_error in step build",
+                    vec![
+                        (Kind::Fix, "FIX: Build error in api", 2),
+                        (
+                            Kind::Announce,
+                            "ANNOUNCE: PR #42 failed to deploy to api (commit 9a4df0b): build error",
+                            2,
+                        ),
+                    ],
+                )),
             ),
             (
                 "failed in production is critical",
                 "production",
-                Verdict::Failed { deployment: dep(Phase::Error), failure: Some(fail) },
+                Verdict::Failed {
+                    deployment: dep(Phase::Error),
+                    failure: Some(Box::new(fail)),
+                },
                 nr.clone(),
-                Some((State::Failed, "deployment_failed: build_error in step build", vec![
-                    (Kind::Fix, "FIX: Build error in api", 1),
-                    (Kind::Announce, "ANNOUNCE: PR #42 failed to deploy to api (commit 9a4df0b): build error", 2),
-                ])),
+                Some((
+                    State::Failed,
+                    "deployment_failed: build_error in step build",
+                    vec![
+                        (Kind::Fix, "FIX: Build error in api", 1),
+                        (
+                            Kind::Announce,
+                            "ANNOUNCE: PR #42 failed to deploy to api (commit 9a4df0b): build error",
+                            2,
+                        ),
+                    ],
+                )),
             ),
             (
                 "canceled without a failure record",
                 "",
-                Verdict::Failed { deployment: dep(Phase::Canceled), failure: None },
+                Verdict::Failed {
+                    deployment: dep(Phase::Canceled),
+                    failure: None,
+                },
                 nr.clone(),
-                Some((State::Failed, "deployment_failed: canceled", vec![
-                    (Kind::Fix, "FIX: Deployment error in api", 3),
-                    (Kind::Announce, "ANNOUNCE: PR #42 failed to deploy to api (commit 9a4df0b): deployment error", 2),
-                ])),
+                Some((
+                    State::Failed,
+                    "deployment_failed: canceled",
+                    vec![
+                        (Kind::Fix, "FIX: Deployment error in api", 3),
+                        (
+                            Kind::Announce,
+                            "ANNOUNCE: PR #42 failed to deploy to api (commit 9a4df0b): deployment error",
+                            2,
+                        ),
+                    ],
+                )),
             ),
             (
                 "verification failed",
                 "production",
                 Verdict::Deployed(dep(Phase::Active)),
                 Verification::Failed("error rate 9%".into()),
-                Some((State::Failed, "verification_failed", vec![
-                    (Kind::Fix, "FIX: Deployment verification failure in api", 1),
-                    (Kind::Announce, "ANNOUNCE: PR #42 failed to deploy to api (commit 9a4df0b): deployment error", 2),
-                ])),
+                Some((
+                    State::Failed,
+                    "verification_failed",
+                    vec![
+                        (Kind::Fix, "FIX: Deployment verification failure in api", 1),
+                        (
+                            Kind::Announce,
+                            "ANNOUNCE: PR #42 failed to deploy to api (commit 9a4df0b): deployment error",
+                            2,
+                        ),
+                    ],
+                )),
             ),
             (
                 "no deployment",
                 "staging",
                 Verdict::TimedOut { deployment: None },
                 nr.clone(),
-                Some((State::Failed, "no_deployment", vec![
-                    (Kind::Announce, "ANNOUNCE: investigate: no deployment of PR #42 (commit 9a4df0b) on api appeared within 30m", 2),
-                ])),
+                Some((
+                    State::Failed,
+                    "no_deployment",
+                    vec![(
+                        Kind::Announce,
+                        "ANNOUNCE: investigate: no deployment of PR #42 (commit 9a4df0b) on api appeared within 30m",
+                        2,
+                    )],
+                )),
             ),
             (
                 "stuck deploying",
                 "production",
-                Verdict::TimedOut { deployment: Some(dep(Phase::Deploying)) },
+                Verdict::TimedOut {
+                    deployment: Some(dep(Phase::Deploying)),
+                },
                 nr,
-                Some((State::Failed, "deployment_timeout", vec![
-                    (Kind::Announce, "ANNOUNCE: investigate: deployment d1 of PR #42 on api (commit 9a4df0b) is still DEPLOYING after 30m", 1),
-                ])),
+                Some((
+                    State::Failed,
+                    "deployment_timeout",
+                    vec![(
+                        Kind::Announce,
+                        "ANNOUNCE: investigate: deployment d1 of PR #42 on api (commit 9a4df0b) is still DEPLOYING after 30m",
+                        1,
+                    )],
+                )),
             ),
         ];
         for (what, target, verdict, verification, want) in cases {
@@ -446,7 +515,11 @@ mod tests {
                 for f in &s.followups {
                     assert_eq!(f.context["parent_task_id"], "t1", "{what}: {}", f.title);
                     assert_eq!(f.context["pr_number"], 42, "{what}: {}", f.title);
-                    let keyed = if f.kind == Kind::E2eTest { "e2e:d1" } else { "deploy:t1:" };
+                    let keyed = if f.kind == Kind::E2eTest {
+                        "e2e:d1"
+                    } else {
+                        "deploy:t1:"
+                    };
                     assert!(f.dedup_key.starts_with(keyed), "{what}: {}", f.dedup_key);
                 }
                 let tasks: Vec<(Kind, String, i64)> = s
@@ -460,7 +533,9 @@ mod tests {
                 (
                     st,
                     r.to_string(),
-                    ts.into_iter().map(|(k, t, p)| (k, t.to_string(), p)).collect::<Vec<_>>(),
+                    ts.into_iter()
+                        .map(|(k, t, p)| (k, t.to_string(), p))
+                        .collect::<Vec<_>>(),
                 )
             });
             assert_eq!(got, want, "{what}");
@@ -483,7 +558,10 @@ mod tests {
             &task("production"),
             C,
             "api",
-            &Verdict::Failed { deployment: dep(Phase::Error), failure: Some(f) },
+            &Verdict::Failed {
+                deployment: dep(Phase::Error),
+                failure: Some(Box::new(f)),
+            },
             &Verification::NotRequired,
             &around(),
         )
@@ -491,7 +569,10 @@ mod tests {
         let fix = &s.followups[0].context;
         assert_eq!(fix["pr_url"], "https://github.com/o/r/pull/42");
         assert_eq!(fix["log_tail"], "readiness probe failed");
-        assert_eq!(fix["suspect_commits"]["from"], "1111111111111111111111111111111111111111");
+        assert_eq!(
+            fix["suspect_commits"]["from"],
+            "1111111111111111111111111111111111111111"
+        );
         assert_eq!(fix["suspect_commits"]["to"], C);
         assert_eq!(fix["reason"], "deployment_failed: health_check_failure");
         assert_eq!(fix["deployment_id"], "d1");

@@ -34,9 +34,11 @@ const VARS: [(&str, &str); 2] = [
 
 async fn start(db: TestDb, toml: &str) -> TestApp {
     let app = spawn_app_on(db, toml, &VARS, Default::default()).await;
-    until("the poller sees app api", Duration::from_secs(15), || async {
-        app.app().app_view("api").and_then(|v| v.active)
-    })
+    until(
+        "the poller sees app api",
+        Duration::from_secs(15),
+        || async { app.app().app_view("api").and_then(|v| v.active) },
+    )
     .await;
     app
 }
@@ -157,7 +159,11 @@ async fn a_merged_commit_goes_live_once_across_restarts() {
         assert_eq!(first["kind"], "deploy");
         assert_eq!(first["context"]["target"], "production");
         let id = first["id"].as_str().expect("id").to_string();
-        let claimed = app.claim_for("deploy", "agent-1", 30).await.task().expect("claim");
+        let claimed = app
+            .claim_for("deploy", "agent-1", 30)
+            .await
+            .task()
+            .expect("claim");
         assert_eq!(claimed["id"], id.as_str());
 
         // Only the holder reports the merge; the task stays held, its lease runs past the timeout.
@@ -185,7 +191,9 @@ async fn a_merged_commit_goes_live_once_across_restarts() {
             serde_json::from_value(m["lease_expires_at"].clone()).expect("lease");
         assert!(lease > chrono::Utc::now() + chrono::Duration::seconds(59));
         // Staging never saw the commit: the production deploy carries a warning.
-        let warning = m["context"]["pipeline_warning"].as_str().unwrap_or_default();
+        let warning = m["context"]["pipeline_warning"]
+            .as_str()
+            .unwrap_or_default();
         assert!(warning.contains("api-staging"), "{kind:?}: {m}");
 
         // Restart between the merge and the deployment.
@@ -199,19 +207,29 @@ async fn a_merged_commit_goes_live_once_across_restarts() {
         let e2e: Vec<Value> = app.tasks("e2e-test").await;
         let ours = with_parent(&e2e, &id);
         assert_eq!(ours.len(), 1, "{kind:?}: one e2e-test task: {e2e:?}");
-        assert_eq!(e2e.len(), 1, "{kind:?}: the fixer's e2e task for the deployment is the same one");
+        assert_eq!(
+            e2e.len(),
+            1,
+            "{kind:?}: the fixer's e2e task for the deployment is the same one"
+        );
         let c = &ours[0]["context"];
         assert_eq!(c["pr_number"], 42);
         assert_eq!(c["pr_url"], "https://github.com/acme/api/pull/42");
         assert_eq!(c["commit"], C);
         assert!(
-            c["live_url"].as_str().is_some_and(|u| u.contains("/sim/apps/api")),
+            c["live_url"]
+                .as_str()
+                .is_some_and(|u| u.contains("/sim/apps/api")),
             "{c}"
         );
-        until("one announcement naming PR #42", Duration::from_secs(5), || async {
-            let t = tally(&app, &id, 42).await;
-            if t == (1, 0, 1) { Ok(t) } else { Err(t) }
-        })
+        until(
+            "one announcement naming PR #42",
+            Duration::from_secs(5),
+            || async {
+                let t = tally(&app, &id, 42).await;
+                if t == (1, 0, 1) { Ok(t) } else { Err(t) }
+            },
+        )
         .await;
         let ann = app.tasks("announce").await;
         let live = ann
@@ -227,7 +245,11 @@ async fn a_merged_commit_goes_live_once_across_restarts() {
         let db_ = app.stop().await;
         let app = start(db_, &cfg).await;
         tokio::time::sleep(Duration::from_millis(2500)).await;
-        assert_eq!(tally(&app, &id, 42).await, (1, 0, 1), "{kind:?}: after a restart");
+        assert_eq!(
+            tally(&app, &id, 42).await,
+            (1, 0, 1),
+            "{kind:?}: after a restart"
+        );
         app.stop().await;
     }
 }
@@ -250,14 +272,21 @@ async fn a_failed_deployment_queues_fix_tasks_that_link_the_deploy_task_and_pr()
     let f = fixes[0];
     assert_eq!(f["kind"], "fix");
     assert_eq!(f["priority"], 1, "production fixes are critical");
-    assert!(f["title"].as_str().is_some_and(|t| t.starts_with("FIX: ") && t.ends_with(" in api")));
+    assert!(
+        f["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("FIX: ") && t.ends_with(" in api"))
+    );
     let c = &f["context"];
     assert_eq!(c["pr_number"], 77);
     assert_eq!(c["pr_url"], "https://github.com/acme/api/pull/77");
     assert_eq!(c["suspect_commits"]["from"], OLD);
     assert_eq!(c["suspect_commits"]["to"], C2);
     assert_eq!(c["reason"], reason);
-    assert!(c.get("log_tail").is_some() && c.get("step").is_some(), "{c}");
+    assert!(
+        c.get("log_tail").is_some() && c.get("step").is_some(),
+        "{c}"
+    );
     assert_eq!(tally(&app, &id, 77).await, (0, 1, 1));
 
     // A restart finds the task settled and queues nothing more.
@@ -298,9 +327,24 @@ async fn agents_fail_reasons_queue_their_follow_ups_once() {
     let cfg = toml(&sim.url, "60s", "");
     let app = start(db(Kind::Sqlite).await, &cfg).await;
     for (pr, reason, queue, title_start) in [
-        (11, "not_approved", "announce", "ANNOUNCE: PR #11 (api) needs approval"),
-        (12, "merge_conflict", "execution", "FIX: Merge conflict in PR #12 (api)"),
-        (13, "merge_failed", "announce", "ANNOUNCE: PR #13 (api) could not be merged"),
+        (
+            11,
+            "not_approved",
+            "announce",
+            "ANNOUNCE: PR #11 (api) needs approval",
+        ),
+        (
+            12,
+            "merge_conflict",
+            "execution",
+            "FIX: Merge conflict in PR #12 (api)",
+        ),
+        (
+            13,
+            "merge_failed",
+            "announce",
+            "ANNOUNCE: PR #13 (api) could not be merged",
+        ),
     ] {
         let id = create_and_claim(&app, pr, "agent-1").await;
         let failed = app
@@ -315,7 +359,9 @@ async fn agents_fail_reasons_queue_their_follow_ups_once() {
         let ours = with_parent(&tasks, &id);
         assert_eq!(ours.len(), 1, "{reason}: {tasks:?}");
         assert!(
-            ours[0]["title"].as_str().is_some_and(|t| t.starts_with(title_start)),
+            ours[0]["title"]
+                .as_str()
+                .is_some_and(|t| t.starts_with(title_start)),
             "{reason}: {}",
             ours[0]["title"]
         );
@@ -358,7 +404,10 @@ async fn bad_create_requests_name_the_field() {
     assert!(app.tasks("deploy").await.is_empty(), "nothing was stored");
     // Merged on a task that is not a deploy task: 409.
     let fix = app
-        .post("/api/v1/tasks", &json!({"queue": "execution", "title": "FIX: something in api"}))
+        .post(
+            "/api/v1/tasks",
+            &json!({"queue": "execution", "title": "FIX: something in api"}),
+        )
         .await
         .expect_status(201, "a fix task");
     let w = app.claim("execution", "w").await.task().expect("claim");
