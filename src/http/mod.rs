@@ -8,6 +8,7 @@ pub mod access;
 pub mod deploys;
 pub mod error;
 pub mod exposition;
+pub mod fail_reasons;
 pub mod health;
 pub mod limits;
 pub mod page;

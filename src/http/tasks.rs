@@ -213,7 +213,7 @@ pub(super) async fn fail(
     worker_ok(&b.worker)?;
     let reason = b.reason.unwrap_or_else(|| "no reason given".into());
     // not_approved, merge_conflict, merge_failed: the follow-up is the next step, not a retry.
-    let structured = super::deploys::fail_followup(&app, &id, &b.worker, &reason).await?;
+    let structured = super::fail_reasons::fail_followup(&app, &id, &b.worker, &reason).await?;
     let t = app
         .store
         .fail(

@@ -107,4 +107,68 @@ mod tests {
         assert_eq!(Target::parse("qa"), None);
         assert_eq!(Target::Production.as_str(), "production");
     }
+
+    /// The alert rules apply it: a fix's priority follows the alert's environment or the app's.
+    #[test]
+    fn alert_fixes_follow_the_environment_of_the_alert_or_the_app() {
+        use crate::tasks::rules::{AlertInput, PlanContext, plan};
+        let fix_prio = |labels: &[(&str, &str)], configured: Option<&str>| {
+            let a = AlertInput {
+                alertname: "DeploymentFailed".into(),
+                firing: true,
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                annotations: Default::default(),
+                starts_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+                ends_at: None,
+                fingerprint: "abc".into(),
+                generator_url: String::new(),
+            };
+            let c = PlanContext {
+                rules: &[],
+                app: None,
+                dashboard_url: None,
+                check_details: None,
+                environment: configured,
+            };
+            plan(&a, &c)
+                .create
+                .iter()
+                .find(|t| t.kind == crate::tasks::Kind::Fix)
+                .map(|t| t.priority)
+        };
+        let (warn, crit, api) = (
+            ("severity", "warning"),
+            ("severity", "critical"),
+            ("app", "api"),
+        );
+        let cases = [
+            (
+                "production label",
+                vec![warn, api, ("environment", "production")],
+                None,
+                1,
+            ),
+            (
+                "staging label",
+                vec![crit, api, ("environment", "staging")],
+                None,
+                2,
+            ),
+            (
+                "configured production",
+                vec![warn, api],
+                Some("production"),
+                1,
+            ),
+            ("configured staging", vec![crit, api], Some("staging"), 2),
+            ("dev", vec![crit, api, ("env", "dev")], None, 3),
+            ("unknown keeps severity", vec![warn, api], None, 2),
+        ];
+        for (what, labels, configured, want) in cases {
+            assert_eq!(fix_prio(&labels, configured), Some(want), "{what}");
+        }
+    }
 }

@@ -488,66 +488,6 @@ mod tests {
     }
 
     #[test]
-    fn fix_priority_follows_the_environment_of_the_alert_or_the_app() {
-        let fix_prio = |labels: &[(&str, &str)], configured: Option<&str>| {
-            let c = PlanContext {
-                environment: configured,
-                ..cx(None)
-            };
-            plan(&alert("DeploymentFailed", true, labels), &c)
-                .create
-                .iter()
-                .find(|t| t.kind == Kind::Fix)
-                .map(|t| t.priority)
-        };
-        let warn = ("severity", "warning");
-        for (what, labels, configured, want) in [
-            (
-                "production label",
-                vec![warn, ("app", "api"), ("environment", "production")],
-                None,
-                1,
-            ),
-            (
-                "staging label",
-                vec![
-                    ("severity", "critical"),
-                    ("app", "api"),
-                    ("environment", "staging"),
-                ],
-                None,
-                2,
-            ),
-            (
-                "configured production",
-                vec![warn, ("app", "api")],
-                Some("production"),
-                1,
-            ),
-            (
-                "configured staging",
-                vec![("severity", "critical"), ("app", "api")],
-                Some("staging"),
-                2,
-            ),
-            (
-                "dev",
-                vec![("severity", "critical"), ("app", "api"), ("env", "dev")],
-                None,
-                3,
-            ),
-            (
-                "unknown keeps severity",
-                vec![warn, ("app", "api")],
-                None,
-                2,
-            ),
-        ] {
-            assert_eq!(fix_prio(&labels, configured), Some(want), "{what}");
-        }
-    }
-
-    #[test]
     fn user_rules_override_defaults() {
         let rules = vec![Rule {
             alertname: "DeploymentFailed".into(),
