@@ -25,6 +25,16 @@ pub enum FollowUp {
     Existing,
 }
 
+impl FollowUp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FollowUp::Created => "created",
+            FollowUp::Enriched => "enriched",
+            FollowUp::Existing => "existing",
+        }
+    }
+}
+
 /// Opens `t` if no task with its dedup key ever existed; enriches a queued one that has it. A
 /// follow-up is made once per key, ever: it stands for one event that happened once.
 async fn place_once(
@@ -33,6 +43,38 @@ async fn place_once(
     opts: &PlaceOptions<'_>,
     now: i64,
 ) -> Result<FollowUp, StoreError> {
+    // Twice at most: on PostgreSQL another writer (the fixer placing its e2e-test task for the
+    // same deployment) may commit the key between our looks and our insert; the insert then does
+    // nothing, and the second look (a new statement, so it sees that commit) enriches its task.
+    for _ in 0..2 {
+        if enrich(tx, t, now).await? {
+            return Ok(FollowUp::Enriched);
+        }
+        // Closed ones only: an open one that appears meanwhile makes the insert do nothing, and
+        // the next look enriches it (or finds it claimed and leaves it).
+        let ever = sqlx::query(
+            "SELECT 1 AS one FROM tasks WHERE dedup_key = $1 AND open_key IS NULL LIMIT 1",
+        )
+        .bind(&t.dedup_key)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if ever.is_some() {
+            return Ok(FollowUp::Existing);
+        }
+        if insert(tx, t, opts, now).await? {
+            return Ok(FollowUp::Created);
+        }
+    }
+    Ok(FollowUp::Existing)
+}
+
+/// Gives the queued open task with `t`'s key `t`'s title, priority and context (merged over its
+/// own). Whether there was one.
+async fn enrich(
+    tx: &mut Transaction<'static, Any>,
+    t: &NewTask,
+    now: i64,
+) -> Result<bool, StoreError> {
     let queued = sqlx::query(
         "SELECT id, context FROM tasks WHERE open_key = $1 AND state = 'queued' AND kind = $2",
     )
@@ -40,46 +82,50 @@ async fn place_once(
     .bind(t.kind.as_str())
     .fetch_optional(&mut **tx)
     .await?;
-    if let Some(row) = queued {
-        let id: String = row.try_get("id")?;
-        let before: String = row.try_get("context")?;
-        let mut context: serde_json::Value =
-            serde_json::from_str(&before).unwrap_or(serde_json::Value::Null);
-        match (context.as_object_mut(), &t.context) {
-            (Some(c), serde_json::Value::Object(extra)) => {
-                c.extend(extra.clone());
-            }
-            _ => context = t.context.clone(),
+    let Some(row) = queued else {
+        return Ok(false);
+    };
+    let id: String = row.try_get("id")?;
+    let before: String = row.try_get("context")?;
+    let mut context: serde_json::Value =
+        serde_json::from_str(&before).unwrap_or(serde_json::Value::Null);
+    match (context.as_object_mut(), &t.context) {
+        (Some(c), serde_json::Value::Object(extra)) => {
+            c.extend(extra.clone());
         }
-        sqlx::query(
-            "UPDATE tasks SET title = $1, priority = $2, context = $3, updated_at = $4, last_seen_at = $4, \
-             seen_count = seen_count + 1 WHERE id = $5",
-        )
-        .bind(&t.title)
-        .bind(t.priority)
-        .bind(context.to_string())
-        .bind(now)
-        .bind(&id)
-        .execute(&mut **tx)
-        .await?;
-        add_event(
-            tx,
-            &id,
-            now,
-            "enriched",
-            None,
-            Some(&serde_json::json!({"parent_task_id": t.context["parent_task_id"]})),
-        )
-        .await?;
-        return Ok(FollowUp::Enriched);
+        _ => context = t.context.clone(),
     }
-    let ever = sqlx::query("SELECT 1 AS one FROM tasks WHERE dedup_key = $1 LIMIT 1")
-        .bind(&t.dedup_key)
-        .fetch_optional(&mut **tx)
-        .await?;
-    if ever.is_some() {
-        return Ok(FollowUp::Existing);
-    }
+    sqlx::query(
+        "UPDATE tasks SET title = $1, priority = $2, context = $3, updated_at = $4, last_seen_at = $4, \
+         seen_count = seen_count + 1 WHERE id = $5",
+    )
+    .bind(&t.title)
+    .bind(t.priority)
+    .bind(context.to_string())
+    .bind(now)
+    .bind(&id)
+    .execute(&mut **tx)
+    .await?;
+    add_event(
+        tx,
+        &id,
+        now,
+        "enriched",
+        None,
+        Some(&serde_json::json!({"parent_task_id": t.context["parent_task_id"]})),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Inserts `t` as a new queued task (and its announcement into the outbox); false when an open
+/// task took the key first.
+async fn insert(
+    tx: &mut Transaction<'static, Any>,
+    t: &NewTask,
+    opts: &PlaceOptions<'_>,
+    now: i64,
+) -> Result<bool, StoreError> {
     let id = uuid::Uuid::new_v4().to_string();
     let inserted = sqlx::query(
         "INSERT INTO tasks (id, queue, kind, title, priority, state, dedup_key, open_key, app, context, attempts, \
@@ -100,7 +146,7 @@ async fn place_once(
     .execute(&mut **tx)
     .await?;
     if inserted.rows_affected() == 0 {
-        return Ok(FollowUp::Existing);
+        return Ok(false);
     }
     add_event(tx, &id, now, "created", None, None).await?;
     if t.kind == Kind::Announce {
@@ -115,7 +161,7 @@ async fn place_once(
                 .await?;
         }
     }
-    Ok(FollowUp::Created)
+    Ok(true)
 }
 
 impl Store {
@@ -225,7 +271,9 @@ impl Store {
             let detail = serde_json::json!({
                 "reason": s.reason,
                 "result": s.result,
-                "followups": s.followups.iter().map(|t| &t.dedup_key).collect::<Vec<_>>(),
+                "followups": s.followups.iter().zip(&out)
+                    .map(|(t, placed)| serde_json::json!({"dedup_key": t.dedup_key, "placed": placed.as_str()}))
+                    .collect::<Vec<_>>(),
             });
             let event = if s.state == State::Done {
                 "deployed"

@@ -195,6 +195,13 @@ async fn a_merged_commit_goes_live_once_across_restarts() {
             .as_str()
             .unwrap_or_default();
         assert!(warning.contains("api-staging"), "{kind:?}: {m}");
+        let status = app.status().await;
+        let shown = status["open_tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["id"] == id.as_str() && t["context"]["pipeline_warning"] == warning);
+        assert!(shown, "{kind:?}: status shows the warning: {status}");
 
         // Restart between the merge and the deployment.
         let db_ = app.stop().await;
@@ -206,7 +213,11 @@ async fn a_merged_commit_goes_live_once_across_restarts() {
 
         let e2e: Vec<Value> = app.tasks("e2e-test").await;
         let ours = with_parent(&e2e, &id);
-        assert_eq!(ours.len(), 1, "{kind:?}: one e2e-test task: {e2e:?}");
+        if ours.len() != 1 {
+            let h = app.task(&id).await;
+            let fx = app.task(e2e[0]["id"].as_str().unwrap_or_default()).await;
+            panic!("{kind:?}: one e2e-test task: {e2e:?}\nDEPLOY {h}\nFIXER {fx}");
+        }
         assert_eq!(
             e2e.len(),
             1,
@@ -478,4 +489,73 @@ async fn a_later_deployment_containing_the_commit_counts_with_git() {
     let e2e = app.tasks("e2e-test").await;
     assert_eq!(with_parent(&e2e, &id).len(), 1, "{e2e:?}");
     app.stop().await;
+}
+
+/// The fixer's e2e-test task for a deployment and the deploy task's are one task, whichever is
+/// placed first; settling twice places nothing twice.
+#[tokio::test]
+async fn the_fixers_e2e_task_and_the_deploy_tasks_are_one() {
+    use deploywatch::store::{FollowUp, PlaceOptions};
+    use deploywatch::tasks::settle::Settlement;
+    use deploywatch::tasks::{Kind as TaskKind, NewTask, State};
+    for kind in [Kind::Sqlite, Kind::Postgres] {
+        let sim = sim().await;
+        let app = start(db(kind).await, &toml(&sim.url, "60s", "")).await;
+        let store = &app.app().store;
+        let opts = PlaceOptions {
+            max_attempts: 3,
+            reopen_window: Duration::ZERO,
+            notifiers: &[],
+        };
+        let id = create_and_claim(&app, 8, "agent-1").await;
+        let e2e = |title: &str, context: Value| NewTask {
+            kind: TaskKind::E2eTest,
+            title: title.into(),
+            priority: 3,
+            dedup_key: "e2e:dep-1".into(),
+            app: Some("api".into()),
+            context,
+        };
+        // The fixer was first.
+        store
+            .create_tasks(
+                &[e2e(
+                    "E2E: verify api at 9a4df0b",
+                    json!({"event": "succeeded"}),
+                )],
+                &opts,
+            )
+            .await
+            .expect("fixer's task");
+        let s = Settlement {
+            state: State::Done,
+            reason: "deployed".into(),
+            result: json!({"outcome": "deployed"}),
+            followups: vec![e2e(
+                "E2E: verify PR #8 on api at 9a4df0b",
+                json!({"parent_task_id": id, "pr_number": 8}),
+            )],
+        };
+        let placed = store.settle_deploy(&id, &s, &opts).await.expect("settle");
+        assert_eq!(placed, Some(vec![FollowUp::Enriched]), "{kind:?}");
+        assert_eq!(
+            store.settle_deploy(&id, &s, &opts).await.expect("again"),
+            None
+        );
+        let tasks = app.tasks("e2e-test").await;
+        assert_eq!(tasks.len(), 1, "{kind:?}: {tasks:?}");
+        assert_eq!(tasks[0]["title"], "E2E: verify PR #8 on api at 9a4df0b");
+        assert_eq!(tasks[0]["context"]["pr_number"], 8);
+        assert_eq!(
+            tasks[0]["context"]["event"], "succeeded",
+            "the fixer's context stays"
+        );
+        // The fixer after: absorbed by the open task.
+        store
+            .create_tasks(&[e2e("E2E: verify api at 9a4df0b", json!({}))], &opts)
+            .await
+            .expect("fixer's repeat");
+        assert_eq!(app.tasks("e2e-test").await.len(), 1);
+        app.stop().await;
+    }
 }
