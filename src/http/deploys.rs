@@ -1,8 +1,6 @@
 //! The deploy loop's routes: create a task (`POST /api/v1/tasks`) and report a deploy task's pull
 //! request merged (`POST /api/v1/tasks/{id}/merged`).
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -18,10 +16,6 @@ use super::fail_reasons::place_opts;
 use crate::app::{App, AppState};
 use crate::tasks::impact::Target;
 use crate::tasks::{Kind, NewTask, Queue, Task};
-
-/// After the deploy timeout the loop settles the task; the lease outlasts it by this much so a
-/// slow cycle never hands a watched task back to the queue.
-const LEASE_MARGIN: Duration = Duration::from_secs(120);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -293,7 +287,7 @@ pub(super) async fn merged(
         chrono::Utc::now(),
         warning.as_deref(),
     );
-    let lease = app.config.deploy.timeout + LEASE_MARGIN;
+    let lease = app.config.deploy.timeout + crate::workers::deploys::LEASE_MARGIN;
     let t = app
         .store
         .mark_merged(&id, &b.worker, &context, lease)

@@ -37,7 +37,7 @@ pub(super) async fn list(
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "bad_query",
-                    format!("unknown queue {s:?}; use execution, announce or e2e-test"),
+                    format!("unknown queue {s:?}; use execution, announce, e2e-test or deploy"),
                 )
             })
         })
@@ -126,7 +126,7 @@ pub(super) async fn claim(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_queue",
             format!(
-                "unknown queue {:?}; use execution, announce or e2e-test",
+                "unknown queue {:?}; use execution, announce, e2e-test or deploy",
                 b.queue
             ),
         )

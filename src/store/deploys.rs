@@ -213,6 +213,20 @@ impl Store {
         .await
     }
 
+    /// Keeps a watched deploy task held until `until_ms` (its merge plus the deploy timeout and a
+    /// margin) when a heartbeat shortened its lease: the loop, not the lease sweeper, ends it.
+    pub async fn hold_deploy(&self, id: &str, until_ms: i64) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE tasks SET lease_expires_at = $1 WHERE id = $2 AND queue = 'deploy' \
+             AND state = 'claimed' AND lease_expires_at < $1",
+        )
+        .bind(until_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await;
+        self.note_write(r.map(|r| r.rows_affected() == 1).map_err(StoreError::from))
+    }
+
     /// Places follow-ups outside a settlement (an agent's structured fail reason), once per key.
     pub async fn place_followups(
         &self,

@@ -17,6 +17,10 @@ use crate::tasks::Task;
 use crate::tasks::deploy::{Verdict, decide, watched};
 use crate::tasks::settle::{Surroundings, Verification, settle};
 
+/// After the deploy timeout the loop settles a watched task; its lease outlasts the timeout by
+/// this much, so a slow cycle never hands a watched task back to the queue.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(120);
+
 /// How often the loop looks without a lifecycle event to wake it: often enough that a deploy
 /// task settles within a poll or two of its deployment ending.
 fn cycle_interval(app: &App) -> Duration {
@@ -100,6 +104,14 @@ pub async fn cycle(app: &App) -> usize {
             timeout_text: humantime::format_duration(timeout).to_string(),
         };
         let Some(s) = settle(task, &w.commit, &app_name, &verdict, &gate, &around) else {
+            let until = w.merged_at + timeout + LEASE_MARGIN;
+            if let Err(e) = app
+                .store
+                .hold_deploy(&task.id, until.timestamp_millis())
+                .await
+            {
+                tracing::warn!(task = %task.id, error = %e, "deploy loop: cannot extend the deploy task's lease");
+            }
             continue;
         };
         match app.store.settle_deploy(&task.id, &s, &opts).await {

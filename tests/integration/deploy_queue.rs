@@ -267,11 +267,29 @@ async fn a_merged_commit_goes_live_once_across_restarts() {
 
 #[tokio::test]
 async fn a_failed_deployment_queues_fix_tasks_that_link_the_deploy_task_and_pr() {
+    for kind in [Kind::Sqlite, Kind::Postgres] {
+        failed_deployment_on(kind).await;
+    }
+}
+
+async fn failed_deployment_on(kind: Kind) {
     let sim = sim().await;
     let cfg = toml(&sim.url, "60s", "");
-    let app = start(db(Kind::Sqlite).await, &cfg).await;
+    let app = start(db(kind).await, &cfg).await;
     let id = create_and_claim(&app, 77, "agent-1").await;
     merged(&app, &id, "agent-1", C2).await;
+    // A heartbeat that shortens the lease does not hand the watched task back: the loop holds it.
+    app.heartbeat(&id, "agent-1", 1)
+        .await
+        .expect_status(200, "heartbeat");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // A claim expires lapsed leases first: the watched task must not be handed to another agent.
+    assert!(
+        app.claim("deploy", "agent-2").await.task().is_none(),
+        "{kind:?}: the watched task stays with agent-1"
+    );
+    let held = app.task(&id).await["task"].clone();
+    assert_eq!(held["state"], "claimed", "{kind:?}: {held}");
     sim.deploy("api", C2, Script::BuildFailure);
     let failed = until_closed(&app, &id, "failed", Duration::from_secs(20)).await;
     let reason = failed["closed_reason"].as_str().unwrap_or_default();
@@ -558,4 +576,94 @@ async fn the_fixers_e2e_task_and_the_deploy_tasks_are_one() {
         assert_eq!(app.tasks("e2e-test").await.len(), 1);
         app.stop().await;
     }
+}
+
+/// `tasks add` and `tasks merged` from the command line (the binary, against the server).
+#[tokio::test]
+async fn the_cli_adds_a_deploy_task_and_reports_it_merged() {
+    let sim = sim().await;
+    let app = start(db(Kind::Sqlite).await, &toml(&sim.url, "60s", "")).await;
+    let url = app.url.clone();
+    let run = move |args: Vec<String>| {
+        let url = url.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                Deploywatch::here()
+                    .arg("tasks")
+                    .args(&args)
+                    .args(&["--server", &url])
+                    .env("DEPLOYWATCH_WEBHOOK_TOKEN", TOKEN)
+                    .env_remove("DEPLOYWATCH_WORKER")
+                    .run_split()
+            })
+            .await
+            .expect("join")
+        }
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let context =
+        r#"{"pr_number": 9, "pr_url": "https://github.com/acme/api/pull/9", "target": "staging"}"#;
+    let (code, out, err) = run(s(&[
+        "add",
+        "--queue",
+        "deploy",
+        "--title",
+        "DEPLOY: PR #9 - dark mode",
+        "--app",
+        "api",
+        "--priority",
+        "2",
+        "--context",
+        context,
+    ]))
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let t: Value = serde_json::from_str(&out).expect("add prints the task");
+    assert_eq!(t["state"], "queued");
+    assert_eq!(t["context"]["pr_number"], 9);
+    let id = t["id"].as_str().expect("id").to_string();
+    let (code, _, err) = run(s(&[
+        "add",
+        "--queue",
+        "deploy",
+        "--title",
+        "x",
+        "--context",
+        "{nope",
+    ]))
+    .await;
+    assert_eq!(code, 2, "bad --context is a usage error: {err}");
+    let (code, _, err) = run(s(&[
+        "add",
+        "--queue",
+        "deploy",
+        "--title",
+        "DEPLOY: no app",
+    ]))
+    .await;
+    assert_eq!(code, 2, "422 → exit 2");
+    assert!(err.contains("app"), "{err}");
+    app.claim_for("deploy", "agent-9", 600)
+        .await
+        .task()
+        .expect("claim");
+    // Without --worker the holder reports it.
+    let (code, out, err) = run(s(&["merged", &id, "--commit", C])).await;
+    assert_eq!(code, 0, "{err}");
+    let m: Value = serde_json::from_str(&out).expect("merged prints the task");
+    assert_eq!(m["context"]["commit"], C);
+    let (code, _, err) = run(s(&[
+        "merged",
+        &id,
+        "--commit",
+        C,
+        "--worker",
+        "someone-else",
+    ]))
+    .await;
+    assert_eq!(code, 1, "409 → exit 1: {err}");
+    sim.deploy("api", C, Script::Success);
+    until_closed(&app, &id, "done", Duration::from_secs(20)).await;
+    app.stop().await;
 }
