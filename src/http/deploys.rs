@@ -70,6 +70,14 @@ fn new_task(b: CreateBody) -> Result<NewTask, ApiError> {
             )
         })?,
     };
+    // The rollback executor acts on rollback tasks of opted-in apps by itself; their target must
+    // come from deploywatch's own view of the app, never from a request.
+    if kind == Kind::Rollback {
+        return Err(invalid(
+            "invalid_kind",
+            "kind: rollback tasks are made by deploywatch from alerts (their target comes from its own view of the app); create a fix task instead",
+        ));
+    }
     if kind.queue() != queue {
         return Err(invalid(
             "invalid_kind",
@@ -319,6 +327,11 @@ mod tests {
                 "queue",
             ),
             (serde_json::json!({"kind": "fix"}), "invalid_kind", "kind"),
+            (
+                serde_json::json!({"queue": "execution", "kind": "rollback"}),
+                "invalid_kind",
+                "kind",
+            ),
             (serde_json::json!({"title": " "}), "invalid_title", "title"),
             (
                 serde_json::json!({"priority": 0}),
