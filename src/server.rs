@@ -326,6 +326,16 @@ fn start_loops(
         sweeper,
         rx.clone(),
     )));
+    // One deploy loop among replicas follows merged deploy tasks (it settles each in one
+    // transaction, so a handover never settles one twice).
+    let deploys_app = app.clone();
+    tasks.push(crate::workers::lease::run_as_leader(
+        app.clone(),
+        "deploys",
+        app.config.digitalocean.lease,
+        rx.clone(),
+        move |stop| crate::workers::deploys::run(deploys_app.clone(), stop),
+    ));
     if !app.config.notifiers.is_empty() {
         let app2 = app.clone();
         tasks.push(crate::workers::lease::run_as_leader(

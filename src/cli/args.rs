@@ -155,6 +155,41 @@ pub enum TaskAction {
         #[arg(long)]
         result: Option<String>,
     },
+    /// Create a task (e.g. a deploy task for a pull request); prints it as JSON.
+    Add {
+        /// The queue: execution, announce, e2e-test, deploy.
+        #[arg(long)]
+        queue: String,
+        /// The title, e.g. "DEPLOY: PR #42 - search filters".
+        #[arg(long)]
+        title: String,
+        /// The kind (default: the queue's own; execution defaults to fix).
+        #[arg(long)]
+        kind: Option<String>,
+        /// The app it concerns (deploy tasks need one).
+        #[arg(long)]
+        app: Option<String>,
+        /// 1 (most urgent) to 5; default 3.
+        #[arg(long)]
+        priority: Option<i64>,
+        /// A JSON object, e.g. '{"pr_number": 42, "pr_url": "...", "target": "production"}'.
+        #[arg(long)]
+        context: Option<String>,
+        /// Idempotency key: a repeat with the same key returns the open task instead of a new one.
+        #[arg(long)]
+        dedup_key: Option<String>,
+    },
+    /// Report a claimed deploy task's pull request merged: deploywatch follows the commit from now.
+    Merged {
+        /// The deploy task id.
+        id: String,
+        /// The merged commit's SHA.
+        #[arg(long)]
+        commit: String,
+        /// The worker holding the lease (default: $DEPLOYWATCH_WORKER, else the task's holder).
+        #[arg(long)]
+        worker: Option<String>,
+    },
     /// Give a claimed task up: back to its queue (until its attempts run out) or failed.
     Fail {
         /// The task id.
@@ -162,7 +197,8 @@ pub enum TaskAction {
         /// The worker holding the lease.
         #[arg(long)]
         worker: String,
-        /// Why, in a sentence for the next person or agent.
+        /// Why, in a sentence for the next person or agent; or not_approved, merge_conflict,
+        /// merge_failed, which queue a follow-up linked to the task.
         #[arg(long)]
         reason: String,
         /// Do not return the task to its queue.

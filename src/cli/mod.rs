@@ -275,6 +275,48 @@ async fn tasks(action: TaskAction, server: Option<String>) -> anyhow::Result<i32
             c.post(format!("{base}/api/v1/tasks/{id}/complete"))
                 .json(&serde_json::json!({"worker": worker, "result": result}))
         }
+        TaskAction::Add {
+            queue,
+            title,
+            kind,
+            app,
+            priority,
+            context,
+            dedup_key,
+        } => {
+            let context: Option<serde_json::Value> = match context {
+                Some(j) => Some(
+                    serde_json::from_str(j)
+                        .context("--context must be a JSON object, e.g. '{\"pr_number\": 42}'")?,
+                ),
+                None => None,
+            };
+            c.post(format!("{base}/api/v1/tasks"))
+                .json(&serde_json::json!({
+                    "queue": queue, "title": title, "kind": kind, "app": app,
+                    "priority": priority, "context": context, "dedup_key": dedup_key,
+                }))
+        }
+        TaskAction::Merged { id, commit, worker } => {
+            let worker = match worker.clone().or_else(|| {
+                std::env::var("DEPLOYWATCH_WORKER")
+                    .ok()
+                    .filter(|w| !w.is_empty())
+            }) {
+                Some(w) => w,
+                None => match holder_of(&c, &base, id).await? {
+                    Some(w) => w,
+                    None => {
+                        eprintln!(
+                            "deploywatch: task {id} has no holder; claim it first, or pass --worker"
+                        );
+                        return Ok(EXIT_FAILING);
+                    }
+                },
+            };
+            c.post(format!("{base}/api/v1/tasks/{id}/merged"))
+                .json(&serde_json::json!({"worker": worker, "commit": commit}))
+        }
         TaskAction::Fail {
             id,
             worker,
@@ -317,6 +359,20 @@ async fn tasks(action: TaskAction, server: Option<String>) -> anyhow::Result<i32
             },
         )
     }
+}
+
+/// The worker holding task `id`, for `tasks merged` without `--worker`.
+async fn holder_of(c: &reqwest::Client, base: &str, id: &str) -> anyhow::Result<Option<String>> {
+    let resp = auth(c.get(format!("{base}/api/v1/tasks/{id}")))
+        .send()
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach the deploywatch server at {base} (set --server or DEPLOYWATCH_SERVER)"
+            )
+        })?;
+    let doc: serde_json::Value = resp.json().await.unwrap_or_default();
+    Ok(doc["task"]["worker"].as_str().map(str::to_string))
 }
 
 async fn check(config: Option<PathBuf>) -> anyhow::Result<i32> {

@@ -38,6 +38,7 @@ pub(super) fn build(
     let http = http(&file.http, &cx)?;
     let verification = super::verification::verification(file.verification, &cx)?;
     let apps = super::verification::apps(file.apps, &cx)?;
+    let deploy = super::deploy::build(&origin, &file.deploy, &apps, file.pipelines)?;
     Ok(Config {
         http,
         origin,
@@ -56,6 +57,7 @@ pub(super) fn build(
         notifiers,
         verification,
         apps,
+        deploy,
     })
 }
 

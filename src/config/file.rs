@@ -59,6 +59,10 @@ pub(super) struct FileConfig {
     pub(super) verification: VerificationFile,
     #[serde(default)]
     pub(super) apps: Vec<AppFile>,
+    #[serde(default)]
+    pub(super) deploy: super::deploy::DeployFile,
+    #[serde(default)]
+    pub(super) pipelines: Vec<super::deploy::PipelineFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]

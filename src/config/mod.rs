@@ -5,6 +5,7 @@
 //! that names the file and the key, and `deploywatch check` reports the same errors without starting.
 
 mod build;
+pub mod deploy;
 mod ctx;
 mod env;
 mod error;

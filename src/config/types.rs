@@ -50,6 +50,8 @@ pub struct Config {
     pub verification: VerificationConfig,
     /// Per-app settings (`[[apps]]`), by app name.
     pub apps: Vec<AppConfig>,
+    /// `[deploy]`, `[[pipelines]]` (and each app's environment): the deploy loop.
+    pub deploy: super::deploy::DeployConfig,
 }
 
 /// The post-deploy verification window (`[verification]`).

@@ -5,8 +5,10 @@
 //! they read snapshots the background loops keep.
 
 pub mod access;
+pub mod deploys;
 pub mod error;
 pub mod exposition;
+pub mod fail_reasons;
 pub mod health;
 pub mod limits;
 pub mod page;
@@ -29,12 +31,13 @@ use crate::app::AppState;
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/webhook/alertmanager", post(webhook::handler))
-        .route("/api/v1/tasks", get(tasks::list))
+        .route("/api/v1/tasks", get(tasks::list).post(deploys::create))
         .route("/api/v1/tasks/claim", post(tasks::claim))
         .route("/api/v1/tasks/{id}", get(tasks::get_one))
         .route("/api/v1/tasks/{id}/heartbeat", post(tasks::heartbeat))
         .route("/api/v1/tasks/{id}/complete", post(tasks::complete))
         .route("/api/v1/tasks/{id}/fail", post(tasks::fail))
+        .route("/api/v1/tasks/{id}/merged", post(deploys::merged))
         .route("/api/v1/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(crate::http::limits::BODY_LIMIT));
     Router::new()

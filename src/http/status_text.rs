@@ -174,6 +174,13 @@ pub fn render_text(status: &Value) -> String {
             txt(&t["state"]),
             txt(&t["id"])
         ));
+        // A production deploy of a commit staging never took live (`[[pipelines]]`).
+        if t["context"]["pipeline_warning"].is_string() {
+            out.push_str(&format!(
+                "    warning: {}\n",
+                txt(&t["context"]["pipeline_warning"])
+            ));
+        }
     }
     out
 }
@@ -190,9 +197,15 @@ mod tests {
             "apps": [{"name": "api\u{1b}[2J\nFAKE", "latest": {"id": "d1", "phase": "ERROR", "commit": "aéééééééééééé", "cause": "x\ny"},
                       "last_failure": {"deployment_id": "d1", "class": "build", "failed_step": {"top_step": "build", "step": "b\u{7}"}}}],
             "firing_alerts": [{"alertname": "DeploymentFailed", "app": "a\u{9b}"}],
-            "open_tasks": [{"queue": "execution", "title": "FIX\u{1b}]0;pwned\u{7}", "state": "queued", "id": "t1"}],
+            "open_tasks": [{"queue": "execution", "title": "FIX\u{1b}]0;pwned\u{7}", "state": "queued", "id": "t1"},
+                           {"queue": "deploy", "title": "DEPLOY: PR #1", "state": "claimed", "id": "t2",
+                            "context": {"pipeline_warning": "never on staging\u{1b}[2J"}}],
         });
         let text = render_text(&doc);
+        assert!(
+            text.contains("    warning: never on staging\\e[2J"),
+            "{text}"
+        );
         assert!(!text.contains('\u{1b}'), "{text}");
         assert!(
             !text.contains('\u{7}') && !text.contains('\u{9b}'),

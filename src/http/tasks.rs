@@ -37,7 +37,7 @@ pub(super) async fn list(
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "bad_query",
-                    format!("unknown queue {s:?}; use execution, announce or e2e-test"),
+                    format!("unknown queue {s:?}; use execution, announce, e2e-test or deploy"),
                 )
             })
         })
@@ -92,7 +92,7 @@ pub(super) struct ClaimBody {
     lease_seconds: Option<u64>,
 }
 
-fn worker_ok(w: &str) -> Result<(), ApiError> {
+pub(super) fn worker_ok(w: &str) -> Result<(), ApiError> {
     if w.is_empty() || w.len() > 200 || w.chars().any(char::is_control) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -126,7 +126,7 @@ pub(super) async fn claim(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_queue",
             format!(
-                "unknown queue {:?}; use execution, announce or e2e-test",
+                "unknown queue {:?}; use execution, announce, e2e-test or deploy",
                 b.queue
             ),
         )
@@ -153,7 +153,7 @@ pub(super) struct HolderBody {
     retry: Option<bool>,
 }
 
-fn update_error(e: TaskUpdateError) -> ApiError {
+pub(super) fn update_error(e: TaskUpdateError) -> ApiError {
     match e {
         TaskUpdateError::NotFound(id) => ApiError::new(
             StatusCode::NOT_FOUND,
@@ -212,9 +212,16 @@ pub(super) async fn fail(
     let b: HolderBody = json_body(&headers, &body?)?;
     worker_ok(&b.worker)?;
     let reason = b.reason.unwrap_or_else(|| "no reason given".into());
+    // not_approved, merge_conflict, merge_failed: the follow-up is the next step, not a retry.
+    let structured = super::fail_reasons::fail_followup(&app, &id, &b.worker, &reason).await?;
     let t = app
         .store
-        .fail(&id, &b.worker, &reason, b.retry.unwrap_or(true))
+        .fail(
+            &id,
+            &b.worker,
+            &reason,
+            b.retry.unwrap_or(true) && !structured,
+        )
         .await
         .map_err(update_error)?;
     Ok(Json(t).into_response())

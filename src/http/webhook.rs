@@ -266,6 +266,9 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
                 app: view,
                 dashboard_url: cfg.dashboard_url.as_deref(),
                 check_details,
+                environment: a
+                    .app()
+                    .and_then(|name| app.config.deploy.environment_of(name)),
             },
         );
         records.push(AlertRecord {

@@ -4,6 +4,8 @@
 //! present when the configured repository is a clone), and, joined with the DigitalOcean source
 //! through `source_commit_hash`, how far the ACTIVE deployment is behind its branch.
 
+pub mod ancestry;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

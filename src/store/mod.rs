@@ -6,6 +6,7 @@
 //! both share (BIGINT milliseconds, TEXT JSON) and the few statements that must differ (the claim
 //! query, connection pragmas) branch on [`Backend`]. Each backend has its own migrations folder.
 
+mod deploys;
 mod health;
 mod ingest;
 mod leases;
@@ -14,6 +15,7 @@ pub mod sqlite_file;
 mod tasks;
 mod verifications;
 
+pub use deploys::FollowUp;
 pub use ingest::{AlertRecord, NotificationRecord};
 pub use placement::{IngestReport, PlaceOptions};
 pub use tasks::{TaskFilter, TaskUpdateError};

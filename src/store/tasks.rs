@@ -37,14 +37,14 @@ impl From<sqlx::Error> for TaskUpdateError {
     }
 }
 
-const TASK_COLUMNS: &str = "id, queue, kind, title, priority, state, dedup_key, app, context, attempts, max_attempts, \
+pub(super) const TASK_COLUMNS: &str = "id, queue, kind, title, priority, state, dedup_key, app, context, attempts, max_attempts, \
      worker, lease_expires_at, created_at, updated_at, seen_count, alert_resolved_at, closed_reason, result";
 
 fn ts(ms: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-fn task_from_row(r: &AnyRow) -> Result<Task, StoreError> {
+pub(super) fn task_from_row(r: &AnyRow) -> Result<Task, StoreError> {
     let corrupt =
         |what: &str, v: &str| StoreError::Corrupt(format!("task has unknown {what} {v:?}"));
     let queue: String = r.try_get("queue")?;
@@ -294,7 +294,7 @@ impl Store {
 
     /// One statement on PostgreSQL (the update and its history row in one CTE); the update and
     /// the history row in one transaction on SQLite. The "why not" query runs only on refusal.
-    async fn holder_update(
+    pub(super) async fn holder_update(
         &self,
         id: &str,
         worker: &str,

@@ -1,9 +1,13 @@
 //! Tasks: the units of work agents claim. This module holds the domain types; `rules` decides which
 //! tasks an alert produces, `classify` names the kind of deployment failure. All of it is free of I/O.
 
+pub mod deploy;
 pub mod episode;
+pub mod followup;
+pub mod impact;
 pub mod lifecycle;
 pub mod rules;
+pub mod settle;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,16 +17,24 @@ pub enum Queue {
     Execution,
     Announce,
     E2eTest,
+    /// Deploy tasks: an agent merges a pull request, deploywatch follows the commit to its end.
+    Deploy,
 }
 
 impl Queue {
-    pub const ALL: [Queue; 3] = [Queue::Execution, Queue::Announce, Queue::E2eTest];
+    pub const ALL: [Queue; 4] = [
+        Queue::Execution,
+        Queue::Announce,
+        Queue::E2eTest,
+        Queue::Deploy,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Queue::Execution => "execution",
             Queue::Announce => "announce",
             Queue::E2eTest => "e2e-test",
+            Queue::Deploy => "deploy",
         }
     }
 
@@ -38,10 +50,17 @@ pub enum Kind {
     Rollback,
     Announce,
     E2eTest,
+    Deploy,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Fix, Kind::Rollback, Kind::Announce, Kind::E2eTest];
+    pub const ALL: [Kind; 5] = [
+        Kind::Fix,
+        Kind::Rollback,
+        Kind::Announce,
+        Kind::E2eTest,
+        Kind::Deploy,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -49,6 +68,7 @@ impl Kind {
             Kind::Rollback => "rollback",
             Kind::Announce => "announce",
             Kind::E2eTest => "e2e-test",
+            Kind::Deploy => "deploy",
         }
     }
 
@@ -61,6 +81,7 @@ impl Kind {
             Kind::Fix | Kind::Rollback => Queue::Execution,
             Kind::Announce => Queue::Announce,
             Kind::E2eTest => Queue::E2eTest,
+            Kind::Deploy => Queue::Deploy,
         }
     }
 }

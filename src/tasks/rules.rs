@@ -126,6 +126,8 @@ pub struct PlanContext<'a> {
     pub dashboard_url: Option<&'a str>,
     /// The last result of the check an alert names (`check` label), e.g. missing tables.
     pub check_details: Option<Value>,
+    /// The app's configured environment (`[[apps]] environment`), for priority by impact.
+    pub environment: Option<&'a str>,
 }
 
 fn priority(a: &AlertInput) -> i64 {
@@ -263,10 +265,18 @@ pub fn plan(a: &AlertInput, cx: &PlanContext<'_>) -> Plan {
             Action::Fix => {
                 let key = format!("fix:{identity}");
                 if a.firing {
+                    // A fix is prioritised by where it hurts: production critical, staging high.
+                    let env = super::impact::environment(
+                        a.labels
+                            .get("environment")
+                            .or_else(|| a.labels.get("env"))
+                            .map(String::as_str),
+                        cx.environment,
+                    );
                     create.push(NewTask {
                         kind: Kind::Fix,
                         title: fix_title(a, &subject, class),
-                        priority: prio,
+                        priority: super::impact::fix_priority(env, prio),
                         dedup_key: key,
                         app: a.app().map(str::to_string),
                         context: ctx.clone(),
@@ -354,6 +364,7 @@ mod tests {
             app,
             dashboard_url: None,
             check_details: None,
+            environment: None,
         }
     }
 
@@ -498,6 +509,7 @@ mod tests {
             app: None,
             dashboard_url: None,
             check_details: None,
+            environment: None,
         };
         assert_eq!(plan(&staging, &c).create.len(), 1);
         assert_eq!(plan(&prod, &c).create.len(), 2);

@@ -2,6 +2,7 @@
 //! gauges, the notifier outbox, guarded automatic rollbacks, and the leases that make a loop run
 //! on one replica only.
 
+pub mod deploys;
 pub mod lease;
 pub mod lifecycle;
 pub mod outbox;

@@ -9,6 +9,7 @@
 mod access;
 mod architecture;
 mod demo;
+mod deploy_queue;
 mod deploy_spec;
 mod digitalocean;
 mod do_readings;
