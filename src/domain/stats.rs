@@ -234,7 +234,11 @@ mod tests {
             (0.3, 0.382_088_577_811_047_6),
         ];
         for (z, want) in table {
-            assert!(close(normal_sf(z), want, 1e-12), "sf({z}) = {}", normal_sf(z));
+            assert!(
+                close(normal_sf(z), want, 1e-12),
+                "sf({z}) = {}",
+                normal_sf(z)
+            );
         }
     }
 
@@ -244,11 +248,29 @@ mod tests {
     fn mann_whitney_matches_scipy() {
         use Alternative::*;
         let table: [(&[f64], &[f64], Alternative, f64, f64); 7] = [
-            (&[1., 2., 3., 4., 5.], &[6., 7., 8., 9., 10.], Less, 0.0, 0.006_092_890_177_672_406),
+            (
+                &[1., 2., 3., 4., 5.],
+                &[6., 7., 8., 9., 10.],
+                Less,
+                0.0,
+                0.006_092_890_177_672_406,
+            ),
             // A textbook example (no ties, one-sided, just above 5%).
-            (&[19., 22., 16., 29., 24.], &[20., 11., 17., 12.], Greater, 17.0, 0.055_673_443_266_570_206),
+            (
+                &[19., 22., 16., 29., 24.],
+                &[20., 11., 17., 12.],
+                Greater,
+                17.0,
+                0.055_673_443_266_570_206,
+            ),
             // Ties across both samples.
-            (&[1., 2., 2., 3., 3., 3., 4.], &[2., 3., 3., 4., 4., 5., 5., 6.], Less, 11.0, 0.024_942_218_489_962_94),
+            (
+                &[1., 2., 2., 3., 3., 3., 4.],
+                &[2., 3., 3., 4., 4., 5., 5., 6.],
+                Less,
+                11.0,
+                0.024_942_218_489_962_94,
+            ),
             // One noisy sample among steady latencies: not significant.
             (
                 &[0.12, 0.11, 0.13, 0.12, 0.5, 0.12, 0.11, 0.13, 0.12],
@@ -266,12 +288,22 @@ mod tests {
                 0.000_426_116_856_386_131_6,
             ),
             (&[5., 5., 5.], &[5., 5., 5., 5.], TwoSided, 6.0, 1.0),
-            (&[1.1, 2.2, 3.3, 4.4], &[0.5, 2.2, 6.0, 7.1, 8.0], TwoSided, 6.5, 0.460_558_169_227_092_8),
+            (
+                &[1.1, 2.2, 3.3, 4.4],
+                &[0.5, 2.2, 6.0, 7.1, 8.0],
+                TwoSided,
+                6.5,
+                0.460_558_169_227_092_8,
+            ),
         ];
         for (x, y, alt, u, p) in table {
             let r = mann_whitney_u(x, y, alt).unwrap();
             assert_eq!(r.u, u, "{x:?} {y:?}");
-            assert!(close(r.p_value, p, 1e-9), "{x:?} {y:?} {alt:?}: p {} want {p}", r.p_value);
+            assert!(
+                close(r.p_value, p, 1e-9),
+                "{x:?} {y:?} {alt:?}: p {} want {p}",
+                r.p_value
+            );
         }
         assert_eq!(mann_whitney_u(&[], &[1.0], Greater), None);
         assert_eq!(mann_whitney_u(&[f64::NAN], &[1.0], Greater), None);

@@ -59,7 +59,9 @@ fn has_data(i: &Inputs) -> bool {
             || !c.replicas.is_empty()
     }) || !i.probes.is_empty()
         || !i.commits.is_empty()
-        || i.queries.iter().any(|q| q.current.iter().any(|v| v.is_finite()))
+        || i.queries
+            .iter()
+            .any(|q| q.current.iter().any(|v| v.is_finite()))
 }
 
 #[cfg(test)]

@@ -14,15 +14,21 @@ use url::Url;
 /// What went wrong asking Prometheus, said so the next step is clear.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PromError {
-    #[error("the Prometheus URL {url:?} cannot be used: {reason}; set [verification] prometheus_url to http(s)://host:port")]
+    #[error(
+        "the Prometheus URL {url:?} cannot be used: {reason}; set [verification] prometheus_url to http(s)://host:port"
+    )]
     BadUrl { url: String, reason: String },
-    #[error("Prometheus at {url} did not answer the query {query:?} within {timeout:?}; check that it is up and the query is not too expensive")]
+    #[error(
+        "Prometheus at {url} did not answer the query {query:?} within {timeout:?}; check that it is up and the query is not too expensive"
+    )]
     Timeout {
         url: String,
         query: String,
         timeout: Duration,
     },
-    #[error("could not reach Prometheus at {url} for the query {query:?}: {reason}; check [verification] prometheus_url and the network")]
+    #[error(
+        "could not reach Prometheus at {url} for the query {query:?}: {reason}; check [verification] prometheus_url and the network"
+    )]
     Transport {
         url: String,
         query: String,
@@ -35,14 +41,18 @@ pub enum PromError {
         status: u16,
         message: String,
     },
-    #[error("Prometheus at {url} refused the query {query:?} ({error_type}): {message}; fix the query in [[verification.queries]]")]
+    #[error(
+        "Prometheus at {url} refused the query {query:?} ({error_type}): {message}; fix the query in [[verification.queries]]"
+    )]
     Query {
         url: String,
         query: String,
         error_type: String,
         message: String,
     },
-    #[error("Prometheus at {url} sent an answer to the query {query:?} that could not be read: {reason}")]
+    #[error(
+        "Prometheus at {url} sent an answer to the query {query:?} that could not be read: {reason}"
+    )]
     Decode {
         url: String,
         query: String,
@@ -211,7 +221,10 @@ fn endpoint(base: &Url, api_path: &str) -> Result<Url, PromError> {
         reason,
     };
     if !matches!(base.scheme(), "http" | "https") {
-        return Err(bad(format!("scheme {:?} is not http or https", base.scheme())));
+        return Err(bad(format!(
+            "scheme {:?} is not http or https",
+            base.scheme()
+        )));
     }
     let mut b = base.clone();
     b.set_query(None);
@@ -288,7 +301,8 @@ fn parse_answer(status: u16, body: &[u8]) -> Result<Vec<PromSeries>, Fault> {
             return Err(Fault::Decode(format!("not JSON ({e})")));
         }
         Err(_) => {
-            let text = String::from_utf8_lossy(&body[..body.len().min(160)]).replace(['\n', '\r'], " ");
+            let text =
+                String::from_utf8_lossy(&body[..body.len().min(160)]).replace(['\n', '\r'], " ");
             let text = if text.trim_start().starts_with('<') {
                 "an HTML error page".to_string()
             } else {
@@ -299,7 +313,10 @@ fn parse_answer(status: u16, body: &[u8]) -> Result<Vec<PromSeries>, Fault> {
     };
     if v.get("status").and_then(|s| s.as_str()) == Some("error") || !(200..300).contains(&status) {
         let kind = v.get("errorType").and_then(|e| e.as_str());
-        let msg = v.get("error").and_then(|e| e.as_str()).unwrap_or("no message");
+        let msg = v
+            .get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or("no message");
         return Err(match kind {
             Some(k) => Fault::Query(k.to_string(), msg.to_string()),
             None => Fault::Http(status, msg.to_string()),
@@ -311,7 +328,10 @@ fn parse_answer(status: u16, body: &[u8]) -> Result<Vec<PromSeries>, Fault> {
     let data = v
         .get("data")
         .ok_or_else(|| Fault::Decode("no \"data\"".into()))?;
-    let kind = data.get("resultType").and_then(|k| k.as_str()).unwrap_or("");
+    let kind = data
+        .get("resultType")
+        .and_then(|k| k.as_str())
+        .unwrap_or("");
     let result = data.get("result").unwrap_or(&serde_json::Value::Null);
     let labels = |s: &serde_json::Value| {
         s.get("metric")

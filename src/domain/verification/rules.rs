@@ -137,7 +137,8 @@ fn consecutive_non_oom(c: &ComponentInput, w: Window, rules: &Rules) -> usize {
         let mut run = 0;
         let mut last: Option<DateTime<Utc>> = None;
         for r in &restarts {
-            let oom = memory_before(c, &s.instance, r).is_some_and(|m| m >= rules.oom_memory_percent);
+            let oom =
+                memory_before(c, &s.instance, r).is_some_and(|m| m >= rules.oom_memory_percent);
             // Consecutive: this restart's previous sample is the previous restart's sample.
             let follows = last.is_some() && r.after == last;
             run = match (oom, follows) {
@@ -233,8 +234,18 @@ pub(super) fn commit_reason(commits: &[CommitReading], w: Window) -> Option<Reas
 }
 
 pub(super) fn query_reason(q: &QueryInput, rules: &Rules) -> Option<Reason> {
-    let current: Vec<f64> = q.current.iter().copied().filter(|v| v.is_finite()).collect();
-    let baseline: Vec<f64> = q.baseline.iter().copied().filter(|v| v.is_finite()).collect();
+    let current: Vec<f64> = q
+        .current
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    let baseline: Vec<f64> = q
+        .baseline
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
     if current.len() < rules.min_current_samples.max(1) {
         return None;
     }
@@ -249,7 +260,8 @@ pub(super) fn query_reason(q: &QueryInput, rules: &Rules) -> Option<Reason> {
         Limit::Max(_) => after > b,
         Limit::Min(_) => after * rules.ratio <= b && after < b,
     });
-    let enough = current.len() >= rules.min_test_samples && baseline.len() >= rules.min_test_samples;
+    let enough =
+        current.len() >= rules.min_test_samples && baseline.len() >= rules.min_test_samples;
     let (failed, test, p_value) = if enough {
         let p = mann_whitney_u(&current, &baseline, alternative).map(|r| r.p_value);
         (
@@ -280,4 +292,3 @@ pub(super) fn query_reason(q: &QueryInput, rules: &Rules) -> Option<Reason> {
         },
     })
 }
-

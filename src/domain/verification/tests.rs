@@ -128,25 +128,37 @@ fn verdicts() {
         ("no data, open", inputs(OPEN), Pending, vec![]),
         (
             "only NaN query samples are no data",
-            with(&|i| i.queries = vec![query(Latency, Limit::Max(1.0), &[], &[f64::NAN; 9])], CLOSED),
+            with(
+                &|i| i.queries = vec![query(Latency, Limit::Max(1.0), &[], &[f64::NAN; 9])],
+                CLOSED,
+            ),
             Inconclusive,
             vec![],
         ),
         (
             "crash loop: 4 restarts, memory low",
-            with(&|i| i.components = vec![component(&[1.0, 2.0, 3.0, 4.0], &[30.0; 4])], OPEN),
+            with(
+                &|i| i.components = vec![component(&[1.0, 2.0, 3.0, 4.0], &[30.0; 4])],
+                OPEN,
+            ),
             Failed,
             vec![CrashLoop],
         ),
         (
             "crash loop: restarts in two consecutive samples",
-            with(&|i| i.components = vec![component(&[0.0, 0.0, 1.0, 2.0, 2.0], &[30.0; 5])], OPEN),
+            with(
+                &|i| i.components = vec![component(&[0.0, 0.0, 1.0, 2.0, 2.0], &[30.0; 5])],
+                OPEN,
+            ),
             Failed,
             vec![CrashLoop],
         ),
         (
             "two restarts far apart are no crash loop",
-            with(&|i| i.components = vec![component(&[0.0, 1.0, 1.0, 1.0, 2.0, 2.0], &[30.0; 6])], CLOSED),
+            with(
+                &|i| i.components = vec![component(&[0.0, 1.0, 1.0, 1.0, 2.0, 2.0], &[30.0; 6])],
+                CLOSED,
+            ),
             Passed,
             vec![],
         ),
@@ -184,8 +196,10 @@ fn verdicts() {
             "oom: memory climbs to 94% then restarts",
             with(
                 &|i| {
-                    i.components =
-                        vec![component(&[0.0, 0.0, 0.0, 0.0, 1.0, 1.0], &[60.0, 75.0, 88.0, 94.0, 35.0, 45.0])]
+                    i.components = vec![component(
+                        &[0.0, 0.0, 0.0, 0.0, 1.0, 1.0],
+                        &[60.0, 75.0, 88.0, 94.0, 35.0, 45.0],
+                    )]
                 },
                 OPEN,
             ),
@@ -222,7 +236,10 @@ fn verdicts() {
         ),
         (
             "unhealthy: replicas not ready in most readings",
-            with(&|i| i.components = vec![replicas(&[2, 0, 0, 1, 0, 2])], CLOSED),
+            with(
+                &|i| i.components = vec![replicas(&[2, 0, 0, 1, 0, 2])],
+                CLOSED,
+            ),
             Failed,
             vec![Unhealthy],
         ),
@@ -240,13 +257,19 @@ fn verdicts() {
         ),
         (
             "ready in most readings passes",
-            with(&|i| i.components = vec![replicas(&[1, 2, 2, 2, 1, 2])], CLOSED),
+            with(
+                &|i| i.components = vec![replicas(&[1, 2, 2, 2, 1, 2])],
+                CLOSED,
+            ),
             Passed,
             vec![],
         ),
         (
             "probes failing in most of the window",
-            with(&|i| i.probes = probes(&[true, false, false, true, false, false]), CLOSED),
+            with(
+                &|i| i.probes = probes(&[true, false, false, true, false, false]),
+                CLOSED,
+            ),
             Failed,
             vec![Unhealthy],
         ),
@@ -276,19 +299,28 @@ fn verdicts() {
         ),
         (
             "a full SHA in upper case matches",
-            with(&|i| i.commits = commits(&["9A4DF0B8E1C2D3E4F5A6B7C8D9E0F1A2B3C4D5E6"]), CLOSED),
+            with(
+                &|i| i.commits = commits(&["9A4DF0B8E1C2D3E4F5A6B7C8D9E0F1A2B3C4D5E6"]),
+                CLOSED,
+            ),
             Passed,
             vec![],
         ),
         (
             "latency doubled past max: rank test rejects",
-            with(&|i| i.queries = vec![query(Latency, Limit::Max(0.2), &STEADY, &DOUBLED)], OPEN),
+            with(
+                &|i| i.queries = vec![query(Latency, Limit::Max(0.2), &STEADY, &DOUBLED)],
+                OPEN,
+            ),
             Failed,
             vec![LatencyRegression],
         ),
         (
             "latency doubled but under max: the ratio still counts with enough samples",
-            with(&|i| i.queries = vec![query(Latency, Limit::Max(0.5), &STEADY, &DOUBLED)], CLOSED),
+            with(
+                &|i| i.queries = vec![query(Latency, Limit::Max(0.5), &STEADY, &DOUBLED)],
+                CLOSED,
+            ),
             Failed,
             vec![LatencyRegression],
         ),
@@ -306,43 +338,92 @@ fn verdicts() {
         ),
         (
             "one noisy sample among steady ones cannot fail a release",
-            with(&|i| i.queries = vec![query(Latency, Limit::Max(0.2), &STEADY, &noisy)], CLOSED),
+            with(
+                &|i| i.queries = vec![query(Latency, Limit::Max(0.2), &STEADY, &noisy)],
+                CLOSED,
+            ),
             Passed,
             vec![],
         ),
         (
             "a single huge sample cannot fail a release",
-            with(&|i| i.queries = vec![query(Latency, Limit::Max(0.2), &STEADY, &[9.0])], CLOSED),
+            with(
+                &|i| i.queries = vec![query(Latency, Limit::Max(0.2), &STEADY, &[9.0])],
+                CLOSED,
+            ),
             Passed,
             vec![],
         ),
         (
             "few samples: 3x the baseline median and past max",
-            with(&|i| i.queries = vec![query(Latency, Limit::Max(0.2), &[0.1, 0.1, 0.11], &[0.3, 0.31, 0.29])], OPEN),
+            with(
+                &|i| {
+                    i.queries = vec![query(
+                        Latency,
+                        Limit::Max(0.2),
+                        &[0.1, 0.1, 0.11],
+                        &[0.3, 0.31, 0.29],
+                    )]
+                },
+                OPEN,
+            ),
             Failed,
             vec![LatencyRegression],
         ),
         (
             "few samples: 3x the baseline but under max",
-            with(&|i| i.queries = vec![query(Latency, Limit::Max(0.5), &[0.1, 0.1, 0.11], &[0.3, 0.31, 0.29])], CLOSED),
+            with(
+                &|i| {
+                    i.queries = vec![query(
+                        Latency,
+                        Limit::Max(0.5),
+                        &[0.1, 0.1, 0.11],
+                        &[0.3, 0.31, 0.29],
+                    )]
+                },
+                CLOSED,
+            ),
             Passed,
             vec![],
         ),
         (
             "few samples: past max but near the baseline (it was already there)",
-            with(&|i| i.queries = vec![query(Latency, Limit::Max(0.2), &[0.25, 0.26, 0.24], &[0.27, 0.28, 0.26])], CLOSED),
+            with(
+                &|i| {
+                    i.queries = vec![query(
+                        Latency,
+                        Limit::Max(0.2),
+                        &[0.25, 0.26, 0.24],
+                        &[0.27, 0.28, 0.26],
+                    )]
+                },
+                CLOSED,
+            ),
             Passed,
             vec![],
         ),
         (
             "error rate from zero to 5% past a 1% max",
-            with(&|i| i.queries = vec![query(ErrorRate, Limit::Max(0.01), &[0.0; 10], &[0.05, 0.04, 0.06, 0.05, 0.05, 0.07, 0.04, 0.05, 0.06, 0.05])], OPEN),
+            with(
+                &|i| {
+                    i.queries = vec![query(
+                        ErrorRate,
+                        Limit::Max(0.01),
+                        &[0.0; 10],
+                        &[0.05, 0.04, 0.06, 0.05, 0.05, 0.07, 0.04, 0.05, 0.06, 0.05],
+                    )]
+                },
+                OPEN,
+            ),
             Failed,
             vec![ErrorRateRegression],
         ),
         (
             "no baseline: the limit alone, over enough samples",
-            with(&|i| i.queries = vec![query(ErrorRate, Limit::Max(0.01), &[], &[0.05, 0.04, 0.06])], OPEN),
+            with(
+                &|i| i.queries = vec![query(ErrorRate, Limit::Max(0.01), &[], &[0.05, 0.04, 0.06])],
+                OPEN,
+            ),
             Failed,
             vec![ErrorRateRegression],
         ),
@@ -377,7 +458,12 @@ fn reasons_carry_their_numbers() {
         &[0.0, 0.0, 0.0, 0.0, 1.0],
         &[60.0, 75.0, 88.0, 94.0, 35.0],
     )];
-    i.queries = vec![query(QueryKind::Latency, Limit::Max(0.2), &STEADY, &DOUBLED)];
+    i.queries = vec![query(
+        QueryKind::Latency,
+        Limit::Max(0.2),
+        &STEADY,
+        &DOUBLED,
+    )];
     let v = judge(&i, &Rules::default());
     assert_eq!(v.result, VerdictResult::Failed);
     assert_eq!(
@@ -406,13 +492,19 @@ fn reasons_carry_their_numbers() {
     assert_eq!(test, RegressionTest::MannWhitneyU);
     assert!(p_value.is_some_and(|p| p < 0.001), "{p_value:?}");
     let s = v.reasons[1].summary();
-    assert!(s.contains("0.11") && s.contains("0.225") && s.contains("max 0.2"), "{s}");
+    assert!(
+        s.contains("0.11") && s.contains("0.225") && s.contains("max 0.2"),
+        "{s}"
+    );
     // The evidence is stored as JSON with the reason's name.
     let json = serde_json::to_value(&v).unwrap();
     assert_eq!(json["result"], "failed");
     assert_eq!(json["reasons"][0]["kind"], "oom");
     assert_eq!(json["reasons"][0]["evidence"]["type"], "oom");
-    assert_eq!(ReasonKind::ErrorRateRegression.as_str(), "error_rate_regression");
+    assert_eq!(
+        ReasonKind::ErrorRateRegression.as_str(),
+        "error_rate_regression"
+    );
     assert!(VerdictResult::Passed.is_final() && !VerdictResult::Pending.is_final());
 }
 

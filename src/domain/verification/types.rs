@@ -314,4 +314,3 @@ pub struct Verdict {
     pub result: VerdictResult,
     pub reasons: Vec<Reason>,
 }
-

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use url::Url;
 
 use super::client::Client;
-use super::errors::{DoError, next_page_url, parse_deployment_envelope, seg, tail_lines, without_url};
+use super::errors::{
+    DoError, next_page_url, parse_deployment_envelope, seg, tail_lines, without_url,
+};
 use super::types::{
     self, AppHealth, AppInstance, AppMetric, Deployment, JobInvocation, LogsResponse, MetricMatrix,
 };

@@ -33,7 +33,12 @@ async fn fake(Query(q): Params) -> axum::response::Response {
         q.get("step").cloned().unwrap_or_default()
     );
     let json = |v: serde_json::Value| {
-        (StatusCode::OK, [("content-type", "application/json")], v.to_string()).into_response()
+        (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            v.to_string(),
+        )
+            .into_response()
     };
     match q.get("query").map(String::as_str).unwrap_or("") {
         "up" => json(serde_json::json!({"status": "success", "data": {"resultType": "matrix", "result": [
@@ -80,17 +85,31 @@ async fn range_and_instant_queries_read_prometheus_answers() {
         .query_range(&base, "up", t(0), t(90), Duration::from_secs(30))
         .await
         .unwrap();
-    assert_eq!(samples, vec![0.1, 0.2, f64::INFINITY, 3.0], "NaN is no data");
+    assert_eq!(
+        samples,
+        vec![0.1, 0.2, f64::INFINITY, 3.0],
+        "NaN is no data"
+    );
 
-    let v = c.query(&base, "sum(rate(x[5m])) by (le)", t(0)).await.unwrap();
+    let v = c
+        .query(&base, "sum(rate(x[5m])) by (le)", t(0))
+        .await
+        .unwrap();
     assert_eq!(v, vec![0.05]);
     assert_eq!(c.query(&base, "one", t(0)).await.unwrap(), vec![42.0]);
     assert!(c.query(&base, "nothing", t(0)).await.unwrap().is_empty());
 
     // The free function is the same call with its own client.
-    let free = query_range(&base, "up", t(0), t(90), Duration::from_secs(30), Duration::from_secs(1))
-        .await
-        .unwrap();
+    let free = query_range(
+        &base,
+        "up",
+        t(0),
+        t(90),
+        Duration::from_secs(30),
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
     assert_eq!(free.len(), 4);
 }
 
@@ -109,16 +128,25 @@ async fn errors_name_the_url_and_the_query() {
     };
 
     let e = ask("bad").await;
-    assert!(matches!(e, PromError::Query { ref error_type, .. } if error_type == "bad_data"), "{e:?}");
+    assert!(
+        matches!(e, PromError::Query { ref error_type, .. } if error_type == "bad_data"),
+        "{e:?}"
+    );
     let e = ask("html").await;
-    assert!(matches!(e, PromError::Http { status: 502, ref message, .. } if message == "an HTML error page"), "{e:?}");
+    assert!(
+        matches!(e, PromError::Http { status: 502, ref message, .. } if message == "an HTML error page"),
+        "{e:?}"
+    );
     let e = ask("slow").await;
     assert!(matches!(e, PromError::Timeout { .. }), "{e:?}");
     let e = ask("weird").await;
     assert!(matches!(e, PromError::Decode { .. }), "{e:?}");
     for e in [ask("bad").await, ask("slow").await] {
         let m = e.to_string();
-        assert!(m.contains(&base.as_str().trim_end_matches('/').to_string()), "{m}");
+        assert!(
+            m.contains(&base.as_str().trim_end_matches('/').to_string()),
+            "{m}"
+        );
         assert!(m.contains("\"bad\"") || m.contains("\"slow\""), "{m}");
     }
 
@@ -134,7 +162,13 @@ async fn errors_name_the_url_and_the_query() {
     assert!(e.to_string().contains("prometheus_url"), "{e}");
 
     let e = c
-        .query_range(&Url::parse("ftp://x").unwrap(), "up", t(0), t(60), Duration::from_secs(15))
+        .query_range(
+            &Url::parse("ftp://x").unwrap(),
+            "up",
+            t(0),
+            t(60),
+            Duration::from_secs(15),
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, PromError::BadUrl { .. }), "{e:?}");
@@ -143,27 +177,45 @@ async fn errors_name_the_url_and_the_query() {
 #[test]
 fn answers_parse_without_a_server() {
     let table: [(u16, &str, Result<usize, &str>); 6] = [
-        (200, r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#, Ok(0)),
-        (200, r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"-Inf"]}]}}"#, Ok(1)),
-        (422, r#"{"status":"error","errorType":"execution","error":"query timed out"}"#, Err("query")),
+        (
+            200,
+            r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#,
+            Ok(0),
+        ),
+        (
+            200,
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"-Inf"]}]}}"#,
+            Ok(1),
+        ),
+        (
+            422,
+            r#"{"status":"error","errorType":"execution","error":"query timed out"}"#,
+            Err("query"),
+        ),
         (503, "Service Unavailable", Err("http")),
         (200, "{", Err("decode")),
         (200, r#"{"status":"success"}"#, Err("decode")),
     ];
     for (status, body, want) in table {
-        let got = parse_answer(status, body.as_bytes()).map(|s| s.len()).map_err(|f| match f {
-            Fault::Http(..) => "http",
-            Fault::Query(..) => "query",
-            Fault::Decode(..) => "decode",
-        });
+        let got = parse_answer(status, body.as_bytes())
+            .map(|s| s.len())
+            .map_err(|f| match f {
+                Fault::Http(..) => "http",
+                Fault::Query(..) => "query",
+                Fault::Decode(..) => "decode",
+            });
         assert_eq!(got, want, "{status} {body}");
     }
     assert_eq!(
-        endpoint(&Url::parse("http://h:9090").unwrap(), "api/v1/query").unwrap().as_str(),
+        endpoint(&Url::parse("http://h:9090").unwrap(), "api/v1/query")
+            .unwrap()
+            .as_str(),
         "http://h:9090/api/v1/query"
     );
     assert_eq!(
-        endpoint(&Url::parse("http://h/prom?x=1").unwrap(), "api/v1/query").unwrap().as_str(),
+        endpoint(&Url::parse("http://h/prom?x=1").unwrap(), "api/v1/query")
+            .unwrap()
+            .as_str(),
         "http://h/prom/api/v1/query"
     );
 }

@@ -151,7 +151,10 @@ pub fn parse_metric_matrix(body: &[u8]) -> Result<MetricMatrix, String> {
     if let Some(s) = v.get("status").and_then(|s| s.as_str())
         && s != "success"
     {
-        let msg = v.get("error").and_then(|e| e.as_str()).unwrap_or("no message");
+        let msg = v
+            .get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or("no message");
         return Err(format!("status {s:?}: {msg}"));
     }
     let data = v.get("data").unwrap_or(&serde_json::Value::Null);
@@ -205,7 +208,10 @@ pub fn parse_metric_matrix(body: &[u8]) -> Result<MetricMatrix, String> {
 
 impl MetricMatrix {
     /// The series of one component (all when the answer carries no component label).
-    pub fn of_component<'a>(&'a self, component: &'a str) -> impl Iterator<Item = &'a MetricSeries> {
+    pub fn of_component<'a>(
+        &'a self,
+        component: &'a str,
+    ) -> impl Iterator<Item = &'a MetricSeries> {
         self.series
             .iter()
             .filter(move |s| s.component.as_deref().is_none_or(|c| c == component))
@@ -314,10 +320,7 @@ pub fn parse_job_invocations_page(
 /// `GET …/job-invocations/{id}`: one object per the schema, a one-element list in the example.
 pub fn parse_job_invocation(body: &[u8]) -> Result<Option<JobInvocation>, serde_json::Error> {
     let v: serde_json::Value = serde_json::from_slice(body)?;
-    Ok(invocations(v.get("job_invocation"))
-        .0
-        .into_iter()
-        .next())
+    Ok(invocations(v.get("job_invocation")).0.into_iter().next())
 }
 
 /// `GET …/deployments` with its paging link, each deployment read tolerantly.
@@ -425,7 +428,12 @@ mod tests {
                     m.dropped,
                 )
             });
-            assert_eq!(got.map_err(|_| ()), want, "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                got.map_err(|_| ()),
+                want,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 
@@ -458,7 +466,10 @@ mod tests {
         let one = parse_job_invocation(&fixture("apps_get_job_invocation.json"))
             .unwrap()
             .unwrap();
-        assert_eq!(one.id.as_deref(), Some("ba32b134-569c-4c0c-ba02-8ffdb0492ece"));
+        assert_eq!(
+            one.id.as_deref(),
+            Some("ba32b134-569c-4c0c-ba02-8ffdb0492ece")
+        );
         assert_eq!(one.trigger_type(), Some("SCHEDULED"));
         let obj = br#"{"job_invocation": {"id": "x", "job_name": "migrate", "phase": "FAILED", "started_at": "0001-01-01T00:00:00Z"}}"#;
         let one = parse_job_invocation(obj).unwrap().unwrap();
@@ -488,12 +499,18 @@ mod tests {
             "links": {"pages": {"next": "http://x/v2/apps/1/deployments?page=2"}}}"#;
         let (d, skipped, next) = parse_deployments_with_next(body).unwrap();
         assert_eq!((d.len(), skipped), (1, 1));
-        assert_eq!(next.as_deref(), Some("http://x/v2/apps/1/deployments?page=2"));
+        assert_eq!(
+            next.as_deref(),
+            Some("http://x/v2/apps/1/deployments?page=2")
+        );
     }
 
     #[test]
     fn metric_paths() {
         let paths: Vec<&str> = AppMetric::ALL.iter().map(|m| m.path()).collect();
-        assert_eq!(paths, ["restart_count", "cpu_percentage", "memory_percentage"]);
+        assert_eq!(
+            paths,
+            ["restart_count", "cpu_percentage", "memory_percentage"]
+        );
     }
 }
