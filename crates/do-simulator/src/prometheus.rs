@@ -162,7 +162,7 @@ fn parse_step_ms(v: Option<&String>) -> Option<i64> {
     (ms.is_finite() && ms >= 1.0).then_some(ms as i64)
 }
 
-fn success(result_type: &str, result: Value) -> Response {
+fn success(result_type: &str, result: &Value) -> Response {
     axum::Json(json!({"status": "success", "data": {"resultType": result_type, "result": result}}))
         .into_response()
 }
@@ -199,7 +199,7 @@ fn answer_range(sim: &Simulator, q: &Params) -> Response {
     }
     let s = lock(&sim.state);
     let Some(script) = s.prom_series.get(query) else {
-        return success("matrix", json!([]));
+        return success("matrix", &json!([]));
     };
     let switch = script.switch_time(&s);
     let mut values = Vec::new();
@@ -210,11 +210,11 @@ fn answer_range(sim: &Simulator, q: &Params) -> Response {
         t += chrono::Duration::milliseconds(step);
     }
     if values.is_empty() {
-        return success("matrix", json!([]));
+        return success("matrix", &json!([]));
     }
     success(
         "matrix",
-        json!([{"metric": labels(query), "values": values}]),
+        &json!([{"metric": labels(query), "values": values}]),
     )
 }
 
@@ -233,12 +233,12 @@ fn answer_instant(sim: &Simulator, q: &Params) -> Response {
     };
     let s = lock(&sim.state);
     let Some(script) = s.prom_series.get(query) else {
-        return success("vector", json!([]));
+        return success("vector", &json!([]));
     };
     let v = script.value_at(t, script.switch_time(&s));
     success(
         "vector",
-        json!([{"metric": labels(query), "value": [wire(t), format!("{v}")]}]),
+        &json!([{"metric": labels(query), "value": [wire(t), format!("{v}")]}]),
     )
 }
 
