@@ -26,6 +26,7 @@ mod probes;
 mod process;
 mod replicas;
 mod rollback;
+mod runtime;
 mod stack;
 mod startup_order;
 mod trust;

@@ -9,7 +9,10 @@
 //! deploywatch's production library does not link this crate except through its `demo` command.
 
 mod faults;
+mod prometheus;
 mod routes;
+mod runtime;
+mod runtime_routes;
 mod scripts;
 mod state;
 
@@ -45,6 +48,7 @@ impl Simulator {
                 next_id: 1,
                 failing_list_page: None,
                 valid_token: None,
+                prom_series: HashMap::new(),
             })),
         }
     }
@@ -217,3 +221,5 @@ fn prefix(s: &str, n: usize) -> &str {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_runtime;

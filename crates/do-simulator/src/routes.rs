@@ -37,13 +37,15 @@ impl Simulator {
             .route("/v2/apps/{app_id}/rollback/revert", post(revert_rollback))
             .route("/sim/logs/{dep_id}/{kind}", get(log_file))
             .route("/sim/apps/{name}/health/{which}", get(app_health))
+            .merge(crate::runtime_routes::routes())
+            .merge(crate::prometheus::routes())
             .fallback(|| async { not_found("route") })
             .layer(axum::middleware::map_response(ratelimit_headers))
             .with_state(self.clone())
     }
 }
 
-fn ok_json(v: Value) -> Response {
+pub(crate) fn ok_json(v: Value) -> Response {
     (
         StatusCode::OK,
         [("ratelimit-limit", "5000"), ("ratelimit-remaining", "4999")],
@@ -52,7 +54,7 @@ fn ok_json(v: Value) -> Response {
         .into_response()
 }
 
-fn not_found(what: &str) -> Response {
+pub(crate) fn not_found(what: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
         Json(json!({"id": "not_found", "message": format!("{what} not found")})),
@@ -125,30 +127,59 @@ async fn list_deployments(
     State(sim): State<Simulator>,
     headers: HeaderMap,
     Path(app_id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
     if let Err(r) = sim.gate(&headers, "/v2/apps/{id}/deployments").await {
         return r;
     }
-    let per_page: usize = q
-        .get("per_page")
+    let param = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let per_page: usize = param("per_page")
         .and_then(|v| v.parse().ok())
         .unwrap_or(20)
         .clamp(1, 200);
+    let page: usize = param("page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let types: Vec<&str> = pairs
+        .iter()
+        .filter(|(n, _)| n == "deployment_types")
+        .map(|(_, v)| v.as_str())
+        .collect();
     let s = lock(&sim.state);
     let now = Utc::now();
     let Some(a) = s.apps.iter().find(|a| a.id == app_id) else {
         return not_found("app");
     };
     let active_id = a.active(now, s.step).map(|d| d.id.clone());
-    let deps: Vec<Value> = a
-        .deployments
+    // The simulator's own GIT_PUSH cause is godo's DEPLOY_ON_PUSH.
+    let wanted = |d: &&SimDeployment| {
+        types.is_empty()
+            || types.iter().any(|t| {
+                *t == d.cause_type || (*t == "DEPLOY_ON_PUSH" && d.cause_type == "GIT_PUSH")
+            })
+    };
+    let matching: Vec<&SimDeployment> = a.deployments.iter().filter(wanted).collect();
+    let deps: Vec<Value> = matching
         .iter()
+        .skip((page - 1) * per_page)
         .take(per_page)
         .map(|d| d.to_json(a, now, s.step, Some(&d.id) != active_id.as_ref()))
         .collect();
+    let mut pages = json!({});
+    if page * per_page < matching.len() {
+        let filter: String = types
+            .iter()
+            .map(|t| format!("&deployment_types={t}"))
+            .collect();
+        pages["next"] = json!(format!(
+            "{}/v2/apps/{app_id}/deployments?page={}&per_page={per_page}{filter}",
+            s.base_url,
+            page + 1
+        ));
+    }
     ok_json(
-        json!({"deployments": deps, "links": {"pages": {}}, "meta": {"total": a.deployments.len()}}),
+        json!({"deployments": deps, "links": {"pages": pages}, "meta": {"total": matching.len()}}),
     )
 }
 

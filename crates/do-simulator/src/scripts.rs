@@ -20,6 +20,25 @@ pub enum Script {
     Cancel,
     /// Stays in DEPLOYING.
     Stuck,
+    /// Goes ACTIVE, then every instance restarts once a step: replicas never ready, the
+    /// `RUN_RESTARTED` log shows the panics.
+    CrashLoop,
+    /// Goes ACTIVE, then memory climbs ten points a step towards 95% and the instances are
+    /// OOM-killed every six steps (restarts, `OOMKilled` in the `RUN_RESTARTED` log).
+    MemoryLeak,
+    /// Goes ACTIVE and is healthy by DigitalOcean's numbers; the regression shows in the fake
+    /// Prometheus series scripted with `Simulator::script_query_on_regression`.
+    LatencyRegression,
+    /// Its PRE_DEPLOY job `migrate` fails: the job invocation ends FAILED and the deployment ERROR
+    /// with the job's step failed.
+    FailingPreDeployJob,
+}
+
+impl Script {
+    /// Scripts that run a PRE_DEPLOY job (`migrate`) before the service.
+    pub(crate) fn has_pre_deploy_job(self) -> bool {
+        self == Script::FailingPreDeployJob
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +77,17 @@ impl SimDeployment {
         match self.script {
             Script::Cancel if k >= 2 => ("CANCELED", Some(at(2))),
             Script::BuildFailure if k >= 3 => ("ERROR", Some(at(3))),
-            Script::HealthCheckFailure if k >= 5 => ("ERROR", Some(at(5))),
-            Script::Success if k >= 5 => ("ACTIVE", Some(at(5))),
+            Script::HealthCheckFailure | Script::FailingPreDeployJob if k >= 5 => {
+                ("ERROR", Some(at(5)))
+            }
+            Script::Success
+            | Script::CrashLoop
+            | Script::MemoryLeak
+            | Script::LatencyRegression
+                if k >= 5 =>
+            {
+                ("ACTIVE", Some(at(5)))
+            }
             _ if k < 1 => ("PENDING_BUILD", None),
             _ if k < 3 => ("BUILDING", None),
             Script::Stuck => ("DEPLOYING", None),
@@ -100,7 +128,21 @@ impl SimDeployment {
             };
         let build_fails =
             matches!(self.script, Script::BuildFailure) || (self.script == Script::Cancel);
-        let deploy_fails = self.script == Script::HealthCheckFailure;
+        let deploy_fails = matches!(
+            self.script,
+            Script::HealthCheckFailure | Script::FailingPreDeployJob
+        );
+        let (deploy_code, deploy_msg) = if self.script.has_pre_deploy_job() {
+            (
+                "PreDeployJobFailed",
+                "pre-deploy job migrate exited with code 1",
+            )
+        } else {
+            (
+                "DeployHealthChecksFailed",
+                "readiness probe failed: GET /health/ready returned 503",
+            )
+        };
         let (b_init, bi_s, bi_e) = status(1, 2, false);
         let (b_comp, bc_s, bc_e) = status(2, 3, build_fails);
         let (build, b_s, b_e) = status(1, 3, build_fails);
@@ -162,25 +204,24 @@ impl SimDeployment {
                         d_comp,
                         dc_s.clone(),
                         dc_e.clone(),
-                        json!([
-                            {"name": "web", "status": d_comp.as_str(), "component_name": "web", "steps": [
-                                {"name": "deploy", "status": if d_comp == StepStatus::Pending { "PENDING" } else { "SUCCESS" }, "component_name": "web", "message_base": "Deploying service"},
-                                {"name": "wait", "status": d_comp.as_str(), "component_name": "web", "message_base": "Waiting for service",
-                                 "reason": reason(d_comp, "DeployHealthChecksFailed", "readiness probe failed: GET /health/ready returned 503")}
-                            ]}
-                        ]),
-                        reason(
-                            d_comp,
-                            "DeployHealthChecksFailed",
-                            "readiness probe failed: GET /health/ready returned 503"
-                        )
+                        if self.script.has_pre_deploy_job() {
+                            json!([
+                                {"name": "migrate", "status": d_comp.as_str(), "component_name": "migrate", "message_base": "Running pre-deploy job",
+                                 "reason": reason(d_comp, deploy_code, deploy_msg)}
+                            ])
+                        } else {
+                            json!([
+                                {"name": "web", "status": d_comp.as_str(), "component_name": "web", "steps": [
+                                    {"name": "deploy", "status": if d_comp == StepStatus::Pending { "PENDING" } else { "SUCCESS" }, "component_name": "web", "message_base": "Deploying service"},
+                                    {"name": "wait", "status": d_comp.as_str(), "component_name": "web", "message_base": "Waiting for service",
+                                     "reason": reason(d_comp, deploy_code, deploy_msg)}
+                                ]}
+                            ])
+                        },
+                        reason(d_comp, deploy_code, deploy_msg)
                     ),
                 ]),
-                reason(
-                    deploy,
-                    "DeployHealthChecksFailed",
-                    "readiness probe failed: GET /health/ready returned 503"
-                )
+                reason(deploy, deploy_code, deploy_msg)
             ),
         ]);
         let count = |want: StepStatus| {
@@ -189,10 +230,18 @@ impl SimDeployment {
                 .filter(|s| **s == want)
                 .count()
         };
+        let mut spec = app.spec_json();
+        let mut jobs = json!([]);
+        if self.script.has_pre_deploy_job() {
+            spec["jobs"] =
+                json!([{"name": "migrate", "kind": "PRE_DEPLOY", "run_command": "bin/migrate"}]);
+            jobs = json!([{"name": "migrate", "source_commit_hash": self.commit}]);
+        }
         json!({
             "id": self.id,
-            "spec": app.spec_json(),
+            "spec": spec,
             "services": [{"name": "web", "source_commit_hash": self.commit}],
+            "jobs": jobs,
             "phase_last_updated_at": ended.map(ts).unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
             "created_at": ts(self.created),
             "updated_at": ts(ended_at.max(self.created)),
@@ -229,6 +278,14 @@ impl SimDeployment {
                 lines.push("[web] listening on :8080".into());
                 lines.push("[web] GET /health/ready 503 (database: relation \"match_records\" does not exist)".into());
                 lines.push("ERROR failed health checks after 3 attempts".into());
+            }
+            (Script::FailingPreDeployJob, "DEPLOY") => {
+                lines.push("[migrate] running migration 0042_add_match_scores".into());
+                lines.push(
+                    "[migrate] ERROR: column \"score\" of relation \"match_records\" does not exist"
+                        .into(),
+                );
+                lines.push("[migrate] migration failed; pre-deploy job exited with code 1".into());
             }
             _ => lines.push("[build] build complete".into()),
         }

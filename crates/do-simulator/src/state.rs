@@ -50,6 +50,8 @@ pub(crate) struct SimState {
     pub(crate) failing_list_page: Option<usize>,
     /// When set, only this bearer token is accepted (else any non-empty one).
     pub(crate) valid_token: Option<String>,
+    /// The fake Prometheus' scripted series, by query.
+    pub(crate) prom_series: HashMap<String, crate::prometheus::PromScript>,
 }
 
 pub(crate) fn lock(m: &Mutex<SimState>) -> std::sync::MutexGuard<'_, SimState> {

@@ -58,7 +58,8 @@ impl Client {
             kind.path(),
             seg(app_id),
             start.timestamp(),
-            end.timestamp()
+            // Whole seconds on the wire: round the end up so the latest samples are inside.
+            end.timestamp() + i64::from(end.timestamp_subsec_nanos() > 0)
         );
         if let Some(c) = component {
             path.push_str(&format!("&app_component={}", seg(c)));

@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::deployment::{Deployment, Links};
 use super::time::de_time;
+use crate::domain::verification::InstanceSeries;
 
 /// A number sent as a JSON number or as a numeric string; anything else (or a non-finite value)
 /// reads as unset.
@@ -218,6 +219,23 @@ impl MetricMatrix {
     }
 }
 
+impl MetricMatrix {
+    /// One component's series as the verdict takes them (named by instance; an unnamed one by
+    /// its position).
+    pub fn instance_series(&self, component: &str) -> Vec<InstanceSeries> {
+        self.of_component(component)
+            .enumerate()
+            .map(|(i, s)| InstanceSeries {
+                instance: s
+                    .instance
+                    .clone()
+                    .unwrap_or_else(|| format!("{component}-{i}")),
+                points: s.points.clone(),
+            })
+            .collect()
+    }
+}
+
 /// `GET /v2/apps/{id}/instances`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct AppInstance {
@@ -399,6 +417,9 @@ mod tests {
         assert!((s.points[3].1 - 32.016214285714285).abs() < 1e-12);
         assert_eq!(m.of_component("sample-application").count(), 1);
         assert_eq!(m.of_component("other").count(), 0);
+        let v = m.instance_series("sample-application");
+        assert_eq!(v[0].instance, "sample-application-0");
+        assert_eq!(v[0].points.len(), 4);
     }
 
     #[test]
