@@ -8,6 +8,7 @@ pub mod files;
 pub mod plan;
 pub mod push;
 pub mod script;
+pub mod warnings;
 pub mod watchers;
 
 use std::path::{Path, PathBuf};

@@ -9,7 +9,8 @@ use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
 use super::files::{StateDir, now};
-use super::plan::{behind_warning, deploy_warnings, expired, pushed_refs, triggers};
+use super::plan::{expired, pushed_refs, triggers};
+use super::warnings::{behind_warning, deploy_warnings};
 use super::watchers::{self, WatchArgs};
 use crate::cli::exit::EXIT_OK;
 

@@ -197,7 +197,7 @@ pub async fn run(req: Request) -> anyhow::Result<i32> {
         }
         let base = match &src {
             Source::Direct { apps, .. } if following.is_none() => {
-                Duration::from_millis((apps.len() as u64 * 500).clamp(2000, 15000))
+                Duration::from_millis((apps.len() as u64 * 500).clamp(1000, 15000))
             }
             _ => Duration::from_secs(1),
         };
