@@ -487,3 +487,54 @@ async fn watch_commit_through_a_server_with_verify() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pre_push_warns_of_a_failed_deployment_and_stop_ends_a_waiting_watcher() {
+    let sim = SimBuilder::new()
+        .step(STEP)
+        .app("api", OLD)
+        .script(
+            "api",
+            "1111111111111111111111111111111111111111",
+            Script::BuildFailure,
+        )
+        .start()
+        .await;
+    // The failed deployment has ended (three steps).
+    tokio::time::sleep(STEP * 4).await;
+    let r = Repos::new();
+    let (code, out, err) = r.dw(&["hooks", "install", "--watch-timeout", "120"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let sha = r.commit("waits");
+    let (code, out, _) = push(&r, &["origin", "main"], &sim_env(&sim.url));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("the latest deployment of api of commit 111111111111 failed"),
+        "{out}"
+    );
+    // Nothing deploys the commit: the watcher waits until stopped.
+    let pid = until("a running watcher", Duration::from_secs(10), || async {
+        let s = r.status_of(&sha);
+        let pid = s
+            .as_ref()
+            .filter(|s| s["state"] == "running")
+            .and_then(|s| s["pid"].as_u64());
+        seen(pid.is_some() && !r.files(".pid").is_empty(), pid)
+    })
+    .await
+    .unwrap();
+    assert!(PathBuf::from(format!("/proc/{pid}")).exists());
+    let (code, out, err) = r.dw(&["hooks", "stop"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("stopped watcher"), "{out}");
+    let s = r.finished(&sha, Duration::from_secs(10)).await;
+    assert_eq!(s["state"], "stopped", "{s}");
+    assert!(
+        r.files(".lock").is_empty() && r.files(".pid").is_empty(),
+        "{:?}",
+        r.files("")
+    );
+    let (code, out, _) = r.dw(&["hooks", "stop"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("no running watchers"), "{out}");
+}
