@@ -144,6 +144,11 @@ async fn a_pushed_commit_is_watched_to_its_deployment_then_listed_and_cleaned() 
     let (code, out, err) = r.dw(&["hooks", "install", "--watch-timeout", "60"]);
     assert_eq!(code, 0, "{out}{err}");
     let sha = r.commit("feature");
+    // Locks left by watchers that died (a PID nothing runs as): taken over, and cleaned up.
+    let dead = "4194303\n";
+    std::fs::write(r.state().join(format!("{sha}.lock")), dead).unwrap();
+    let other = "abcdef0123456789abcdef0123456789abcdef01";
+    std::fs::write(r.state().join(format!("{other}.lock")), dead).unwrap();
     let (code, out, took) = push(&r, &["origin", "main"], &sim_env(&sim.url));
     assert_eq!(code, 0, "the push goes through: {out}");
     assert!(
@@ -168,7 +173,8 @@ async fn a_pushed_commit_is_watched_to_its_deployment_then_listed_and_cleaned() 
     );
     let last: Value = serde_json::from_str(s["last_line"].as_str().unwrap()).unwrap();
     assert_eq!(last["outcome"], "success", "{last}");
-    assert!(r.files(".lock").is_empty() && r.files(".pid").is_empty());
+    assert_eq!(r.files(".lock"), [format!("{other}.lock")]);
+    assert!(r.files(".pid").is_empty());
 
     let (code, out, _) = r.dw(&["hooks", "status"]);
     assert_eq!(code, 0);
@@ -184,6 +190,7 @@ async fn a_pushed_commit_is_watched_to_its_deployment_then_listed_and_cleaned() 
     let (code, out, _) = r.dw(&["hooks", "cleanup"]);
     assert_eq!(code, 0);
     assert!(r.status_of(&sha).is_some(), "a fresh status stays: {out}");
+    assert!(r.files(".lock").is_empty(), "the stale lock is gone: {out}");
     let (code, _, _) = r.dw(&["hooks", "cleanup", "--all"]);
     assert_eq!(code, 0);
     assert!(r.status_of(&sha).is_none(), "{:?}", r.files(""));
