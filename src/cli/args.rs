@@ -60,8 +60,17 @@ pub enum Command {
         #[arg(long)]
         app: Option<String>,
         /// The deployment to follow (default: the one in progress, else the latest).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "commit")]
         deployment: Option<String>,
+        /// Wait for the deployment of this commit (a SHA, 7 to 40 hex digits), even before it
+        /// exists; without --app, across apps. A later deployment that contains the commit counts
+        /// when run inside a git repository that knows both.
+        #[arg(long)]
+        commit: Option<String>,
+        /// With --commit: also wait for the post-deploy verdict a deploywatch server reports
+        /// (exit 1 when it failed).
+        #[arg(long, requires = "commit")]
+        verify: bool,
         /// Give up after this many seconds (exit 124).
         #[arg(long, default_value_t = 1800)]
         timeout: u64,
@@ -96,6 +105,12 @@ pub enum Command {
     Completions {
         /// The shell to complete for.
         shell: clap_complete::Shell,
+    },
+    /// Git hooks: a pre-push warning that never blocks, and a background `watch --commit` after
+    /// each push, with its status under .git/deploywatch/.
+    Hooks {
+        #[command(subcommand)]
+        action: crate::cli::hooks::HookAction,
     },
     /// Print the man page in roff (e.g. `deploywatch man | man -l -`).
     Man,

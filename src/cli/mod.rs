@@ -14,6 +14,7 @@ mod args;
 pub mod client;
 pub mod demo;
 pub mod exit;
+pub mod hooks;
 mod table;
 pub mod watch;
 
@@ -71,19 +72,33 @@ async fn run(cli: Cli) -> i32 {
         Command::Watch {
             app,
             deployment,
+            commit,
+            verify,
             timeout,
             json,
             server,
         } => {
             let timeout = Duration::from_secs(timeout);
             let token = std::env::var("DIGITALOCEAN_TOKEN").is_ok_and(|t| !t.trim().is_empty());
-            if server.is_none() && token {
+            if let Some(commit) = commit {
+                let server = (server.is_some() || !token).then(|| server_url(server));
+                watch::commit::run(watch::commit::Request {
+                    commit,
+                    app,
+                    verify,
+                    timeout,
+                    json,
+                    server,
+                })
+                .await
+            } else if server.is_none() && token {
                 watch::run(app, deployment, timeout, json).await
             } else {
                 watch::server::run(server_url(server), app, deployment, timeout, json).await
             }
         }
         Command::Tasks { action, server } => tasks(action, server).await,
+        Command::Hooks { action } => hooks::run(action).await,
         Command::Check { config } => check(config).await,
         Command::Migrate { config } => migrate(config).await,
         Command::Completions { shell } => {

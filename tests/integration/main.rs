@@ -19,6 +19,7 @@ mod fixer;
 mod git;
 mod harness;
 mod helpers;
+mod hooks;
 mod limits;
 mod migrations;
 mod openapi;

@@ -2,6 +2,9 @@
 //! (no server needed, so a post-push hook can run it), and `status` without a server. `server`
 //! follows a deployment through a deploywatch server instead, when there is no token.
 
+pub mod ancestry;
+pub mod commit;
+pub mod commit_match;
 pub mod server;
 
 use std::io::IsTerminal;
@@ -18,7 +21,7 @@ use crate::sources::digitalocean::client::Client;
 use crate::sources::digitalocean::types::{Deployment, Step};
 use crate::terminal::{clean, clean_lines};
 
-fn client() -> anyhow::Result<Client> {
+pub(crate) fn client() -> anyhow::Result<Client> {
     let token = std::env::var("DIGITALOCEAN_TOKEN")
         .ok()
         .filter(|t| !t.is_empty())
