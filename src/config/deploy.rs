@@ -1,78 +1,10 @@
 //! The deploy loop's configuration: `[deploy] timeout`, the apps' environments (`[[apps]] name,
 //! environment`) and staged pipelines (`[[pipelines]] staging_app, production_app`).
 
-use std::time::Duration;
-
-use serde::Deserialize;
-
 use super::error::ConfigError;
-use super::file::HumanDuration;
+use super::file::{DeployFile, PipelineFile};
 use super::types::AppConfig;
-
-/// How long after a merge a deploy task waits for a deployment of its commit by default.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct DeployFile {
-    timeout: Option<HumanDuration>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct PipelineFile {
-    staging_app: String,
-    production_app: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeployConfig {
-    /// No deployment of a merged commit within this long: the deploy task fails `no_deployment`.
-    pub timeout: Duration,
-    pub apps: Vec<AppSettings>,
-    pub pipelines: Vec<Pipeline>,
-}
-
-impl Default for DeployConfig {
-    fn default() -> Self {
-        DeployConfig {
-            timeout: DEFAULT_TIMEOUT,
-            apps: Vec::new(),
-            pipelines: Vec::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AppSettings {
-    pub name: String,
-    /// `production`, `staging`, or any other name (then fixes are of normal priority).
-    pub environment: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Pipeline {
-    pub staging_app: String,
-    pub production_app: String,
-}
-
-impl DeployConfig {
-    /// The configured environment of `app`, if any.
-    pub fn environment_of(&self, app: &str) -> Option<&str> {
-        self.apps
-            .iter()
-            .find(|a| a.name == app)
-            .and_then(|a| a.environment.as_deref())
-    }
-
-    /// The staging app that precedes `production_app` in a pipeline.
-    pub fn staging_for(&self, production_app: &str) -> Option<&str> {
-        self.pipelines
-            .iter()
-            .find(|p| p.production_app == production_app)
-            .map(|p| p.staging_app.as_str())
-    }
-}
+pub use super::types::{AppSettings, DEFAULT_TIMEOUT, DeployConfig, Pipeline};
 
 /// Validates the three sections; errors name the key.
 pub(super) fn build(

@@ -60,9 +60,9 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) apps: Vec<AppFile>,
     #[serde(default)]
-    pub(super) deploy: super::deploy::DeployFile,
+    pub(super) deploy: DeployFile,
     #[serde(default)]
-    pub(super) pipelines: Vec<super::deploy::PipelineFile>,
+    pub(super) pipelines: Vec<PipelineFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -271,4 +271,17 @@ pub(super) fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigEr
         path: path.to_path_buf(),
         message: e.to_string().trim_end().to_string(),
     })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DeployFile {
+    pub(super) timeout: Option<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PipelineFile {
+    pub(super) staging_app: String,
+    pub(super) production_app: String,
 }

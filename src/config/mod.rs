@@ -5,8 +5,8 @@
 //! that names the file and the key, and `deploywatch check` reports the same errors without starting.
 
 mod build;
-pub mod deploy;
 mod ctx;
+pub mod deploy;
 mod env;
 mod error;
 mod file;

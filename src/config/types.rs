@@ -51,7 +51,7 @@ pub struct Config {
     /// Per-app settings (`[[apps]]`), by app name.
     pub apps: Vec<AppConfig>,
     /// `[deploy]`, `[[pipelines]]` (and each app's environment): the deploy loop.
-    pub deploy: super::deploy::DeployConfig,
+    pub deploy: DeployConfig,
 }
 
 /// The post-deploy verification window (`[verification]`).
@@ -292,5 +292,57 @@ impl fmt::Display for Config {
                 "on"
             },
         )
+    }
+}
+
+/// How long after a merge a deploy task waits for a deployment of its commit by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeployConfig {
+    /// No deployment of a merged commit within this long: the deploy task fails `no_deployment`.
+    pub timeout: Duration,
+    pub apps: Vec<AppSettings>,
+    pub pipelines: Vec<Pipeline>,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        DeployConfig {
+            timeout: DEFAULT_TIMEOUT,
+            apps: Vec::new(),
+            pipelines: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppSettings {
+    pub name: String,
+    /// `production`, `staging`, or any other name (then fixes are of normal priority).
+    pub environment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pipeline {
+    pub staging_app: String,
+    pub production_app: String,
+}
+
+impl DeployConfig {
+    /// The configured environment of `app`, if any.
+    pub fn environment_of(&self, app: &str) -> Option<&str> {
+        self.apps
+            .iter()
+            .find(|a| a.name == app)
+            .and_then(|a| a.environment.as_deref())
+    }
+
+    /// The staging app that precedes `production_app` in a pipeline.
+    pub fn staging_for(&self, production_app: &str) -> Option<&str> {
+        self.pipelines
+            .iter()
+            .find(|p| p.production_app == production_app)
+            .map(|p| p.staging_app.as_str())
     }
 }

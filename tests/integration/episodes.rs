@@ -151,7 +151,7 @@ async fn fix_tasks(store: &Store, fp: &str) -> Vec<deploywatch::tasks::Task> {
         .into_iter()
         .filter(|t| t.dedup_key == format!("fix:{fp}"))
         .collect();
-    t.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    t.sort_by_key(|t| t.created_at);
     t
 }
 
