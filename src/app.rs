@@ -117,17 +117,13 @@ pub async fn sync_outcome_metrics(app: &App) -> Result<usize, StoreError> {
 /// the `deployment_verification` gauge, and each final verdict once per process into the counter
 /// (a failed one also into the DORA change failures). Every replica does it, so any can be scraped.
 pub async fn sync_verification_metrics(app: &App) -> Result<usize, StoreError> {
-    let rows = app.store.verifications(false).await?;
-    let mut latest: std::collections::BTreeMap<&str, &crate::store::VerificationRow> =
-        std::collections::BTreeMap::new();
-    for r in &rows {
-        // Oldest first: the last one per app wins.
-        latest.insert(r.app.as_str(), r);
+    for r in app.store.latest_verifications().await? {
+        app.metrics.verification(
+            crate::domain::LabelValue::sanitize(&r.app).as_str(),
+            &r.result,
+        );
     }
-    for (a, r) in &latest {
-        app.metrics
-            .verification(crate::domain::LabelValue::sanitize(a).as_str(), &r.result);
-    }
+    let rows = app.store.verifications(true).await?;
     let mut verified = app.verified.lock().unwrap_or_else(|p| p.into_inner());
     let mut n = 0;
     for r in rows.iter().filter(|r| r.ended_at_ms.is_some()) {

@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok((_, alerts)) = deploywatch::http::webhook::parse(data) {
-        let cx = PlanContext { rules: &[], app: None, dashboard_url: Some("https://grafana/d/x"), check_details: None, environment: None };
+        let cx = PlanContext { rules: &[], app: None, dashboard_url: Some("https://grafana/d/x"), check_details: None, environment: None, verification: None };
         for a in &alerts {
             let p = plan(a, &cx);
             for t in &p.create {

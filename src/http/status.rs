@@ -67,6 +67,9 @@ pub struct AppStatus {
     pub last_failure: Option<FailureView>,
     pub probes: Vec<ProbeView>,
     pub drift: Option<Drift>,
+    /// The latest deployment's post-deploy verification: result, reasons with evidence,
+    /// components, suspect commits.
+    pub verification: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -121,6 +124,18 @@ pub async fn build(app: &App, only: Option<&str>) -> StatusDocument {
     names.extend(git.repos.iter().filter_map(|r| r.app.clone()));
     names.sort();
     names.dedup();
+    let verdicts: BTreeMap<String, serde_json::Value> = match tokio::time::timeout(
+        Duration::from_secs(2),
+        app.store.latest_verifications(),
+    )
+    .await
+    {
+        Ok(Ok(rows)) => rows
+            .into_iter()
+            .map(|r| (r.app.clone(), r.to_json()))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
     let apps = names
         .iter()
         .filter(|n| only.is_none_or(|o| o == n.as_str()))
@@ -137,6 +152,7 @@ pub async fn build(app: &App, only: Option<&str>) -> StatusDocument {
                 last_failure: v.and_then(|v| v.last_failure.clone()),
                 probes: probes.iter().filter(|p| &p.app == name).cloned().collect(),
                 drift: git.drift.get(name).cloned(),
+                verification: verdicts.get(name).cloned(),
             }
         })
         .collect();

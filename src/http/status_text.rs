@@ -127,6 +127,25 @@ pub fn render_text(status: &Value) -> String {
         if a["stuck"] == json!(true) {
             out.push_str("  STUCK    the in-progress deployment has not moved for too long\n");
         }
+        if let Some(v) = a["verification"].as_object() {
+            let reasons: Vec<String> = v
+                .get("reasons")
+                .and_then(|r| r.as_array())
+                .into_iter()
+                .flatten()
+                .map(|r| txt(&r["summary"]))
+                .collect();
+            out.push_str(&format!(
+                "  verify   {} for deployment {}{}\n",
+                txt(&json!(v.get("result"))).to_uppercase(),
+                short_commit(v.get("deployment_id").unwrap_or(&json!(null))),
+                if reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", reasons.join("; "))
+                }
+            ));
+        }
         if a["pinned_deployment_id"].is_string() {
             out.push_str(&format!(
                 "  PINNED   to rollback deployment {}: deploy-on-push is blocked until commit or revert\n",

@@ -250,6 +250,30 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
     }
     let snapshot = app.do_snapshot();
     let checks = app.checks.status();
+    // Verification alerts carry the verdict's evidence into their tasks (one bounded read, only
+    // when such an alert is in the notification).
+    let verdicts: std::collections::BTreeMap<String, serde_json::Value> =
+        if inputs.iter().any(|a| {
+            matches!(
+                a.alertname.as_str(),
+                "DeploymentVerificationFailed" | "AppCrashLooping"
+            )
+        }) {
+            match tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                app.store.latest_verifications(),
+            )
+            .await
+            {
+                Ok(Ok(rows)) => rows
+                    .into_iter()
+                    .map(|r| (r.app.clone(), r.to_json()))
+                    .collect(),
+                _ => Default::default(),
+            }
+        } else {
+            Default::default()
+        };
     let cfg = &app.config.webhook;
     let mut records = Vec::with_capacity(inputs.len());
     for a in &inputs {
@@ -269,6 +293,7 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
                 environment: a
                     .app()
                     .and_then(|name| app.config.deploy.environment_of(name)),
+                verification: a.app().and_then(|name| verdicts.get(name)),
             },
         );
         records.push(AlertRecord {

@@ -43,6 +43,18 @@ impl Store {
         Ok(v.ended_at_ms.is_some() && r.rows_affected() == 1)
     }
 
+    /// The latest verification of each app (the one the status document and the gauge show).
+    pub async fn latest_verifications(&self) -> Result<Vec<VerificationRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT deployment_id, app, result, detail, started_at, ended_at FROM deployment_verifications v \
+             WHERE started_at = (SELECT MAX(started_at) FROM deployment_verifications w WHERE w.app = v.app) \
+             ORDER BY app",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(read).collect()
+    }
+
     /// Verifications, oldest first; `final_only` for the ended ones (folded into the counters).
     pub async fn verifications(
         &self,
@@ -56,18 +68,45 @@ impl Store {
              ORDER BY started_at"
         };
         let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let detail: String = r.try_get("detail")?;
-            out.push(VerificationRow {
-                deployment_id: r.try_get("deployment_id")?,
-                app: r.try_get("app")?,
-                result: r.try_get("result")?,
-                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-                started_at_ms: r.try_get("started_at")?,
-                ended_at_ms: r.try_get("ended_at")?,
-            });
+        rows.iter().map(read).collect()
+    }
+}
+
+fn read(r: &sqlx::any::AnyRow) -> Result<VerificationRow, StoreError> {
+    let detail: String = r.try_get("detail")?;
+    Ok(VerificationRow {
+        deployment_id: r.try_get("deployment_id")?,
+        app: r.try_get("app")?,
+        result: r.try_get("result")?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+        started_at_ms: r.try_get("started_at")?,
+        ended_at_ms: r.try_get("ended_at")?,
+    })
+}
+
+impl VerificationRow {
+    /// The verdict as the status document and task context show it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "deployment_id": self.deployment_id,
+            "result": self.result,
+            "started_at": chrono::DateTime::from_timestamp_millis(self.started_at_ms),
+            "ended_at": self.ended_at_ms.and_then(chrono::DateTime::from_timestamp_millis),
+        });
+        if let (Some(m), serde_json::Value::Object(d)) = (v.as_object_mut(), &self.detail) {
+            for k in [
+                "window",
+                "reasons",
+                "components",
+                "suspect_commits",
+                "log_tail",
+                "commit",
+            ] {
+                if let Some(x) = d.get(k) {
+                    m.insert(k.to_string(), x.clone());
+                }
+            }
         }
-        Ok(out)
+        v
     }
 }

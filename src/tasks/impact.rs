@@ -132,6 +132,7 @@ mod tests {
                 dashboard_url: None,
                 check_details: None,
                 environment: configured,
+                verification: None,
             };
             plan(&a, &c)
                 .create

@@ -57,7 +57,10 @@ pub fn default_actions(alertname: &str) -> &'static [Action] {
         | "DeploymentStuck"
         | "DeploySuccessRateLow"
         | "MigrationCheckFailed" => &[Action::Fix, Action::Announce],
-        "HealthCheckFailing" => &[Action::Fix, Action::Rollback, Action::Announce],
+        "HealthCheckFailing" | "DeploymentVerificationFailed" => {
+            &[Action::Fix, Action::Rollback, Action::Announce]
+        }
+        "AppCrashLooping" => &[Action::Fix, Action::Announce],
         _ => &[Action::Announce],
     }
 }
@@ -128,6 +131,8 @@ pub struct PlanContext<'a> {
     pub check_details: Option<Value>,
     /// The app's configured environment (`[[apps]] environment`), for priority by impact.
     pub environment: Option<&'a str>,
+    /// The app's latest post-deploy verdict (reasons, evidence, suspect commits, log tail).
+    pub verification: Option<&'a Value>,
 }
 
 fn priority(a: &AlertInput) -> i64 {
@@ -147,7 +152,47 @@ fn priority(a: &AlertInput) -> i64 {
     }
 }
 
-fn fix_title(a: &AlertInput, app: &str, class: Option<FailureClass>) -> String {
+/// What a failed verification is about, for the fix task's title: the first reason's kind and the
+/// component it names (`crash_loop` and `oom` are a service crash).
+fn verification_title(v: Option<&Value>) -> (&'static str, Option<String>) {
+    let first = v
+        .and_then(|v| v["reasons"].as_array())
+        .and_then(|r| r.first());
+    let kind = first.and_then(|r| r["reason"].as_str()).unwrap_or("");
+    let component = first
+        .and_then(|r| r["subject"].as_str())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.split('/').next().unwrap_or(s).to_string());
+    match kind {
+        "crash_loop" | "oom" => ("Service crash", component),
+        "latency_regression" | "error_rate_regression" => ("Performance regression", None),
+        "unhealthy" => ("Health check failure", None),
+        "serving_wrong_commit" => ("Wrong commit serving", None),
+        _ => ("Post-deploy verification failure", None),
+    }
+}
+
+fn fix_title(
+    a: &AlertInput,
+    app: &str,
+    class: Option<FailureClass>,
+    verification: Option<&Value>,
+) -> String {
+    let component = |c: Option<String>| match c {
+        Some(c) => format!("{app}/{c}"),
+        None => app.to_string(),
+    };
+    match a.alertname.as_str() {
+        "DeploymentVerificationFailed" => {
+            let (what, c) = verification_title(verification);
+            return format!("FIX: {what} in {}", component(c));
+        }
+        "AppCrashLooping" => {
+            let c = a.labels.get("component").map(|c| bounded(c));
+            return format!("FIX: Service crash in {}", component(c));
+        }
+        _ => {}
+    }
     let what = match a.alertname.as_str() {
         "DeploymentFailed" => class
             .unwrap_or(FailureClass::DeploymentError)
@@ -226,6 +271,19 @@ fn context(a: &AlertInput, cx: &PlanContext<'_>, class: Option<FailureClass>) ->
     } else if let Some(app) = a.app() {
         c["app"] = json!({"name": app});
     }
+    if let Some(v) = cx.verification
+        && matches!(
+            a.alertname.as_str(),
+            "DeploymentVerificationFailed" | "AppCrashLooping"
+        )
+    {
+        c["verification"] = v.clone();
+        for k in ["reasons", "suspect_commits", "log_tail", "components"] {
+            if !v[k].is_null() {
+                c[k] = v[k].clone();
+            }
+        }
+    }
     if let Some(d) = &cx.check_details {
         for k in [
             "missing_tables",
@@ -275,7 +333,7 @@ pub fn plan(a: &AlertInput, cx: &PlanContext<'_>) -> Plan {
                     );
                     create.push(NewTask {
                         kind: Kind::Fix,
-                        title: fix_title(a, &subject, class),
+                        title: fix_title(a, &subject, class, cx.verification),
                         priority: super::impact::fix_priority(env, prio),
                         dedup_key: key,
                         app: a.app().map(str::to_string),
@@ -293,7 +351,9 @@ pub fn plan(a: &AlertInput, cx: &PlanContext<'_>) -> Plan {
                 }
                 // The active deployment is the suspect when health fails; otherwise it still serves.
                 let target = cx.app.and_then(|v| match a.alertname.as_str() {
-                    "HealthCheckFailing" => v.previous_good_deployment_id.clone(),
+                    "HealthCheckFailing" | "DeploymentVerificationFailed" => {
+                        v.previous_good_deployment_id.clone()
+                    }
                     _ => v
                         .previous_good_deployment_id
                         .clone()
@@ -365,6 +425,7 @@ mod tests {
             dashboard_url: None,
             check_details: None,
             environment: None,
+            verification: None,
         }
     }
 
@@ -510,6 +571,7 @@ mod tests {
             dashboard_url: None,
             check_details: None,
             environment: None,
+            verification: None,
         };
         assert_eq!(plan(&staging, &c).create.len(), 1);
         assert_eq!(plan(&prod, &c).create.len(), 2);

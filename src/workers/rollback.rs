@@ -19,6 +19,19 @@ use crate::tasks::{Kind, NewTask, Queue, State, Task};
 
 const WORKER: &str = "deploywatch-auto-rollback";
 
+/// A rollback task of a failed post-deploy verification runs automatically when the app's
+/// verification has `auto_rollback` (under `[verification]` or `[[apps]]`). Pure.
+pub fn verification_policy(cfg: &crate::config::Config, task: &Task) -> Option<AutoRollback> {
+    let app = task.app.as_deref()?;
+    let from_verification =
+        task.context["alert"]["name"].as_str() == Some("DeploymentVerificationFailed");
+    (from_verification && cfg.verification_auto_rollback(app)).then(|| AutoRollback {
+        app: app.to_string(),
+        environment: None,
+        dry_run: false,
+    })
+}
+
 /// Whether a rollback task may run automatically, and how. Pure.
 pub fn policy_for<'a>(rules: &'a [AutoRollback], task: &Task) -> Option<&'a AutoRollback> {
     let app = task.app.as_deref()?;
@@ -103,7 +116,14 @@ impl Executor {
     /// Looks for queued rollback tasks of opted-in apps and runs them.
     pub async fn run_once(&self) -> Vec<(String, RollbackOutcome)> {
         let rules = &self.app.config.rollback.auto;
-        if rules.is_empty() {
+        let verification_on = self.app.config.verification.auto_rollback
+            || self
+                .app
+                .config
+                .apps
+                .iter()
+                .any(|a| a.auto_rollback == Some(true));
+        if rules.is_empty() && !verification_on {
             return vec![];
         }
         let f = TaskFilter {
@@ -117,7 +137,10 @@ impl Executor {
         };
         let mut out = Vec::new();
         for t in tasks.into_iter().filter(|t| t.kind == Kind::Rollback) {
-            let Some(policy) = policy_for(rules, &t) else {
+            let Some(policy) = policy_for(rules, &t)
+                .cloned()
+                .or_else(|| verification_policy(&self.app.config, &t))
+            else {
                 continue;
             };
             let app_name = t.app.clone().unwrap_or_default();
