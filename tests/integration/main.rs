@@ -31,3 +31,4 @@ mod runtime;
 mod stack;
 mod startup_order;
 mod trust;
+mod verification;

@@ -41,6 +41,9 @@ struct Tracked {
     replicas: BTreeMap<String, Vec<ReplicaReading>>,
     probes: Vec<ProbeReading>,
     log_tail: Option<String>,
+    /// The previous reading already failed: a failure is final only when two readings in a row
+    /// say so (one early sample cannot fail a release, and the second carries more evidence).
+    failed_before: bool,
     done: bool,
 }
 
@@ -107,7 +110,7 @@ impl Verifier {
             (AppMetric::CpuPercentage, Kind::Cpu),
         ] {
             // From a little before ACTIVE, so a counter's value at the start is known.
-            let from = t.start - chrono::Duration::minutes(2);
+            let from = t.start - chrono::Duration::seconds(5);
             match self
                 .client
                 .app_metric(metric, &t.app_id, None, from, now)
@@ -148,7 +151,15 @@ impl Verifier {
             commits: Vec::new(),
             queries,
         };
-        let verdict = verification::judge(&inputs, &self.rules());
+        let mut verdict = verification::judge(&inputs, &self.rules());
+        let tracked = self.tracked.entry(t.deployment_id.clone()).or_default();
+        let confirmed = verdict.result != VerdictResult::Failed
+            || tracked.failed_before
+            || !inputs.window.is_open();
+        tracked.failed_before = verdict.result == VerdictResult::Failed;
+        if !confirmed {
+            verdict.result = VerdictResult::Pending;
+        }
         for c in components.values() {
             let ready = c.replicas.last();
             self.app.metrics.component_runtime(
@@ -210,7 +221,7 @@ impl Verifier {
         };
         let span = t.end - t.start;
         let step =
-            (span.to_std().unwrap_or(Duration::from_secs(600)) / 40).max(Duration::from_secs(5));
+            (span.to_std().unwrap_or(Duration::from_secs(600)) / 40).max(Duration::from_secs(1));
         let mut out = Vec::new();
         for q in &cfg.queries {
             let query = q.query.replace("$app", &t.app);
