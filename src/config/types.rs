@@ -59,7 +59,7 @@ pub struct Config {
 pub struct VerificationConfig {
     /// How long after ACTIVE a deployment is watched; zero turns verification off.
     pub window: Duration,
-    /// How often a deployment inside its window is sampled.
+    /// How often a deployment inside its window is sampled (60 s: four requests per app a minute).
     pub interval: Duration,
     pub auto_rollback: bool,
     /// The team's own Prometheus, for the regression queries.

@@ -82,7 +82,7 @@ pub(super) fn verification(
     }
     Ok(VerificationConfig {
         window: duration_or(v.window, Duration::from_secs(10 * 60)),
-        interval: cx.positive("verification.interval", v.interval, Duration::from_secs(30))?,
+        interval: cx.positive("verification.interval", v.interval, Duration::from_secs(60))?,
         auto_rollback: v.auto_rollback.unwrap_or(false),
         prometheus_url,
         queries,

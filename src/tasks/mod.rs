@@ -8,6 +8,7 @@ pub mod impact;
 pub mod lifecycle;
 pub mod rules;
 pub mod settle;
+pub mod titles;
 
 use serde::{Deserialize, Serialize};
 

@@ -152,61 +152,6 @@ fn priority(a: &AlertInput) -> i64 {
     }
 }
 
-/// What a failed verification is about, for the fix task's title: the first reason's kind and the
-/// component it names (`crash_loop` and `oom` are a service crash).
-fn verification_title(v: Option<&Value>) -> (&'static str, Option<String>) {
-    let first = v
-        .and_then(|v| v["reasons"].as_array())
-        .and_then(|r| r.first());
-    let kind = first.and_then(|r| r["reason"].as_str()).unwrap_or("");
-    let component = first
-        .and_then(|r| r["subject"].as_str())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.split('/').next().unwrap_or(s).to_string());
-    match kind {
-        "crash_loop" | "oom" => ("Service crash", component),
-        "latency_regression" | "error_rate_regression" => ("Performance regression", None),
-        "unhealthy" => ("Health check failure", None),
-        "serving_wrong_commit" => ("Wrong commit serving", None),
-        _ => ("Post-deploy verification failure", None),
-    }
-}
-
-fn fix_title(
-    a: &AlertInput,
-    app: &str,
-    class: Option<FailureClass>,
-    verification: Option<&Value>,
-) -> String {
-    let component = |c: Option<String>| match c {
-        Some(c) => format!("{app}/{c}"),
-        None => app.to_string(),
-    };
-    match a.alertname.as_str() {
-        "DeploymentVerificationFailed" => {
-            let (what, c) = verification_title(verification);
-            return format!("FIX: {what} in {}", component(c));
-        }
-        "AppCrashLooping" => {
-            let c = a.labels.get("component").map(|c| bounded(c));
-            return format!("FIX: Service crash in {}", component(c));
-        }
-        _ => {}
-    }
-    let what = match a.alertname.as_str() {
-        "DeploymentFailed" => class
-            .unwrap_or(FailureClass::DeploymentError)
-            .title()
-            .to_string(),
-        "HealthCheckFailing" => "Health check failure".to_string(),
-        "MigrationCheckFailed" => "Database migration issue".to_string(),
-        "DeploymentStuck" => "Deployment stuck".to_string(),
-        "DeploySuccessRateLow" => "Deployment success rate low".to_string(),
-        other => other.to_string(),
-    };
-    format!("FIX: {what} in {app}")
-}
-
 fn class_for(a: &AlertInput, app: Option<&AppView>) -> Option<FailureClass> {
     match a.alertname.as_str() {
         "DeploymentFailed" => app.and_then(|v| v.last_failure.as_ref()).map(|f| f.class),
@@ -333,7 +278,13 @@ pub fn plan(a: &AlertInput, cx: &PlanContext<'_>) -> Plan {
                     );
                     create.push(NewTask {
                         kind: Kind::Fix,
-                        title: fix_title(a, &subject, class, cx.verification),
+                        title: super::titles::fix_title(
+                            &a.alertname,
+                            a.labels.get("component").map(|c| bounded(c)),
+                            &subject,
+                            class,
+                            cx.verification,
+                        ),
                         priority: super::impact::fix_priority(env, prio),
                         dedup_key: key,
                         app: a.app().map(str::to_string),
