@@ -167,6 +167,55 @@ pub fn classify(step: Option<&FailedStep>, log_tail: Option<&str>) -> FailureCla
     }
 }
 
+/// A deployment whose PRE_DEPLOY or POST_DEPLOY job failed: a failed job that migrates (the usual
+/// home of migrations) makes it a migration issue, whatever the step said. Pure.
+pub fn with_failed_jobs(class: FailureClass, failed_jobs: &[String]) -> FailureClass {
+    let migrates = |n: &String| {
+        let n = n.to_ascii_lowercase();
+        n.contains("migrat") || n.contains("schema")
+    };
+    if failed_jobs.iter().any(migrates) {
+        FailureClass::DatabaseMigrationIssue
+    } else {
+        class
+    }
+}
+
+#[cfg(test)]
+mod job_tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_migration_job_is_a_migration_issue() {
+        let jobs = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let cases = [
+            (
+                FailureClass::DeploymentError,
+                jobs(&["migrate"]),
+                FailureClass::DatabaseMigrationIssue,
+            ),
+            (
+                FailureClass::DeploymentError,
+                jobs(&["db-Migrations"]),
+                FailureClass::DatabaseMigrationIssue,
+            ),
+            (
+                FailureClass::DeploymentError,
+                jobs(&["warm-cache"]),
+                FailureClass::DeploymentError,
+            ),
+            (
+                FailureClass::BuildError,
+                jobs(&[]),
+                FailureClass::BuildError,
+            ),
+        ];
+        for (class, failed, want) in cases {
+            assert_eq!(with_failed_jobs(class, &failed), want, "{failed:?}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

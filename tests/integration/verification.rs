@@ -256,3 +256,63 @@ async fn with_auto_rollback_a_failed_release_is_rolled_back_and_left_unpinned() 
     assert_eq!(rollbacks[0]["state"], "done", "{rollbacks:#?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_migration_job_is_a_migration_issue_and_a_stuck_deployment_can_be_canceled() {
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(30))
+        .app("api", OLD)
+        .app("slow", OLD)
+        .script("api", NEW, Script::FailingPreDeployJob)
+        .start()
+        .await;
+    let app = spawn_app(
+        Kind::Sqlite,
+        &format!(
+            "{}cancel_stuck = true\n",
+            toml(&sim.url, "").replace(
+                "budget_share = 1.0\n",
+                "budget_share = 1.0\nstuck_after = \"1s\"\n"
+            )
+        ),
+        &[("DIGITALOCEAN_TOKEN", "sim-token")],
+    )
+    .await;
+    let failure = until(
+        "api's failed deployment is classified",
+        Duration::from_secs(20),
+        || async {
+            let s = app.status().await;
+            let a = s["apps"]
+                .as_array()?
+                .iter()
+                .find(|a| a["name"] == "api")?
+                .clone();
+            a["last_failure"]["class"]
+                .as_str()
+                .map(|_| a["last_failure"].clone())
+        },
+    )
+    .await;
+    assert_eq!(failure["class"], "database_migration_issue", "{failure:#}");
+
+    // A deployment that never moves is canceled once it is stuck past its limit.
+    let stuck = sim.deploy("slow", NEW, Script::Stuck).expect("deploy");
+    let id = sim.app_id("slow").expect("app");
+    let c = deploywatch::sources::digitalocean::client::Client::new(
+        url::Url::parse(&sim.url).expect("url"),
+        secrecy::SecretString::from("t".to_string()),
+        Duration::from_secs(5),
+        None,
+    );
+    until(
+        "the stuck deployment is canceled",
+        Duration::from_secs(20),
+        || async {
+            let d = c.get_deployment(&id, &stuck).await.ok()?;
+            (d.phase == deploywatch::domain::Phase::Canceled).then_some(())
+        },
+    )
+    .await;
+    app.stop().await;
+}

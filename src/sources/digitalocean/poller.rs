@@ -362,6 +362,7 @@ impl Poller {
         if let Some((d, stuck_for)) = built.stuck
             && track.stuck.insert(d.id.clone())
         {
+            let id = d.id.clone();
             self.app.publish(LifecycleEvent {
                 kind: LifecycleKind::Stuck,
                 app: built.view.name.clone(),
@@ -369,6 +370,18 @@ impl Poller {
                 failure: None,
                 duration_seconds: stuck_for,
             });
+            // `[verification] cancel_stuck`: a deployment stuck past its limit is canceled, so the
+            // app can take the next one (the previous deployment keeps serving).
+            if self.app.config.verification.cancel_stuck {
+                match self.client.cancel_deployment(&a.id, &id).await {
+                    Ok(_) => {
+                        tracing::warn!(app = %a.name(), deployment = %id, "canceled a stuck deployment")
+                    }
+                    Err(e) => {
+                        tracing::warn!(app = %a.name(), deployment = %id, error = %e, "cannot cancel the stuck deployment")
+                    }
+                }
+            }
         }
         built.view
     }
@@ -459,7 +472,23 @@ impl Poller {
                     None
                 }
             };
-            let class = classify::classify(failed.as_ref(), tail.as_deref());
+            let mut class = classify::classify(failed.as_ref(), tail.as_deref());
+            // Jobs run in the deploy step: one more request, only for a failed deploy step.
+            if failed.as_ref().is_some_and(|f| f.top_step == "deploy") {
+                match self.client.job_invocations(app_id, Some(&d.id)).await {
+                    Ok(jobs) => {
+                        let failed_jobs: Vec<String> = jobs
+                            .iter()
+                            .filter(|j| j.failed())
+                            .filter_map(|j| j.job_name.clone())
+                            .collect();
+                        class = classify::with_failed_jobs(class, &failed_jobs);
+                    }
+                    Err(e) => {
+                        tracing::info!(app = %app_name, error = %e, "no job invocations for the failed deployment")
+                    }
+                }
+            }
             let f = FailureView {
                 deployment_id: d.id.clone(),
                 failed_step: failed,
