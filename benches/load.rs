@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use do_simulator::Simulator;
+use do_simulator::{Script, Simulator};
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor};
 
@@ -674,6 +674,76 @@ async fn budget() {
     }
 }
 
+/// 200 apps, 5 of them inside a verification window (deployed as the run starts), at default
+/// settings: the poller, the verification reads and the slow runtime sweep together.
+async fn budget_window() {
+    println!(
+        "\n## DigitalOcean requests with 200 apps, 5 inside a verification window (defaults: poll 30 s, verification every 60 s, sweep 1 h), counted by the simulator\n"
+    );
+    println!(
+        "| requests in 180 s | by endpoint | requests/hour | share of the 5,000/h limit |\n|---|---|---|---|"
+    );
+    let sim = Simulator::new(Duration::from_secs(5));
+    for i in 0..200usize {
+        sim.add_app(&format!("app{i:03}"), &format!("{:040x}", i + 1));
+    }
+    let (addr, _) = sim
+        .serve("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("sim");
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = format!("sqlite://{}/dw.db", dir.path().display());
+    let api = format!("http://{addr}");
+    let s = spawn(
+        dir.path(),
+        &[
+            ("DEPLOYWATCH_DATABASE_URL", &db),
+            ("DIGITALOCEAN_TOKEN", "bench"),
+            ("DEPLOYWATCH_DO_API_URL", &api),
+        ],
+        None,
+    );
+    let t = Instant::now();
+    while (sim.requests_to("/v2/apps/{id}/deployments") as usize) < 200
+        && t.elapsed() < Duration::from_secs(600)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in 0..5usize {
+        sim.deploy(
+            &format!("app{i:03}"),
+            &format!("{:040x}", 1000 + i),
+            Script::Success,
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let endpoints = [
+        "/v2/apps",
+        "/v2/apps/{id}/deployments",
+        "/v2/apps/{id}/health",
+        "/v2/monitoring/metrics/apps/restart_count",
+        "/v2/monitoring/metrics/apps/memory_percentage",
+        "/v2/monitoring/metrics/apps/cpu_percentage",
+    ];
+    let before: Vec<u64> = endpoints.iter().map(|e| sim.requests_to(e)).collect();
+    let start = sim.requests();
+    let window = Duration::from_secs(180);
+    tokio::time::sleep(window).await;
+    let n = sim.requests() - start;
+    let by: Vec<String> = endpoints
+        .iter()
+        .zip(before)
+        .map(|(e, b)| format!("{e} {}", sim.requests_to(e) - b))
+        .collect();
+    let per_hour = n as f64 * 3600.0 / window.as_secs_f64();
+    println!(
+        "| {n} | {} | {per_hour:.0} | {:.1}% |",
+        by.join(", "),
+        per_hour / 50.0
+    );
+    drop(s);
+}
+
 async fn probes(c: &reqwest::Client) {
     println!("\n## CPU time and memory per 1,000 probes of one local endpoint\n");
     let target = health_endpoint().await;
@@ -821,6 +891,9 @@ async fn main() {
     }
     if want("probes") {
         probes(&c).await;
+    }
+    if want("budget-window") {
+        budget_window().await;
     }
     if want("budget") {
         budget().await;

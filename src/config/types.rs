@@ -71,7 +71,7 @@ pub struct VerificationConfig {
     pub crash_loop_restarts: u32,
     /// Memory (percent of the limit) before a restart that makes it an OOM kill.
     pub oom_memory_percent: f64,
-    /// How often every app's restarts are read outside a window (`AppCrashLooping`).
+    /// How often every app's restarts are read outside a window (`AppCrashLooping`); zero: never.
     pub sweep_interval: Duration,
 }
 

@@ -89,11 +89,8 @@ pub(super) fn verification(
         cancel_stuck: v.cancel_stuck.unwrap_or(false),
         crash_loop_restarts: v.crash_loop_restarts.unwrap_or(3).max(1),
         oom_memory_percent: oom,
-        sweep_interval: cx.positive(
-            "verification.sweep_interval",
-            v.sweep_interval,
-            Duration::from_secs(15 * 60),
-        )?,
+        // Zero turns the sweep off; an hour keeps it at one request per app an hour.
+        sweep_interval: duration_or(v.sweep_interval, Duration::from_secs(60 * 60)),
     })
 }
 

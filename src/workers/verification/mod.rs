@@ -35,6 +35,10 @@ use crate::store::VerificationRow;
 use crate::telemetry::metrics::ComponentReading;
 use readings::{Kind, add_health, add_matrix, latest_max, restarts_since};
 
+/// Windows read per interval at most (the newest first): a burst of deployments, or a restart of
+/// deploywatch while many are young, cannot spend the request budget.
+const MAX_WINDOWS_PER_TICK: usize = 8;
+
 /// What the worker remembers of one deployment's window between readings.
 #[derive(Debug, Default)]
 struct Tracked {
@@ -78,25 +82,55 @@ impl Verifier {
         }
     }
 
-    /// One pass: every app inside its window, then one step of the sweep.
+    /// Whether the token's budget has room for the extra reads: nothing while DigitalOcean asks
+    /// to wait, and nothing once the last hour used the configured share of the hourly limit.
+    fn budget_allows(&self) -> bool {
+        let b = self.client.budget();
+        let share = self.app.config.digitalocean.budget_share;
+        let hourly = b.limit.unwrap_or(5_000) as f64 * share;
+        b.blocked_for.is_none() && (b.requests_last_hour as f64) < hourly
+    }
+
+    /// One pass: the apps inside their window (the newest windows first, at most
+    /// `MAX_WINDOWS_PER_TICK`), then one step of the sweep.
     pub async fn tick(&mut self) {
         let snap = self.app.do_snapshot();
         let now = Utc::now();
         let grace = self.app.config.verification.interval * 2;
-        let mut live = Vec::new();
-        let mut in_window = std::collections::HashSet::new();
-        for view in snap.apps.values() {
-            let w = self.app.config.verification_window(&view.name);
-            if let Some(t) = window::target(view, w, grace, now) {
-                in_window.insert(view.name.clone());
-                live.push(t.deployment_id.clone());
-                if !self.tracked.get(&t.deployment_id).is_some_and(|t| t.done) {
-                    self.verify(&t, now).await;
-                }
+        let mut targets: Vec<WindowTarget> = snap
+            .apps
+            .values()
+            .filter_map(|view| {
+                let w = self.app.config.verification_window(&view.name);
+                window::target(view, w, grace, now)
+            })
+            .collect();
+        let in_window: std::collections::HashSet<String> =
+            targets.iter().map(|t| t.app.clone()).collect();
+        let live: Vec<String> = targets.iter().map(|t| t.deployment_id.clone()).collect();
+        targets.retain(|t| !self.tracked.get(&t.deployment_id).is_some_and(|t| t.done));
+        targets.sort_by_key(|t| std::cmp::Reverse(t.start));
+        if targets.len() > MAX_WINDOWS_PER_TICK {
+            tracing::info!(
+                windows = targets.len(),
+                read = MAX_WINDOWS_PER_TICK,
+                "more verification windows than one interval reads; the newest first"
+            );
+            targets.truncate(MAX_WINDOWS_PER_TICK);
+        }
+        for t in &targets {
+            if !self.budget_allows() {
+                tracing::warn!(
+                    "the DigitalOcean budget is spent; verification waits for the next interval"
+                );
+                break;
             }
+            self.verify(t, now).await;
         }
         self.tracked.retain(|d, _| live.contains(d));
-        self.sweep(&snap.apps, &in_window).await;
+        if self.budget_allows() {
+            self.sweep(&snap.apps, &in_window).await;
+        }
     }
 
     /// Reads, judges and stores one window.
@@ -266,7 +300,7 @@ impl Verifier {
             .values()
             .filter(|a| !in_window.contains(&a.name) && a.active.is_some())
             .collect();
-        if outside.is_empty() {
+        if outside.is_empty() || self.app.config.verification.sweep_interval.is_zero() {
             return;
         }
         let every = self.app.config.verification.sweep_interval / (outside.len() as u32).max(1);
