@@ -783,3 +783,149 @@ async fn no_shipped_alert_fires_on_a_default_install_or_for_the_demos_own_health
         .collect();
     assert!(own.is_empty(), "the demo's own health alerts: {own:#?}");
 }
+
+/// Releases that crash-loop, leak memory or regress in latency after ACTIVE fail their
+/// verification; the shipped rule fires in a real Prometheus, the shipped routing sends it through
+/// a real Alertmanager, and the webhook opens exactly one fix task per app naming what went wrong,
+/// with its evidence. The healthy app opens nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_verification_goes_through_prometheus_and_alertmanager_to_one_fix_task() {
+    let token = "stack-token";
+    let dir = tempfile::tempdir().expect("tmp");
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(30))
+        .app("api", "1111111111111111111111111111111111111111")
+        .app("ok", "1111111111111111111111111111111111111111")
+        .app("leak", "1111111111111111111111111111111111111111")
+        .app("slow", "1111111111111111111111111111111111111111")
+        .script(
+            "api",
+            "2222222222222222222222222222222222222222",
+            Script::CrashLoop,
+        )
+        .script(
+            "ok",
+            "2222222222222222222222222222222222222222",
+            Script::Success,
+        )
+        .script(
+            "leak",
+            "2222222222222222222222222222222222222222",
+            Script::MemoryLeak,
+        )
+        .script(
+            "slow",
+            "2222222222222222222222222222222222222222",
+            Script::LatencyRegression,
+        )
+        .start()
+        .await;
+    // The team's own latency series (the simulator's Prometheus API stands in for theirs).
+    let p95 = |app: &str| {
+        format!(
+            "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{app=\"{app}\"}}[1m])))"
+        )
+    };
+    for a in ["api", "ok", "leak", "slow"] {
+        sim.script_query_on_regression(
+            &p95(a),
+            "slow",
+            0.12,
+            if a == "slow" { 0.31 } else { 0.12 },
+        );
+    }
+    let toml = format!(
+        "[digitalocean]\napi_url = \"{url}\"\npoll_interval = \"500ms\"\nfast_poll_interval = \"200ms\"\nbudget_share = 1.0\n\n[health]\ndiscover = false\n\n[verification]\nwindow = \"20s\"\ninterval = \"500ms\"\nprometheus_url = \"{url}\"\n\n[[verification.queries]]\nname = \"p95_latency\"\nquery = '{q}'\nmax = 0.25\n",
+        url = sim.url,
+        q = p95("$app")
+    );
+    let app = spawn_app_on(
+        sqlite_db(),
+        &toml,
+        &[
+            ("DIGITALOCEAN_TOKEN", "sim-token"),
+            ("DEPLOYWATCH_WEBHOOK_TOKEN", token),
+        ],
+        deploywatch::server::ServeOptions::default(),
+    )
+    .await;
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, token).expect("token");
+    let am_port = free_port();
+    let am_cfg = am_config(dir.path(), &app.url, &token_file);
+    let _am = alertmanager(dir.path(), &am_cfg, am_port, None);
+    let prom_port = free_port();
+    let _prom = prometheus(
+        dir.path(),
+        app.url.trim_start_matches("http://"),
+        am_port,
+        prom_port,
+    );
+    ready(&format!("http://127.0.0.1:{am_port}/-/ready")).await;
+    ready(&format!("http://127.0.0.1:{prom_port}/-/ready")).await;
+
+    until(
+        "a fix task for api's crash",
+        Duration::from_secs(150),
+        || async {
+            let t = tasks(&app, "queue=execution&app=api", token).await;
+            seen(t.iter().any(|t| t["kind"] == "fix"), t)
+        },
+    )
+    .await;
+    // Repeated notifications get their chance to (wrongly) make a second task.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let fix: Vec<Value> = tasks(&app, "queue=execution&app=api", token)
+        .await
+        .into_iter()
+        .filter(|t| t["kind"] == "fix")
+        .collect();
+    assert_eq!(fix.len(), 1, "exactly one fix task: {fix:#?}");
+    assert_eq!(fix[0]["title"], "FIX: Service crash in api/web");
+    let c = &fix[0]["context"];
+    assert_eq!(c["alert"]["name"], "DeploymentVerificationFailed", "{c:#}");
+    assert_eq!(c["reasons"][0]["reason"], "crash_loop", "{c:#}");
+    assert!(
+        c["log_tail"].as_str().is_some_and(|t| t.contains("panic")),
+        "{c:#}"
+    );
+    assert_eq!(
+        c["suspect_commits"]["from"], "1111111111111111111111111111111111111111",
+        "{c:#}"
+    );
+    for (name, title, reason) in [
+        ("leak", "FIX: Service crash in leak/web", "oom"),
+        (
+            "slow",
+            "FIX: Performance regression in slow",
+            "latency_regression",
+        ),
+    ] {
+        let q = format!("queue=execution&app={name}");
+        let fix = until(
+            &format!("one fix task for {name}"),
+            Duration::from_secs(60),
+            || async {
+                let fix: Vec<Value> = tasks(&app, &q, token)
+                    .await
+                    .into_iter()
+                    .filter(|t| t["kind"] == "fix")
+                    .collect();
+                seen(!fix.is_empty(), fix)
+            },
+        )
+        .await;
+        assert_eq!(fix.len(), 1, "{name}: exactly one fix task: {fix:#?}");
+        assert_eq!(fix[0]["title"], title, "{fix:#?}");
+        let reasons: Vec<&str> = fix[0]["context"]["reasons"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["reason"].as_str())
+            .collect();
+        assert!(reasons.contains(&reason), "{name}: {reasons:?}");
+    }
+    let ok = tasks(&app, "queue=execution&app=ok", token).await;
+    assert!(ok.is_empty(), "the healthy release opens nothing: {ok:#?}");
+    app.stop().await;
+}
