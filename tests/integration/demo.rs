@@ -159,6 +159,22 @@ async fn the_demo_runs_the_whole_loop_with_the_commands_it_prints() {
     assert!(code == 0 || code == 1, "watch exit {code}: {out}{err}");
     assert!(out.contains("deployment "), "{out}");
 
+    // The crash-looping release of the cycle fails its post-deploy verification: the mirrored
+    // alert fires and its fix task names the crash.
+    let start = Instant::now();
+    while !(demo
+        .stdout()
+        .contains("alert    firing    DeploymentVerificationFailed")
+        && demo.stdout().contains("FIX: Service crash in"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no failed verification within 120s; demo stdout:\n{}",
+            demo.stdout()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
     // The console narrated it.
     let console = demo.stdout();
     for what in [

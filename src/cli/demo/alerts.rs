@@ -8,6 +8,8 @@
 //!   app's newest ended deployment is an ERROR.
 //! - `DeploymentStuck`: `deploywatch_deployment_stuck == 1`.
 //! - `HealthCheckFailing`: `deploywatch_health_probe_success == 0`.
+//! - `DeploymentVerificationFailed`: `deploywatch_deployment_verification{result="failed"} == 1`,
+//!   i.e. the app's latest verdict in the store is `failed`.
 //!
 //! Their `for:` durations are not waited out: the demo is about seeing the loop within a minute.
 //! A unit test holds the labels and annotations here against the shipped rules file.
@@ -37,7 +39,7 @@ struct Rule {
     description: &'static str,
 }
 
-const RULES: [Rule; 3] = [
+const RULES: [Rule; 4] = [
     Rule {
         alertname: "DeploymentFailed",
         severity: "critical",
@@ -49,6 +51,12 @@ const RULES: [Rule; 3] = [
         severity: "warning",
         summary: "Deployment of {{ $labels.app }} is stuck",
         description: "The in-progress deployment of {{ $labels.app }} has not changed phase for longer than stuck_after (default 30m).",
+    },
+    Rule {
+        alertname: "DeploymentVerificationFailed",
+        severity: "critical",
+        summary: "Deployment of {{ $labels.app }} failed post-deploy verification",
+        description: "The ACTIVE deployment of {{ $labels.app }} failed its verification window. A fix task names the reason, the numbers before and after and the suspect commits; with auto_rollback on, deploywatch rolls back to the previous deployment. `deploywatch status --app {{ $labels.app }}` shows the verdict.",
     },
     Rule {
         alertname: "HealthCheckFailing",
@@ -63,8 +71,18 @@ fn rule(alertname: &str) -> Option<&'static Rule> {
 }
 
 /// The alerts the mirrored rules would have firing now. Pure.
-pub fn evaluate(apps: &BTreeMap<String, AppView>, probes: &[ProbeView]) -> BTreeSet<Firing> {
+pub fn evaluate(
+    apps: &BTreeMap<String, AppView>,
+    probes: &[ProbeView],
+    failed_verification: &BTreeSet<String>,
+) -> BTreeSet<Firing> {
     let mut out = BTreeSet::new();
+    for app in failed_verification {
+        out.insert(Firing {
+            alertname: "DeploymentVerificationFailed",
+            labels: BTreeMap::from([("app".to_string(), app.clone())]),
+        });
+    }
     for (name, v) in apps {
         let labels = BTreeMap::from([("app".to_string(), name.clone())]);
         let failed = v
@@ -211,12 +229,24 @@ mod tests {
         ];
         for (ended, stuck, want) in table {
             let apps = BTreeMap::from([("api".to_string(), app(ended, stuck))]);
-            let got: Vec<_> = evaluate(&apps, &[])
+            let got: Vec<_> = evaluate(&apps, &[], &BTreeSet::new())
                 .into_iter()
                 .map(|f| f.alertname)
                 .collect();
             assert_eq!(got, want, "last ended {ended:?}, stuck {stuck}");
         }
+    }
+
+    #[test]
+    fn a_failed_verification_fires_its_alert() {
+        let failed = BTreeSet::from(["api".to_string()]);
+        let got = evaluate(&BTreeMap::new(), &[], &failed);
+        assert_eq!(
+            got.iter()
+                .map(|f| (f.alertname, f.labels["app"].as_str()))
+                .collect::<Vec<_>>(),
+            vec![("DeploymentVerificationFailed", "api")]
+        );
     }
 
     #[test]

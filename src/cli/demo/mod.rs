@@ -20,13 +20,14 @@ use crate::store::TaskFilter;
 use do_simulator::{Script, Simulator};
 
 /// The demo's deployment pattern: mostly green, with each kind of failure now and then.
-pub const CYCLE: [Script; 8] = [
+pub const CYCLE: [Script; 9] = [
     Script::Success,
     Script::Success,
     Script::BuildFailure,
     Script::Success,
     Script::HealthCheckFailure,
     Script::Success,
+    Script::CrashLoop,
     Script::Cancel,
     Script::Success,
 ];
@@ -84,6 +85,10 @@ pub async fn run(listen: Option<String>, step: Duration) -> anyhow::Result<i32> 
     cfg.digitalocean.poll_interval = Duration::from_secs(5);
     cfg.digitalocean.fast_poll_interval = Duration::from_secs(2);
     cfg.digitalocean.stuck_after = step * 20;
+    // A short post-deploy window, so the crash-looping release in the cycle fails verification
+    // within the demo's pace.
+    cfg.verification.window = step * 6;
+    cfg.verification.interval = (step / 2).max(Duration::from_millis(200));
     let token = cfg.webhook.tokens.first().cloned();
     let running =
         crate::server::start(cfg, listener, crate::server::ServeOptions::default()).await?;
@@ -154,7 +159,19 @@ async fn raise_alerts(app: Arc<App>, addr: SocketAddr, token: Option<SecretStrin
     let mut since: BTreeMap<alerts::Firing, DateTime<Utc>> = BTreeMap::new();
     loop {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let now_firing = alerts::evaluate(&app.do_snapshot().apps, &app.probes.all());
+        let failed_verification: BTreeSet<String> = match app.store.latest_verifications().await {
+            Ok(rows) => rows
+                .into_iter()
+                .filter(|r| r.result == "failed")
+                .map(|r| r.app)
+                .collect(),
+            Err(_) => BTreeSet::new(),
+        };
+        let now_firing = alerts::evaluate(
+            &app.do_snapshot().apps,
+            &app.probes.all(),
+            &failed_verification,
+        );
         let now = Utc::now();
         let (firing, resolved) = alerts::diff(&before, &now_firing);
         let mut sent_all = true;
