@@ -450,6 +450,7 @@ impl TraceService for Receiver {
     }
 }
 
+#[derive(Clone)]
 struct SpanSeen {
     name: String,
     trace_id: Vec<u8>,
@@ -576,6 +577,7 @@ async fn deployment_traces_reach_an_otlp_receiver_and_the_canary_never_leaks() {
             .await
             .expect("sim");
         sim.add_app("api", "1111111111111111111111111111111111111111");
+        sim.add_app("web", "1111111111111111111111111111111111111111");
         let dep = sim
             .deploy(
                 "api",
@@ -583,12 +585,20 @@ async fn deployment_traces_reach_an_otlp_receiver_and_the_canary_never_leaks() {
                 Script::BuildFailure,
             )
             .expect("deploy");
+        // A release that crash-loops after ACTIVE: its verdict is a `verify` span in its trace.
+        let crash = sim
+            .deploy(
+                "web",
+                "2222222222222222222222222222222222222222",
+                Script::CrashLoop,
+            )
+            .expect("deploy");
         let dir = tempfile::tempdir().expect("tmp");
         let endpoint = format!("http://127.0.0.1:{port}");
         let api = format!("http://{addr}");
         // A probe that fails leaves a client span.
         let cfg = dir.path().join("dw.toml");
-        std::fs::write(&cfg, format!("[[health.targets]]\nname = \"dead\"\napp = \"api\"\nurl = \"http://127.0.0.1:{}/health/live\"\ninterval = \"500ms\"\ntimeout = \"400ms\"\n", free_port())).expect("cfg");
+        std::fs::write(&cfg, format!("[verification]\nwindow = \"20s\"\ninterval = \"300ms\"\n\n[[health.targets]]\nname = \"dead\"\napp = \"api\"\nurl = \"http://127.0.0.1:{}/health/live\"\ninterval = \"500ms\"\ntimeout = \"400ms\"\n", free_port())).expect("cfg");
         let cfg_arg = cfg.to_str().expect("utf8").to_string();
         let s = start_server(
             dir.path(),
@@ -606,6 +616,36 @@ async fn deployment_traces_reach_an_otlp_receiver_and_the_canary_never_leaks() {
         let want_trace = deploywatch::telemetry::deployment_trace_id(&dep)
             .to_bytes()
             .to_vec();
+        let crash_trace = deploywatch::telemetry::deployment_trace_id(&crash)
+            .to_bytes()
+            .to_vec();
+        until(
+            &format!("{protocol}: the crash-looping deployment's verify span"),
+            Duration::from_secs(40),
+            || async {
+                let all = spans(&receiver);
+                let found = all
+                    .iter()
+                    .find(|sp| sp.trace_id == crash_trace && sp.name == "verify web")
+                    .cloned();
+                seen(found.is_some(), found.map(|sp| (sp.error, sp.attrs)))
+            },
+        )
+        .await;
+        let all = spans(&receiver);
+        let verify = all
+            .iter()
+            .find(|sp| sp.trace_id == crash_trace && sp.name == "verify web")
+            .expect("verify span");
+        assert!(verify.error, "a failed verification is an error span");
+        assert!(
+            verify
+                .attrs
+                .iter()
+                .any(|(k, v)| k == "deploywatch.verification.reasons" && v.contains("crash_loop")),
+            "{:?}",
+            verify.attrs
+        );
         until(
             &format!("{protocol}: the deployment's root span"),
             Duration::from_secs(30),

@@ -169,6 +169,40 @@ pub fn emit_deployment_trace(app: &str, d: &Deployment, vcs: &Origin) {
     span.end_with_timestamp(st(end));
 }
 
+/// The `verify` span of a deployment's post-deploy window, in the deployment's own trace: from
+/// ACTIVE to the verdict, with the result and reasons; error status when it failed.
+pub fn emit_verify_span(
+    app: &str,
+    deployment_id: &str,
+    start: Time,
+    end: Time,
+    result: &str,
+    reasons: &[String],
+) {
+    let t = tracer();
+    let mut span = with_trace_id(deployment_trace_id(deployment_id), || {
+        t.span_builder(format!("verify {app}"))
+            .with_kind(SpanKind::Internal)
+            .with_start_time(st(start))
+            .with_attributes(vec![
+                KeyValue::new("deployment.id", deployment_id.to_string()),
+                KeyValue::new("cicd.pipeline.name", app.to_string()),
+                KeyValue::new("deploywatch.verification.result", result.to_string()),
+                KeyValue::new("deploywatch.verification.reasons", reasons.join(",")),
+            ])
+            .start_with_context(&t, &Context::new())
+    });
+    if result == "failed" {
+        span.set_status(Status::error(format!(
+            "verification failed: {}",
+            reasons.join(", ")
+        )));
+    } else if result == "passed" {
+        span.set_status(Status::Ok);
+    }
+    span.end_with_timestamp(st(end.max(start)));
+}
+
 type Time = chrono::DateTime<chrono::Utc>;
 
 /// A step's span times and whether the API gave them. A step that finished but came without times

@@ -236,6 +236,19 @@ impl Verifier {
                 tracked.done = final_;
                 if newly_final {
                     tracing::info!(app = %t.app, deployment = %t.deployment_id, result = %row.result, "verification window ended");
+                    let reasons: Vec<String> = verdict
+                        .reasons
+                        .iter()
+                        .map(|r| r.kind.as_str().to_string())
+                        .collect();
+                    crate::sources::digitalocean::traces::emit_verify_span(
+                        &t.app,
+                        &t.deployment_id,
+                        t.start,
+                        now,
+                        &row.result,
+                        &reasons,
+                    );
                 }
             }
             Err(e) => {
