@@ -316,3 +316,40 @@ async fn a_failed_migration_job_is_a_migration_issue_and_a_stuck_deployment_can_
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_burst_of_more_deployments_than_a_page_between_two_polls_is_counted_whole() {
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(20))
+        .app("api", OLD)
+        .start()
+        .await;
+    let app = spawn_app(
+        Kind::Sqlite,
+        &toml(&sim.url, "")
+            .replace("poll_interval = \"300ms\"", "poll_interval = \"2s\"")
+            .replace(
+                "fast_poll_interval = \"100ms\"",
+                "fast_poll_interval = \"2s\"",
+            ),
+        &[("DIGITALOCEAN_TOKEN", "sim-token")],
+    )
+    .await;
+    app.until_metric(
+        "deploywatch_deployments_total{app=\"api\",outcome=\"success\"}",
+        1.0,
+        Duration::from_secs(15),
+    )
+    .await;
+    // 27 deployments land between two polls (2 s apart): more than the 20 of one page.
+    for i in 0..27u64 {
+        sim.deploy("api", &format!("{:040x}", 100 + i), Script::Success);
+    }
+    app.until_metric(
+        "deploywatch_deployments_total{app=\"api\",outcome=\"success\"}",
+        28.0,
+        Duration::from_secs(30),
+    )
+    .await;
+    app.stop().await;
+}

@@ -292,7 +292,18 @@ impl Poller {
         } else {
             self.detail_budget -= 1;
             report.full_read |= initial;
-            match self.client.list_deployments(&a.id, 20).await {
+            // After the first read, page back to the newest deployment already known, so a burst
+            // of more than a page between two polls is not missed (one page in steady state).
+            let newest_known = track.deployments.iter().filter_map(|d| d.created_at).max();
+            let listing = match (initial, newest_known) {
+                (false, Some(since)) => self
+                    .client
+                    .list_deployments_paged(&a.id, &[], Some(since), 20)
+                    .await
+                    .map(|l| (l.deployments, l.skipped)),
+                _ => self.client.list_deployments(&a.id, 20).await,
+            };
+            match listing {
                 Ok((deps, skipped)) => {
                     track.initialized = true;
                     track.fingerprint = Some(fp);
