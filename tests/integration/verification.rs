@@ -353,3 +353,42 @@ async fn a_burst_of_more_deployments_than_a_page_between_two_polls_is_counted_wh
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_app_serving_another_commit_than_active_fails_with_serving_wrong_commit() {
+    let sim = SimBuilder::new()
+        .step(Duration::from_millis(30))
+        .app("api", OLD)
+        .script("api", NEW, Script::Success)
+        .start()
+        .await;
+    // The app's health body keeps naming the old build after the new one went ACTIVE.
+    sim.set_health("api", 200, Some(OLD));
+    let target = format!(
+        "\n[[health.targets]]\nname = \"api-commit\"\napp = \"api\"\nurl = \"{}\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\nfailure_threshold = 1\nexpect_active_commit = \"commit\"\n",
+        sim.health_url("api", "ready")
+    );
+    let app = spawn_app(
+        Kind::Sqlite,
+        &format!("{}{target}", toml(&sim.url, "")),
+        &[("DIGITALOCEAN_TOKEN", "sim-token")],
+    )
+    .await;
+    let v = verdict(&app, "api", "failed").await;
+    assert!(
+        reasons(&v).contains(&"serving_wrong_commit".to_string()),
+        "{v:#}"
+    );
+    let evidence = v["reasons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["reason"] == "serving_wrong_commit")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        evidence.to_string().contains(OLD),
+        "the served commit is the evidence: {evidence:#}"
+    );
+    app.stop().await;
+}

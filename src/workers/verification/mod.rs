@@ -33,7 +33,7 @@ use crate::sources::digitalocean::types::AppMetric;
 use crate::sources::prometheus::PromClient;
 use crate::store::VerificationRow;
 use crate::telemetry::metrics::ComponentReading;
-use readings::{Kind, add_health, add_matrix, latest_max, restarts_since};
+use readings::{Kind, add_health, add_matrix, commit_reading, latest_max, restarts_since};
 
 /// Windows read per interval at most (the newest first): a burst of deployments, or a restart of
 /// deploywatch while many are young, cannot spend the request budget.
@@ -44,6 +44,7 @@ const MAX_WINDOWS_PER_TICK: usize = 8;
 struct Tracked {
     replicas: BTreeMap<String, Vec<ReplicaReading>>,
     probes: Vec<ProbeReading>,
+    commits: Vec<verification::CommitReading>,
     log_tail: Option<String>,
     /// The previous reading already failed: a failure is final only when two readings in a row
     /// say so (one early sample cannot fail a release, and the second carries more evidence).
@@ -170,9 +171,24 @@ impl Verifier {
                 && !tracked.probes.iter().any(|r| r.at == at)
             {
                 tracked.probes.push(ProbeReading { at, ok: p.healthy });
+                // The serving-commit check: a probe configured with `expect_active_commit`.
+                let checks_commit = self
+                    .app
+                    .config
+                    .health
+                    .targets
+                    .iter()
+                    .any(|h| h.name.as_str() == p.target && h.expect_active_commit.is_some());
+                if checks_commit
+                    && let Some(expected) = &t.commit
+                    && let Some(c) = commit_reading(&p, expected)
+                {
+                    tracked.commits.push(c);
+                }
             }
         }
         let probes = tracked.probes.clone();
+        let commits = tracked.commits.clone();
         let queries = self.queries(t, now).await;
         let inputs = Inputs {
             window: Window {
@@ -182,7 +198,7 @@ impl Verifier {
             },
             components: components.values().cloned().collect(),
             probes,
-            commits: Vec::new(),
+            commits,
             queries,
         };
         let mut verdict = verification::judge(&inputs, &self.rules());

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::verification::{ComponentInput, InstanceSeries, ReplicaReading};
+use crate::domain::probe::{FailureReason, ProbeView};
+use crate::domain::verification::{CommitReading, ComponentInput, InstanceSeries, ReplicaReading};
 use crate::sources::digitalocean::types::{AppHealth, MetricMatrix};
 
 /// Which series of a component a matrix fills.
@@ -68,6 +69,35 @@ pub(super) fn add_health(
                 ..Default::default()
             });
     }
+}
+
+/// What a serving-commit probe (`expect_active_commit`) says the app serves: the expected commit
+/// when it passed, the commit its body named when it failed the check, nothing otherwise.
+pub(super) fn commit_reading(p: &ProbeView, expected: &str) -> Option<CommitReading> {
+    let at = p.checked_at?;
+    let r = p.last_result.as_ref()?;
+    if r.ok {
+        return Some(CommitReading {
+            at,
+            expected: expected.to_string(),
+            serving: Some(expected.to_string()),
+        });
+    }
+    let detail = r.detail.as_deref().unwrap_or("");
+    if r.reason != Some(FailureReason::Body) || !detail.contains("but the ACTIVE deployment is") {
+        return None;
+    }
+    // "<field> is <served> but the ACTIVE deployment is <want>: …"
+    let served = detail
+        .split(" is ")
+        .nth(1)
+        .and_then(|rest| rest.split(" but ").next())
+        .map(str::to_string);
+    Some(CommitReading {
+        at,
+        expected: expected.to_string(),
+        serving: served,
+    })
 }
 
 /// Restarts of a component since `start`: per instance, the rises of its counter after `start`
