@@ -8,6 +8,7 @@
 //!
 //! deploywatch's production library does not link this crate except through its `demo` command.
 
+mod answers;
 mod faults;
 mod prometheus;
 mod routes;
@@ -24,7 +25,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 pub use faults::Fault;
-pub use scripts::Script;
+pub use state::Script;
 use state::{SimApp, SimDeployment, SimState, lock};
 
 /// A handle to the simulator's state; cheap to clone.

@@ -15,28 +15,10 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::Simulator;
-use crate::scripts::Script;
-use crate::state::{SimState, lock};
+use crate::state::{PromScript, Script, SimState, Switch, lock};
 
 /// Prometheus refuses range queries over this many points per series.
 const MAX_POINTS: i64 = 11_000;
-
-/// When a scripted series switches from its baseline to its regressed value.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Switch {
-    At(DateTime<Utc>),
-    /// When the app's newest `LatencyRegression` deployment went ACTIVE (never, before it has).
-    RegressionActive(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct PromScript {
-    baseline: f64,
-    regressed: f64,
-    switch: Option<Switch>,
-    /// Relative spread of the jitter (0.05: ±5%).
-    jitter: f64,
-}
 
 impl PromScript {
     fn switch_time(&self, s: &SimState) -> Option<DateTime<Utc>> {

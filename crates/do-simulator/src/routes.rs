@@ -12,8 +12,9 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use crate::Simulator;
+use crate::answers::{not_found, ok_json};
 use crate::faults::ratelimit_headers;
-use crate::scripts::Script;
+use crate::state::Script;
 use crate::state::{SimDeployment, lock};
 
 impl Simulator {
@@ -43,23 +44,6 @@ impl Simulator {
             .layer(axum::middleware::map_response(ratelimit_headers))
             .with_state(self.clone())
     }
-}
-
-pub(crate) fn ok_json(v: Value) -> Response {
-    (
-        StatusCode::OK,
-        [("ratelimit-limit", "5000"), ("ratelimit-remaining", "4999")],
-        Json(v),
-    )
-        .into_response()
-}
-
-pub(crate) fn not_found(what: &str) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({"id": "not_found", "message": format!("{what} not found")})),
-    )
-        .into_response()
 }
 
 async fn list_apps(

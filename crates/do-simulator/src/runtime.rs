@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::scripts::Script;
+use crate::state::Script;
 use crate::state::{SimApp, SimDeployment};
 
 /// Replicas every simulated service runs.

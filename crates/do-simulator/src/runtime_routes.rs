@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::Simulator;
-use crate::routes::{not_found, ok_json};
+use crate::answers::{not_found, ok_json};
 use crate::runtime::{REPLICAS, sample_times};
 use crate::state::{SimDeployment, lock};
 

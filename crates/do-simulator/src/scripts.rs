@@ -7,32 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::state::{SimApp, SimDeployment};
-
-/// How a simulated deployment unfolds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Script {
-    Success,
-    BuildFailure,
-    /// Builds, then fails its health check while deploying.
-    HealthCheckFailure,
-    /// Canceled while building.
-    Cancel,
-    /// Stays in DEPLOYING.
-    Stuck,
-    /// Goes ACTIVE, then every instance restarts once a step: replicas never ready, the
-    /// `RUN_RESTARTED` log shows the panics.
-    CrashLoop,
-    /// Goes ACTIVE, then memory climbs ten points a step towards 95% and the instances are
-    /// OOM-killed every six steps (restarts, `OOMKilled` in the `RUN_RESTARTED` log).
-    MemoryLeak,
-    /// Goes ACTIVE and is healthy by DigitalOcean's numbers; the regression shows in the fake
-    /// Prometheus series scripted with `Simulator::script_query_on_regression`.
-    LatencyRegression,
-    /// Its PRE_DEPLOY job `migrate` fails: the job invocation ends FAILED and the deployment ERROR
-    /// with the job's step failed.
-    FailingPreDeployJob,
-}
+use crate::state::{Script, SimApp, SimDeployment};
 
 impl Script {
     /// Scripts that run a PRE_DEPLOY job (`migrate`) before the service.

@@ -9,7 +9,48 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::Fault;
-use crate::scripts::Script;
+
+/// How a simulated deployment unfolds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Script {
+    Success,
+    BuildFailure,
+    /// Builds, then fails its health check while deploying.
+    HealthCheckFailure,
+    /// Canceled while building.
+    Cancel,
+    /// Stays in DEPLOYING.
+    Stuck,
+    /// Goes ACTIVE, then every instance restarts once a step: replicas never ready, the
+    /// `RUN_RESTARTED` log shows the panics.
+    CrashLoop,
+    /// Goes ACTIVE, then memory climbs ten points a step towards 95% and the instances are
+    /// OOM-killed every six steps (restarts, `OOMKilled` in the `RUN_RESTARTED` log).
+    MemoryLeak,
+    /// Goes ACTIVE and is healthy by DigitalOcean's numbers; the regression shows in the fake
+    /// Prometheus series scripted with `Simulator::script_query_on_regression`.
+    LatencyRegression,
+    /// Its PRE_DEPLOY job `migrate` fails: the job invocation ends FAILED and the deployment ERROR
+    /// with the job's step failed.
+    FailingPreDeployJob,
+}
+
+/// When a scripted series switches from its baseline to its regressed value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Switch {
+    At(DateTime<Utc>),
+    /// When the app's newest `LatencyRegression` deployment went ACTIVE (never, before it has).
+    RegressionActive(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PromScript {
+    pub(crate) baseline: f64,
+    pub(crate) regressed: f64,
+    pub(crate) switch: Option<Switch>,
+    /// Relative spread of the jitter (0.05: ±5%).
+    pub(crate) jitter: f64,
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct SimDeployment {
@@ -51,7 +92,7 @@ pub(crate) struct SimState {
     /// When set, only this bearer token is accepted (else any non-empty one).
     pub(crate) valid_token: Option<String>,
     /// The fake Prometheus' scripted series, by query.
-    pub(crate) prom_series: HashMap<String, crate::prometheus::PromScript>,
+    pub(crate) prom_series: HashMap<String, PromScript>,
 }
 
 pub(crate) fn lock(m: &Mutex<SimState>) -> std::sync::MutexGuard<'_, SimState> {

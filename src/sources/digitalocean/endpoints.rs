@@ -18,6 +18,9 @@ pub struct AppsListing {
     pub incomplete: Option<DoError>,
 }
 
+/// How much of a log is read: only its end matters (bounds memory for a large log).
+const LOG_TAIL_BYTES: usize = 256 * 1024;
+
 impl Client {
     /// Every app, following `links.pages.next`. Returns the apps and how many were skipped as
     /// malformed; any failing page fails the call.
@@ -146,8 +149,17 @@ impl Client {
                 None,
             )
             .await?;
+        self.follow_log_urls(&body, lines).await
+    }
+
+    /// Fetches the first log URL of a logs answer that works and keeps its last `lines` lines.
+    pub(super) async fn follow_log_urls(
+        &self,
+        body: &[u8],
+        lines: usize,
+    ) -> Result<String, DoError> {
         let logs: LogsResponse =
-            serde_json::from_slice(&body).map_err(|e| DoError::Decode(e.to_string()))?;
+            serde_json::from_slice(body).map_err(|e| DoError::Decode(e.to_string()))?;
         let mut last_err = DoError::NotFound("log URL".into());
         for u in logs.urls() {
             let Ok(url) = Url::parse(u) else { continue };
@@ -160,8 +172,7 @@ impl Client {
                         .bytes()
                         .await
                         .map_err(|e| DoError::Transport(without_url(&e)))?;
-                    // Bound memory: only the end of a large log matters.
-                    let start = text.len().saturating_sub(256 * 1024);
+                    let start = text.len().saturating_sub(LOG_TAIL_BYTES);
                     return Ok(tail_lines(&String::from_utf8_lossy(&text[start..]), lines));
                 }
                 Ok(r) => {

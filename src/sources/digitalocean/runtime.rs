@@ -4,14 +4,11 @@
 //! request (or one bounded paged listing) through the budgeted, retrying client.
 
 use chrono::{DateTime, Utc};
-use url::Url;
 
 use super::client::Client;
-use super::errors::{
-    DoError, next_page_url, parse_deployment_envelope, seg, tail_lines, without_url,
-};
+use super::errors::{DoError, next_page_url, parse_deployment_envelope, seg};
 use super::types::{
-    self, AppHealth, AppInstance, AppMetric, Deployment, JobInvocation, LogsResponse, MetricMatrix,
+    self, AppHealth, AppInstance, AppMetric, Deployment, JobInvocation, MetricMatrix,
 };
 
 /// Deployments read from a filtered, paged listing, newest first; `incomplete` holds the error of
@@ -25,9 +22,6 @@ pub struct DeploymentsListing {
 
 /// Pages followed at most by one listing: a runaway `next` link cannot spend the budget.
 const MAX_PAGES: usize = 20;
-
-/// How much of a log is read: only its end matters.
-const LOG_TAIL_BYTES: usize = 256 * 1024;
 
 impl Client {
     /// `GET /v2/apps/{id}/health`: per-component state and replicas ready versus desired.
@@ -109,37 +103,6 @@ impl Client {
             )
             .await?;
         self.follow_log_urls(&body, lines).await
-    }
-
-    /// Fetches the first log URL of a logs answer that works and keeps its last `lines` lines.
-    async fn follow_log_urls(&self, body: &[u8], lines: usize) -> Result<String, DoError> {
-        let logs: LogsResponse =
-            serde_json::from_slice(body).map_err(|e| DoError::Decode(e.to_string()))?;
-        let mut last_err = DoError::NotFound("log URL".into());
-        for u in logs.urls() {
-            let Ok(url) = Url::parse(u) else { continue };
-            if !matches!(url.scheme(), "http" | "https") {
-                continue;
-            }
-            match self.plain_http.get(url).send().await {
-                Ok(r) if r.status().is_success() => {
-                    let text = r
-                        .bytes()
-                        .await
-                        .map_err(|e| DoError::Transport(without_url(&e)))?;
-                    let start = text.len().saturating_sub(LOG_TAIL_BYTES);
-                    return Ok(tail_lines(&String::from_utf8_lossy(&text[start..]), lines));
-                }
-                Ok(r) => {
-                    last_err = DoError::Http {
-                        status: r.status().as_u16(),
-                        message: "log download failed".into(),
-                    }
-                }
-                Err(e) => last_err = DoError::Transport(without_url(&e)),
-            }
-        }
-        Err(last_err)
     }
 
     /// `GET /v2/apps/{id}/job-invocations[?deployment_id=]`, every page (bounded): the runs of
