@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use sqlx::{Any, Row, Transaction};
 
+use super::placement::enqueue_outbox;
 use super::tasks::{TASK_COLUMNS, add_event, task_from_row};
 use super::{PlaceOptions, Store, StoreError, TaskUpdateError, now_ms};
 use crate::tasks::settle::Settlement;
@@ -151,15 +152,7 @@ async fn insert(
     add_event(tx, &id, now, "created", None, None).await?;
     if t.kind == Kind::Announce {
         // The same payload the other announcements give the notifiers.
-        for n in opts.notifiers {
-            sqlx::query("INSERT INTO outbox (id, notifier, payload, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, 0, $4)")
-                .bind(uuid::Uuid::new_v4().to_string())
-                .bind(n)
-                .bind(serde_json::json!({"title": t.title, "app": t.app, "context": t.context, "dedup_key": t.dedup_key}).to_string())
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-        }
+        enqueue_outbox(tx, opts.notifiers, t, now).await?;
     }
     Ok(true)
 }

@@ -216,7 +216,8 @@ async fn create(
     Ok(Some(Placed::Created))
 }
 
-async fn enqueue_outbox(
+/// Queues a new announcement for every outbound notifier, in the transaction that made it.
+pub(super) async fn enqueue_outbox(
     tx: &mut Transaction<'static, Any>,
     notifiers: &[String],
     t: &NewTask,
