@@ -10,6 +10,7 @@ mod deploys;
 mod health;
 mod ingest;
 mod leases;
+mod migrations;
 mod placement;
 pub mod sqlite_file;
 mod tasks;
@@ -33,8 +34,7 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::domain::Outcome;
 use crate::domain::dora::DeploymentOutcome;
 
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+use migrations::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
