@@ -8,32 +8,37 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
+use crate::telemetry::exposition;
 
-/// Serves the cached exposition (see `crate::telemetry::exposition`): gzip when the client accepts it.
+/// Serves the cached exposition (see `crate::telemetry::exposition`): OpenMetrics or text as the
+/// client's `Accept` ranks them, gzip when it accepts it.
 pub(super) async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    let gzip = headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(crate::telemetry::exposition::accepts_gzip);
-    let (cached, process) = app.metrics.exposition.body(gzip);
-    let head = if gzip {
-        cached.gzip.clone()
-    } else {
-        cached.plain.clone()
+    let values = |name| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
     };
-    let len = head.len() + process.len();
-    // Two frames, no copy of the cached body; the length is known, so no chunked encoding.
-    let frames = [head, process].map(Ok::<_, std::convert::Infallible>);
+    let format = exposition::negotiate_format(values(header::ACCEPT));
+    let gzip = values(header::ACCEPT_ENCODING)
+        .into_iter()
+        .any(exposition::accepts_gzip);
+    let s = app.metrics.exposition.scrape(format, gzip).await;
+    // The cached chunks, no copy; the length is known, so no chunked encoding.
+    let frames = s.chunks.into_iter().map(Ok::<_, std::convert::Infallible>);
     let mut r = axum::body::Body::from_stream(futures::stream::iter(frames)).into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(crate::telemetry::metrics::CONTENT_TYPE),
+        HeaderValue::from_static(s.format.content_type()),
     );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    if gzip {
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(s.len));
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("accept, accept-encoding"),
+    );
+    if s.gzip {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     r

@@ -26,7 +26,7 @@ async fn gzip_scrape_decodes_to_the_plain_body_and_passes_promtool() {
         .await
         .expect("request");
     assert_eq!(r.headers()["content-encoding"], "gzip");
-    assert_eq!(r.headers()["vary"], "accept-encoding");
+    assert_eq!(r.headers()["vary"], "accept, accept-encoding");
     assert!(
         r.headers()["content-type"]
             .to_str()
@@ -34,10 +34,14 @@ async fn gzip_scrape_decodes_to_the_plain_body_and_passes_promtool() {
             .starts_with("text/plain; version=0.0.4")
     );
     let compressed = r.bytes().await.expect("body");
+    // One gzip member, as curl and browsers read it (they stop after the first member).
     let mut decoded = String::new();
-    flate2::read::MultiGzDecoder::new(&compressed[..])
-        .read_to_string(&mut decoded)
-        .expect("valid gzip (possibly several members)");
+    let mut d = flate2::read::GzDecoder::new(&compressed[..]);
+    d.read_to_string(&mut decoded).expect("valid gzip");
+    assert!(
+        d.into_inner().is_empty(),
+        "bytes after the first gzip member"
+    );
     assert_eq!(
         without_process_lines(&decoded),
         without_process_lines(&plain)
@@ -45,6 +49,56 @@ async fn gzip_scrape_decodes_to_the_plain_body_and_passes_promtool() {
     assert!(decoded.contains("process_resident_memory_bytes"));
     promtool_check_metrics(&decoded);
     promtool_check_metrics(&plain);
+    app.stop().await;
+}
+
+/// Prometheus 2.x's default scrape `Accept`: OpenMetrics first.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+#[tokio::test]
+async fn openmetrics_when_the_client_ranks_it_first_with_the_same_samples() {
+    let app = spawn_app(Kind::Sqlite, "", &[]).await;
+    let text = app.metrics().await;
+    for gzip in [false, true] {
+        let mut req = app
+            .http
+            .get(format!("{}/metrics", app.url))
+            .header("accept", PROMETHEUS_ACCEPT);
+        if gzip {
+            req = req.header("accept-encoding", "gzip");
+        }
+        let r = req.send().await.expect("request");
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        let bytes = r.bytes().await.expect("body");
+        let om = if gzip {
+            let mut s = String::new();
+            flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_string(&mut s)
+                .expect("gzip");
+            s
+        } else {
+            String::from_utf8(bytes.to_vec()).expect("utf8")
+        };
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert_eq!(om.matches("# EOF").count(), 1);
+        // Counter families lose `_total` in HELP/TYPE only; every sample line is the text one.
+        assert!(
+            om.contains("# TYPE deploywatch_webhook_duplicates_absorbed counter\n"),
+            "{om}"
+        );
+        assert!(!om.contains("# TYPE deploywatch_webhook_duplicates_absorbed_total"));
+        let samples = |b: &str| {
+            b.lines()
+                .filter(|l| !l.starts_with('#') && !l.contains("process_"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(samples(&om), samples(&text));
+    }
     app.stop().await;
 }
 

@@ -15,9 +15,11 @@ impl Metrics {
         self.migration_check_info
             .with_label_values(&[check, app])
             .set(1);
+        self.changed();
     }
 
     pub fn migrations_pending(&self, check: &str, n: i64) {
         self.migration_pending.with_label_values(&[check]).set(n);
+        self.changed();
     }
 }

@@ -163,6 +163,7 @@ impl Exporter {
             }
         }
         self.exported = next;
+        m.changed();
     }
 }
 
@@ -209,6 +210,7 @@ impl Metrics {
         if let Some(rt) = e.recovery_seconds {
             self.dora_recovery_time.with_label_values(&[a]).observe(rt);
         }
+        self.changed();
     }
 
     /// A build or deploy step's duration, once when its deployment ends.
@@ -216,10 +218,12 @@ impl Metrics {
         self.step_duration
             .with_label_values(&[app, step])
             .observe(seconds);
+        self.changed();
     }
 
     pub fn poll_interval(&self, seconds: f64) {
         self.do_poll_interval_seconds.set(seconds);
+        self.changed();
     }
 
     /// Objects of a DigitalOcean answer that could not be read and were skipped (`kind`: `app`,
@@ -228,6 +232,7 @@ impl Metrics {
         self.do_parse_errors_total
             .with_label_values(&[kind])
             .inc_by(n);
+        self.changed();
     }
 
     /// One DigitalOcean request, by endpoint and answer (`200`, `429`, `error`, …).
@@ -235,6 +240,7 @@ impl Metrics {
         self.do_requests_total
             .with_label_values(&[endpoint, code])
             .inc();
+        self.changed();
     }
 
     /// The request budget left, from DigitalOcean's `ratelimit-remaining`. The series is absent
@@ -245,5 +251,6 @@ impl Metrics {
         let _ = self
             .registry
             .register(Box::new(self.do_ratelimit_remaining.clone()));
+        self.changed();
     }
 }

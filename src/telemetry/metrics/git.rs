@@ -25,6 +25,7 @@ impl Metrics {
         self.git_ref_info
             .with_label_values(&[&key.0, &key.1, &key.2])
             .set(1);
+        self.changed();
         key
     }
 
@@ -37,6 +38,7 @@ impl Metrics {
                 .remove_label_values(&[&old.0, &old.1, &old.2]);
         }
         *exported = now;
+        self.changed();
     }
 
     /// An app's drift from its branch: commits behind (absent when the deployed commit is not on
@@ -54,5 +56,6 @@ impl Metrics {
         self.app_undeployed_age
             .with_label_values(&[app])
             .set(undeployed_age_seconds);
+        self.changed();
     }
 }

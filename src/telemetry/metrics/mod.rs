@@ -16,5 +16,5 @@ mod verification;
 
 pub use deployments::Exporter;
 pub use git::RefKey;
-pub use registry::{CONTENT_TYPE, Metrics, PREFIX};
+pub use registry::{Metrics, PREFIX};
 pub use verification::ComponentReading;

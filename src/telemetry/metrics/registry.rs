@@ -361,8 +361,7 @@ impl Metrics {
 
     /// Text exposition of every family (the cached body plus this moment's process metrics).
     pub fn render(&self) -> Vec<u8> {
-        let (r, process) = self.exposition.body(false);
-        [&r.plain[..], &process[..]].concat()
+        self.exposition.text()
     }
 
     /// Tells `/metrics` that a writer changed something; the next scrape renders afresh.
@@ -401,6 +400,7 @@ impl Metrics {
         self.source_enabled
             .with_label_values(&[source])
             .set(i64::from(on));
+        self.changed();
     }
 
     /// Whether this replica holds the lease `name`.
@@ -412,6 +412,7 @@ impl Metrics {
     /// This replica took the lease `name` over from another holder.
     pub fn lease_takeover(&self, name: &str) {
         self.lease_takeovers_total.with_label_values(&[name]).inc();
+        self.changed();
     }
 }
 
@@ -420,5 +421,3 @@ impl Default for Metrics {
         Metrics::new()
     }
 }
-
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

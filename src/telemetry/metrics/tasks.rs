@@ -10,6 +10,7 @@ impl Metrics {
         self.webhook_requests_total
             .with_label_values(&[status])
             .inc();
+        self.changed();
     }
 
     /// Characters removed from a payload so it could be stored (`reason`: `nul_byte`).
@@ -17,6 +18,7 @@ impl Metrics {
         self.webhook_sanitized_total
             .with_label_values(&[reason])
             .inc_by(n);
+        self.changed();
     }
 
     /// What one stored notification held and did.
@@ -31,6 +33,7 @@ impl Metrics {
         self.webhook_duplicates_total
             .inc_by(report.duplicates_absorbed as u64);
         self.tasks_created(report);
+        self.changed();
     }
 
     /// Counts the tasks a store call created.
@@ -40,23 +43,28 @@ impl Metrics {
                 .with_label_values(&[q.as_str(), k.as_str()])
                 .inc();
         }
+        self.changed();
     }
 
     pub fn task_claimed(&self, queue: &str) {
         self.task_claims_total.with_label_values(&[queue]).inc();
+        self.changed();
     }
 
     pub fn task_leases_expired(&self, n: u64) {
         self.task_lease_expiries_total.inc_by(n);
+        self.changed();
     }
 
     /// The number of tasks in one queue and state, as the sweeper last counted them.
     pub fn task_count(&self, queue: &str, state: &str, n: i64) {
         self.tasks.with_label_values(&[queue, state]).set(n);
+        self.changed();
     }
 
     pub fn announcements_pending(&self, n: i64) {
         self.announcements_pending.set(n);
+        self.changed();
     }
 
     /// One rollback attempt's outcome (`rolled_back`, `refused`, `failed`, …).
@@ -64,5 +72,6 @@ impl Metrics {
         self.rollbacks_total
             .with_label_values(&[app, outcome])
             .inc();
+        self.changed();
     }
 }

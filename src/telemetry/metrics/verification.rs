@@ -43,6 +43,7 @@ impl Metrics {
                 .with_label_values(&[app])
                 .inc();
         }
+        self.changed();
     }
 
     /// A component's runtime readings (DigitalOcean app health and monitoring).
