@@ -142,6 +142,9 @@ pub struct Store {
     backend: Backend,
     health: Arc<health::WriteHealth>,
     sqlite_path: Option<std::path::PathBuf>,
+    /// No lease in the store expires before this (Unix ms), as far as this process knows; a claim
+    /// sweeps expired leases only once it has passed (see `tasks.rs`).
+    lease_watermark: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -188,6 +191,7 @@ impl Store {
         // next BEGIN would become a SAVEPOINT inside a transaction that is never committed. The ping
         // first flushes a rollback queued by a dropped transaction.
         let health = Arc::new(health::WriteHealth::default());
+        let pg = backend == Backend::Postgres;
         let recycle = health.clone();
         let pool_opts = AnyPoolOptions::new()
             .acquire_timeout(acquire_timeout)
@@ -195,9 +199,16 @@ impl Store {
                 let reuse = recycle.reuse_connection();
                 Box::pin(async move { Ok(reuse) })
             })
-            .after_release(|conn, _| {
+            .after_release(move |conn, _| {
                 Box::pin(async move {
                     use sqlx::Connection;
+                    // PostgreSQL ends the transaction of a failed COMMIT itself, and flushes the
+                    // rollback a dropped transaction queued before the connection's next
+                    // statement: only a connection still inside a transaction needs the round
+                    // trip (a claim or a complete would otherwise pay one more each).
+                    if pg && !conn.is_in_transaction() {
+                        return Ok(true);
+                    }
                     conn.ping().await?;
                     Ok(!conn.is_in_transaction())
                 })
@@ -234,6 +245,8 @@ impl Store {
             backend,
             health,
             sqlite_path: health::sqlite_path(raw),
+            // Unknown until the first claim reads it.
+            lease_watermark: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
         })
     }
 

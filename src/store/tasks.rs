@@ -207,9 +207,7 @@ impl Store {
         lease: Duration,
     ) -> Result<Option<Task>, StoreError> {
         let now = now_ms();
-        if self.any_expired_lease(now).await? {
-            self.expire_leases().await?;
-        }
+        self.expire_leases_if_due(now).await?;
         let update = format!(
             "UPDATE tasks SET state = 'claimed', worker = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
              WHERE id = (SELECT id FROM tasks WHERE queue = $4 AND state = 'queued' ORDER BY priority, created_at, id LIMIT 1 {}) \
@@ -234,7 +232,9 @@ impl Store {
                  SELECT * FROM c"
             );
             let row = q(sql).fetch_optional(&self.pool).await?;
-            return row.as_ref().map(task_from_row).transpose();
+            let task = row.as_ref().map(task_from_row).transpose()?;
+            self.lease_granted(task.as_ref());
+            return Ok(task);
         }
         let mut tx = self.pool.begin().await?;
         let row = q(update).fetch_optional(&mut *tx).await?;
@@ -243,25 +243,44 @@ impl Store {
             add_event(&mut tx, &t.id, now, "claimed", Some(worker), None).await?;
         }
         tx.commit().await?;
+        self.lease_granted(task.as_ref());
         Ok(task)
     }
 
-    /// A cheap read before the lease sweep a claim runs, so a claim with nothing expired costs
-    /// no transaction. Naming each queue lets PostgreSQL use the `(queue, state, …)` index.
-    async fn any_expired_lease(&self, now: i64) -> Result<bool, StoreError> {
-        let queues = Queue::ALL
-            .iter()
-            .map(|q| format!("'{}'", q.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT 1 AS one FROM tasks WHERE queue IN ({queues}) AND state = 'claimed' AND lease_expires_at < $1 LIMIT 1"
+    /// Sweeps expired leases before a claim, but only once the earliest lease this process knows
+    /// of can have expired: a claim in steady state is one statement. The watermark is read from
+    /// the store at the first claim and after each sweep, and lowered by every lease this process
+    /// grants; a lease another replica grants is swept by that replica's claims or by the sweeper.
+    async fn expire_leases_if_due(&self, now: i64) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let seen = self.lease_watermark.load(Ordering::Acquire);
+        if now < seen {
+            return Ok(());
+        }
+        self.expire_leases().await?;
+        let next: Option<i64> =
+            sqlx::query("SELECT MIN(lease_expires_at) AS next FROM tasks WHERE state = 'claimed'")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("next")?;
+        // A lease granted meanwhile lowered the watermark: keep that (the next claim re-reads).
+        let _ = self.lease_watermark.compare_exchange(
+            seen,
+            next.unwrap_or(i64::MAX),
+            Ordering::AcqRel,
+            Ordering::Acquire,
         );
-        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
+        Ok(())
+    }
+
+    /// Lowers the watermark to a lease this process just granted or extended.
+    pub(super) fn lease_granted(&self, task: Option<&Task>) {
+        if let Some(until) = task.and_then(|t| t.lease_expires_at) {
+            self.lease_watermark.fetch_min(
+                until.timestamp_millis(),
+                std::sync::atomic::Ordering::AcqRel,
+            );
+        }
     }
 
     /// Claims one specific queued task (the rollback executor picks its own).
@@ -289,6 +308,7 @@ impl Store {
             add_event(&mut tx, id, now, "claimed", Some(worker), None).await?;
         }
         tx.commit().await?;
+        self.lease_granted(task.as_ref());
         Ok(task)
     }
 
@@ -372,6 +392,7 @@ impl Store {
             (Some(until), None),
         )
         .await
+        .inspect(|t| self.lease_granted(Some(t)))
     }
 
     pub async fn complete(
