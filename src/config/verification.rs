@@ -89,8 +89,9 @@ pub(super) fn verification(
         cancel_stuck: v.cancel_stuck.unwrap_or(false),
         crash_loop_restarts: v.crash_loop_restarts.unwrap_or(3).max(1),
         oom_memory_percent: oom,
-        // Zero turns the sweep off; an hour keeps it at one request per app an hour.
-        sweep_interval: duration_or(v.sweep_interval, Duration::from_secs(60 * 60)),
+        // Off unless asked for: idle, deploywatch costs one DigitalOcean request per poll cycle
+        // whatever the number of apps, and a sweep adds one request per app per interval.
+        sweep_interval: duration_or(v.sweep_interval, Duration::ZERO),
     })
 }
 

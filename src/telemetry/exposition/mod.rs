@@ -12,7 +12,7 @@
 //! metrics (CPU, RSS, fds: small, refreshed at most once a second) and sends them as chunks; a
 //! gzip scrape gets one gzip member framed around the cached compressed segments. A scrape waits
 //! (at most [`WAIT`], then serves what there is) only for a change it must see: its client's own
-//! write, or the first scrape after a pause longer than [`NET`].
+//! write, or the first scrape after a pause in which the thread stopped rendering.
 //!
 //! Architecture Invariant: a scrape never gathers, encodes or compresses the shared families, and
 //! never waits on a poll, the database or DigitalOcean.
@@ -137,13 +137,17 @@ impl Exposition {
     pub async fn scrape(&self, format: Format, gzip: bool) -> Scrape {
         let inner = &self.0;
         let now_ms = inner.ms();
-        inner.last_scrape_ms.store(now_ms, Ordering::Release);
+        let previous_scrape = inner.last_scrape_ms.swap(now_ms, Ordering::AcqRel);
         if format == Format::OpenMetrics {
             inner.openmetrics_asked_ms.store(now_ms, Ordering::Release);
         }
         let mut r = inner.published.borrow().clone();
         let generation = inner.generation.load(Ordering::Acquire);
-        let paused = r.at.elapsed() > NET + MIN_INTERVAL && r.generation < generation;
+        // After a pause the thread stopped rendering: this scrape waits for current data. While
+        // scrapes come, the thread keeps the render fresh and no scrape waits on it.
+        let paused = (previous_scrape == 0
+            || now_ms.saturating_sub(previous_scrape) >= ACTIVE.as_millis() as u64)
+            && r.generation < generation;
         if paused {
             inner.required.fetch_max(generation, Ordering::AcqRel);
         }

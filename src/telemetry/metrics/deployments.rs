@@ -31,32 +31,24 @@ impl Exporter {
             let app = LabelValue::sanitize(&v.name).as_str().to_string();
             let mut ex = ExportedLabels::default();
             let info = [app.clone(), v.id.clone(), v.region.clone()];
-            m.app_info
-                .with_label_values(&info.each_ref().map(String::as_str))
-                .set(1);
+            m.app_info.set(&info.each_ref().map(String::as_str), 1.0);
             ex.info = Some(info);
             let latest_phase = v.latest.as_ref().map(|d| d.phase).unwrap_or(Phase::Unknown);
             for p in Phase::ALL {
                 m.deployment_phase
-                    .with_label_values(&[&app, p.as_str()])
-                    .set((p == latest_phase) as i64);
+                    .set(&[&app, p.as_str()], ((p == latest_phase) as i64) as f64);
             }
             m.deployment_in_progress
-                .with_label_values(&[&app])
-                .set(v.in_progress.is_some() as i64);
+                .set(&[&app], v.in_progress.is_some() as i64 as f64);
             if let Some(outcome) = v.last_ended.as_ref().and_then(|d| d.phase.outcome()) {
                 for o in Outcome::ALL {
                     m.deployment_last_outcome
-                        .with_label_values(&[&app, o.as_str()])
-                        .set((o == outcome) as i64);
+                        .set(&[&app, o.as_str()], ((o == outcome) as i64) as f64);
                 }
             }
             m.pinned_deployment
-                .with_label_values(&[&app])
-                .set(v.pinned_deployment_id.is_some() as i64);
-            m.deployment_stuck
-                .with_label_values(&[&app])
-                .set(v.stuck as i64);
+                .set(&[&app], v.pinned_deployment_id.is_some() as i64 as f64);
+            m.deployment_stuck.set(&[&app], v.stuck as i64 as f64);
             // One series per meaning, each about one deployment: the latest, and the active one.
             if let Some(l) = &v.latest {
                 let di = [
@@ -71,8 +63,7 @@ impl Exporter {
                         .collect(),
                 ];
                 m.deployment_info
-                    .with_label_values(&di.each_ref().map(String::as_str))
-                    .set(1);
+                    .set(&di.each_ref().map(String::as_str), 1.0);
                 ex.deployment_info = Some(di);
             }
             if let Some(a) = &v.active {
@@ -82,8 +73,7 @@ impl Exporter {
                     a.commit.clone().unwrap_or_default(),
                 ];
                 m.active_deployment_info
-                    .with_label_values(&ai.each_ref().map(String::as_str))
-                    .set(1);
+                    .set(&ai.each_ref().map(String::as_str), 1.0);
                 ex.active_info = Some(ai);
             }
             // The latest deployment failed: say which step and why (both from bounded sets).
@@ -103,8 +93,7 @@ impl Exporter {
                     .unwrap_or_else(|| "unknown".into());
                 let fl = [app.clone(), step, reason];
                 m.deployment_failed_step
-                    .with_label_values(&fl.each_ref().map(String::as_str))
-                    .set(1);
+                    .set(&fl.each_ref().map(String::as_str), 1.0);
                 ex.failed_step = Some(fl);
             }
             next.insert(app, ex);
@@ -117,18 +106,14 @@ impl Exporter {
             }
             let new = next.get(&app).cloned().unwrap_or_default();
             if let Some(l) = old.info.as_ref().filter(|l| Some(*l) != new.info.as_ref()) {
-                let _ = m
-                    .app_info
-                    .remove_label_values(&l.each_ref().map(String::as_str));
+                let _ = m.app_info.remove(&l.each_ref().map(String::as_str));
             }
             if let Some(l) = old
                 .deployment_info
                 .as_ref()
                 .filter(|l| Some(*l) != new.deployment_info.as_ref())
             {
-                let _ = m
-                    .deployment_info
-                    .remove_label_values(&l.each_ref().map(String::as_str));
+                let _ = m.deployment_info.remove(&l.each_ref().map(String::as_str));
             }
             if let Some(l) = old
                 .active_info
@@ -137,7 +122,7 @@ impl Exporter {
             {
                 let _ = m
                     .active_deployment_info
-                    .remove_label_values(&l.each_ref().map(String::as_str));
+                    .remove(&l.each_ref().map(String::as_str));
             }
             if let Some(l) = old
                 .failed_step
@@ -146,20 +131,18 @@ impl Exporter {
             {
                 let _ = m
                     .deployment_failed_step
-                    .remove_label_values(&l.each_ref().map(String::as_str));
+                    .remove(&l.each_ref().map(String::as_str));
             }
             if !next.contains_key(&app) {
                 for p in Phase::ALL {
-                    let _ = m.deployment_phase.remove_label_values(&[&app, p.as_str()]);
+                    let _ = m.deployment_phase.remove(&[&app, p.as_str()]);
                 }
-                let _ = m.deployment_in_progress.remove_label_values(&[&app]);
+                let _ = m.deployment_in_progress.remove(&[&app]);
                 for o in Outcome::ALL {
-                    let _ = m
-                        .deployment_last_outcome
-                        .remove_label_values(&[&app, o.as_str()]);
+                    let _ = m.deployment_last_outcome.remove(&[&app, o.as_str()]);
                 }
-                let _ = m.pinned_deployment.remove_label_values(&[&app]);
-                let _ = m.deployment_stuck.remove_label_values(&[&app]);
+                let _ = m.pinned_deployment.remove(&[&app]);
+                let _ = m.deployment_stuck.remove(&[&app]);
             }
         }
         self.exported = next;
@@ -175,49 +158,38 @@ impl Metrics {
         let outcome = r.outcome;
         for o in Outcome::ALL {
             // Touch every outcome so a rate over a missing series is 0, not absent.
-            let _ = self.deployments_total.with_label_values(&[a, o.as_str()]);
+            self.deployments_total.add(&[a, o.as_str()], 0.0);
         }
-        self.deployments_total
-            .with_label_values(&[a, outcome.as_str()])
-            .inc();
+        self.deployments_total.inc(&[a, outcome.as_str()]);
         if let Some(d) = r.duration_seconds {
-            self.deployment_duration
-                .with_label_values(&[a, outcome.as_str()])
-                .observe(d);
+            self.deployment_duration.observe(&[a, outcome.as_str()], d);
         }
         if outcome == Outcome::Success {
-            let g = self.deployment_last_success.with_label_values(&[a]);
-            let t = r.ended_at_ms as f64 / 1000.0;
-            if t > g.get() {
-                g.set(t);
-            }
+            self.deployment_last_success
+                .set_max(&[a], r.ended_at_ms as f64 / 1000.0);
         }
         let e = dora::effect(r);
         if e.change {
-            self.dora_changes_total.with_label_values(&[a]).inc();
+            self.dora_changes_total.inc(&[a]);
         }
         if e.change_failure {
-            self.dora_change_failures_total
-                .with_label_values(&[a])
-                .inc();
+            self.dora_change_failures_total.inc(&[a]);
         }
         if e.deployment {
-            self.dora_deployments_total.with_label_values(&[a]).inc();
+            self.dora_deployments_total.inc(&[a]);
         }
         if let Some(l) = e.lead_time_seconds {
-            self.dora_lead_time.with_label_values(&[a]).observe(l);
+            self.dora_lead_time.observe(&[a], l);
         }
         if let Some(rt) = e.recovery_seconds {
-            self.dora_recovery_time.with_label_values(&[a]).observe(rt);
+            self.dora_recovery_time.observe(&[a], rt);
         }
         self.changed();
     }
 
     /// A build or deploy step's duration, once when its deployment ends.
     pub fn step_duration(&self, app: &str, step: &str, seconds: f64) {
-        self.step_duration
-            .with_label_values(&[app, step])
-            .observe(seconds);
+        self.step_duration.observe(&[app, step], seconds);
         self.changed();
     }
 
@@ -229,17 +201,13 @@ impl Metrics {
     /// Objects of a DigitalOcean answer that could not be read and were skipped (`kind`: `app`,
     /// `deployment`).
     pub fn do_parse_errors(&self, kind: &str, n: u64) {
-        self.do_parse_errors_total
-            .with_label_values(&[kind])
-            .inc_by(n);
+        self.do_parse_errors_total.add(&[kind], n as f64);
         self.changed();
     }
 
     /// One DigitalOcean request, by endpoint and answer (`200`, `429`, `error`, …).
     pub fn do_request(&self, endpoint: &str, code: &str) {
-        self.do_requests_total
-            .with_label_values(&[endpoint, code])
-            .inc();
+        self.do_requests_total.inc(&[endpoint, code]);
         self.changed();
     }
 

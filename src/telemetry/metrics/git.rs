@@ -13,18 +13,13 @@ impl Metrics {
     pub fn git_branch(&self, repo: &str, b: &BranchView) -> RefKey {
         let labels = [repo, b.branch.as_str()];
         self.git_ref_commit_ts
-            .with_label_values(&labels)
-            .set(b.commit_time.timestamp() as f64);
+            .set(&labels, b.commit_time.timestamp() as f64);
         if let (Some(a), Some(bh)) = (b.ahead, b.behind) {
-            self.git_ref_ahead.with_label_values(&labels).set(a as i64);
-            self.git_ref_behind
-                .with_label_values(&labels)
-                .set(bh as i64);
+            self.git_ref_ahead.set(&labels, a as i64 as f64);
+            self.git_ref_behind.set(&labels, bh as i64 as f64);
         }
         let key = (repo.to_string(), b.branch.clone(), b.commit.clone());
-        self.git_ref_info
-            .with_label_values(&[&key.0, &key.1, &key.2])
-            .set(1);
+        self.git_ref_info.set(&[&key.0, &key.1, &key.2], 1.0);
         self.changed();
         key
     }
@@ -33,9 +28,7 @@ impl Metrics {
     /// has one commit series, never a pile.
     pub fn git_refs_replaced(&self, exported: &mut HashSet<RefKey>, now: HashSet<RefKey>) {
         for old in exported.difference(&now) {
-            let _ = self
-                .git_ref_info
-                .remove_label_values(&[&old.0, &old.1, &old.2]);
+            let _ = self.git_ref_info.remove(&[&old.0, &old.1, &old.2]);
         }
         *exported = now;
         self.changed();
@@ -45,17 +38,12 @@ impl Metrics {
     /// the branch) and the age of the oldest commit not deployed.
     pub fn app_drift(&self, app: &str, behind: Option<usize>, undeployed_age_seconds: f64) {
         match behind {
-            Some(n) => self
-                .app_commits_behind
-                .with_label_values(&[app])
-                .set(n as i64),
+            Some(n) => self.app_commits_behind.set(&[app], n as i64 as f64),
             None => {
-                let _ = self.app_commits_behind.remove_label_values(&[app]);
+                let _ = self.app_commits_behind.remove(&[app]);
             }
         }
-        self.app_undeployed_age
-            .with_label_values(&[app])
-            .set(undeployed_age_seconds);
+        self.app_undeployed_age.set(&[app], undeployed_age_seconds);
         self.changed();
     }
 }

@@ -8,6 +8,7 @@
 
 mod checks;
 mod deployments;
+mod family;
 mod git;
 mod probes;
 mod registry;

@@ -4,9 +4,9 @@
 //! Architecture Invariant: no label carries an unbounded value. Deployment ids, commit SHAs and URLs
 //! appear only in `_info` series, one per app or ref, replaced (not accumulated) when they change.
 
-use prometheus::{
-    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{IntGauge, Registry};
+
+use super::family::{Family, Kind};
 
 pub const PREFIX: &str = "deploywatch";
 
@@ -28,82 +28,82 @@ pub struct Metrics {
     pub exposition: crate::telemetry::exposition::Exposition,
 
     // Process-wide.
-    pub(super) build_info: IntGaugeVec,
-    pub(super) source_up: IntGaugeVec,
-    pub(super) source_enabled: IntGaugeVec,
-    pub(super) leader: IntGaugeVec,
-    pub(super) lease_takeovers_total: IntCounterVec,
-    pub(super) source_last_success: GaugeVec,
-    pub(super) startup_check_success: IntGaugeVec,
+    pub(super) build_info: Family,
+    pub(super) source_up: Family,
+    pub(super) source_enabled: Family,
+    pub(super) leader: Family,
+    pub(super) lease_takeovers_total: Family,
+    pub(super) source_last_success: Family,
+    pub(super) startup_check_success: Family,
 
     // DigitalOcean deployments.
-    pub(super) app_info: IntGaugeVec,
-    pub(super) deployment_phase: IntGaugeVec,
-    pub(super) deployments_total: IntCounterVec,
-    pub(super) deployment_duration: HistogramVec,
-    pub(super) deployment_last_success: GaugeVec,
-    pub(super) deployment_in_progress: IntGaugeVec,
-    pub(super) deployment_last_outcome: IntGaugeVec,
-    pub(super) deployment_info: IntGaugeVec,
-    pub(super) active_deployment_info: IntGaugeVec,
-    pub(super) pinned_deployment: IntGaugeVec,
-    pub(super) step_duration: HistogramVec,
-    pub(super) deployment_failed_step: IntGaugeVec,
-    pub(super) deployment_stuck: IntGaugeVec,
-    pub(super) do_requests_total: IntCounterVec,
+    pub(super) app_info: Family,
+    pub(super) deployment_phase: Family,
+    pub(super) deployments_total: Family,
+    pub(super) deployment_duration: Family,
+    pub(super) deployment_last_success: Family,
+    pub(super) deployment_in_progress: Family,
+    pub(super) deployment_last_outcome: Family,
+    pub(super) deployment_info: Family,
+    pub(super) active_deployment_info: Family,
+    pub(super) pinned_deployment: Family,
+    pub(super) step_duration: Family,
+    pub(super) deployment_failed_step: Family,
+    pub(super) deployment_stuck: Family,
+    pub(super) do_requests_total: Family,
     pub(super) do_ratelimit_remaining: IntGauge,
-    pub(super) do_parse_errors_total: IntCounterVec,
+    pub(super) do_parse_errors_total: Family,
     pub(super) do_poll_interval_seconds: prometheus::Gauge,
 
     // Health probes.
-    pub(super) probe_success: IntGaugeVec,
-    pub(super) probe_raw_success: IntGaugeVec,
-    pub(super) probe_duration: GaugeVec,
-    pub(super) probe_phase_duration: GaugeVec,
-    pub(super) probe_status_code: IntGaugeVec,
-    pub(super) probe_failure: IntGaugeVec,
-    pub(super) probe_consecutive_failures: IntGaugeVec,
-    pub(super) probe_tls_expiry: GaugeVec,
-    pub(super) probes_total: IntCounterVec,
+    pub(super) probe_success: Family,
+    pub(super) probe_raw_success: Family,
+    pub(super) probe_duration: Family,
+    pub(super) probe_phase_duration: Family,
+    pub(super) probe_status_code: Family,
+    pub(super) probe_failure: Family,
+    pub(super) probe_consecutive_failures: Family,
+    pub(super) probe_tls_expiry: Family,
+    pub(super) probes_total: Family,
 
     // Git refs and drift.
-    pub(super) git_ref_commit_ts: GaugeVec,
-    pub(super) git_ref_info: IntGaugeVec,
-    pub(super) git_ref_ahead: IntGaugeVec,
-    pub(super) git_ref_behind: IntGaugeVec,
-    pub(super) app_commits_behind: IntGaugeVec,
-    pub(super) app_undeployed_age: GaugeVec,
+    pub(super) git_ref_commit_ts: Family,
+    pub(super) git_ref_info: Family,
+    pub(super) git_ref_ahead: Family,
+    pub(super) git_ref_behind: Family,
+    pub(super) app_commits_behind: Family,
+    pub(super) app_undeployed_age: Family,
 
     // DORA.
-    pub(super) dora_deployments_total: IntCounterVec,
-    pub(super) dora_change_failures_total: IntCounterVec,
-    pub(super) dora_changes_total: IntCounterVec,
-    pub(super) dora_lead_time: HistogramVec,
-    pub(super) dora_recovery_time: HistogramVec,
+    pub(super) dora_deployments_total: Family,
+    pub(super) dora_change_failures_total: Family,
+    pub(super) dora_changes_total: Family,
+    pub(super) dora_lead_time: Family,
+    pub(super) dora_recovery_time: Family,
 
     // Fixer.
-    pub(super) webhook_alerts_total: IntCounterVec,
-    pub(super) webhook_requests_total: IntCounterVec,
+    pub(super) webhook_alerts_total: Family,
+    pub(super) webhook_requests_total: Family,
     pub(super) webhook_duplicates_total: prometheus::IntCounter,
-    pub(super) webhook_sanitized_total: IntCounterVec,
-    pub(super) tasks: IntGaugeVec,
-    pub(super) tasks_created_total: IntCounterVec,
-    pub(super) task_claims_total: IntCounterVec,
+    pub(super) webhook_sanitized_total: Family,
+    pub(super) tasks: Family,
+    pub(super) tasks_created_total: Family,
+    pub(super) task_claims_total: Family,
     pub(super) task_lease_expiries_total: prometheus::IntCounter,
-    pub(super) rollbacks_total: IntCounterVec,
+    pub(super) rollbacks_total: Family,
     pub(super) announcements_pending: IntGauge,
 
     // App migration checks.
-    pub(super) migration_pending: IntGaugeVec,
-    pub(super) migration_check_info: IntGaugeVec,
+    pub(super) migration_pending: Family,
+    pub(super) migration_check_info: Family,
 
     // Post-deploy verification and runtime.
-    pub(super) deployment_verification: IntGaugeVec,
-    pub(super) deployment_verifications_total: IntCounterVec,
-    pub(super) app_component_restarts: GaugeVec,
-    pub(super) app_component_cpu: GaugeVec,
-    pub(super) app_component_memory: GaugeVec,
-    pub(super) app_component_replicas: IntGaugeVec,
+    pub(super) deployment_verification: Family,
+    pub(super) deployment_verifications_total: Family,
+    pub(super) app_component_restarts: Family,
+    pub(super) app_component_cpu: Family,
+    pub(super) app_component_memory: Family,
+    pub(super) app_component_replicas: Family,
 }
 
 fn name(n: &str) -> String {
@@ -116,29 +116,22 @@ struct Reg<'a>(&'a Registry);
 // every test run would hit at once, not a condition of the input.
 #[allow(clippy::expect_used)]
 impl Reg<'_> {
-    fn gauge(&self, n: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-        let g = IntGaugeVec::new(Opts::new(name(n), help), labels).expect("valid metric");
-        self.0.register(Box::new(g.clone())).expect("unique metric");
-        g
+    fn family(&self, n: &str, help: &str, labels: &[&str], kind: Kind, buckets: &[f64]) -> Family {
+        let f = Family::new(name(n), help, labels, kind, buckets).expect("valid metric");
+        self.0.register(Box::new(f.clone())).expect("unique metric");
+        f
     }
-    fn fgauge(&self, n: &str, help: &str, labels: &[&str]) -> GaugeVec {
-        let g = GaugeVec::new(Opts::new(name(n), help), labels).expect("valid metric");
-        self.0.register(Box::new(g.clone())).expect("unique metric");
-        g
+    fn gauge(&self, n: &str, help: &str, labels: &[&str]) -> Family {
+        self.family(n, help, labels, Kind::Gauge, &[])
     }
-    fn counter(&self, n: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-        let c = IntCounterVec::new(Opts::new(name(n), help), labels).expect("valid metric");
-        self.0.register(Box::new(c.clone())).expect("unique metric");
-        c
+    fn fgauge(&self, n: &str, help: &str, labels: &[&str]) -> Family {
+        self.family(n, help, labels, Kind::Gauge, &[])
     }
-    fn histogram(&self, n: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
-        let h = HistogramVec::new(
-            HistogramOpts::new(name(n), help).buckets(buckets.to_vec()),
-            labels,
-        )
-        .expect("valid");
-        self.0.register(Box::new(h.clone())).expect("unique metric");
-        h
+    fn counter(&self, n: &str, help: &str, labels: &[&str]) -> Family {
+        self.family(n, help, labels, Kind::Counter, &[])
+    }
+    fn histogram(&self, n: &str, help: &str, labels: &[&str], buckets: &[f64]) -> Family {
+        self.family(n, help, labels, Kind::Histogram, buckets)
     }
 }
 
@@ -353,9 +346,7 @@ impl Metrics {
             registry,
             source_states: Default::default(),
         };
-        m.build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        m.build_info.set(&[env!("CARGO_PKG_VERSION")], 1.0);
         m
     }
 
@@ -375,11 +366,12 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(source.to_string(), ok);
-        self.source_up.with_label_values(&[source]).set(ok as i64);
+        self.source_up.set(&[source], ok as i64 as f64);
         if ok {
-            self.source_last_success
-                .with_label_values(&[source])
-                .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+            self.source_last_success.set(
+                &[source],
+                chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
+            );
         }
         self.changed();
     }
@@ -397,21 +389,19 @@ impl Metrics {
 
     /// Whether a source is configured (`source_enabled`), set once at start.
     pub fn source_enabled(&self, source: &str, on: bool) {
-        self.source_enabled
-            .with_label_values(&[source])
-            .set(i64::from(on));
+        self.source_enabled.set(&[source], (i64::from(on)) as f64);
         self.changed();
     }
 
     /// Whether this replica holds the lease `name`.
     pub fn leader(&self, name: &str, held: bool) {
-        self.leader.with_label_values(&[name]).set(i64::from(held));
+        self.leader.set(&[name], (i64::from(held)) as f64);
         self.changed();
     }
 
     /// This replica took the lease `name` over from another holder.
     pub fn lease_takeover(&self, name: &str) {
-        self.lease_takeovers_total.with_label_values(&[name]).inc();
+        self.lease_takeovers_total.inc(&[name]);
         self.changed();
     }
 }

@@ -7,17 +7,13 @@ use crate::store::IngestReport;
 impl Metrics {
     /// One answered webhook request, by status code (`"200"`, `"401"`, `"503"`, …).
     pub fn webhook_request(&self, status: &str) {
-        self.webhook_requests_total
-            .with_label_values(&[status])
-            .inc();
+        self.webhook_requests_total.inc(&[status]);
         self.changed();
     }
 
     /// Characters removed from a payload so it could be stored (`reason`: `nul_byte`).
     pub fn webhook_sanitized(&self, reason: &str, n: u64) {
-        self.webhook_sanitized_total
-            .with_label_values(&[reason])
-            .inc_by(n);
+        self.webhook_sanitized_total.add(&[reason], n as f64);
         self.changed();
     }
 
@@ -25,9 +21,7 @@ impl Metrics {
     pub fn webhook_ingested(&self, firing: u64, resolved: u64, report: &IngestReport) {
         for (status, n) in [("firing", firing), ("resolved", resolved)] {
             if n > 0 {
-                self.webhook_alerts_total
-                    .with_label_values(&[status])
-                    .inc_by(n);
+                self.webhook_alerts_total.add(&[status], n as f64);
             }
         }
         self.webhook_duplicates_total
@@ -39,15 +33,13 @@ impl Metrics {
     /// Counts the tasks a store call created.
     pub fn tasks_created(&self, report: &IngestReport) {
         for (q, k) in &report.created {
-            self.tasks_created_total
-                .with_label_values(&[q.as_str(), k.as_str()])
-                .inc();
+            self.tasks_created_total.inc(&[q.as_str(), k.as_str()]);
         }
         self.changed();
     }
 
     pub fn task_claimed(&self, queue: &str) {
-        self.task_claims_total.with_label_values(&[queue]).inc();
+        self.task_claims_total.inc(&[queue]);
         self.changed();
     }
 
@@ -58,7 +50,7 @@ impl Metrics {
 
     /// The number of tasks in one queue and state, as the sweeper last counted them.
     pub fn task_count(&self, queue: &str, state: &str, n: i64) {
-        self.tasks.with_label_values(&[queue, state]).set(n);
+        self.tasks.set(&[queue, state], n as f64);
         self.changed();
     }
 
@@ -69,9 +61,7 @@ impl Metrics {
 
     /// One rollback attempt's outcome (`rolled_back`, `refused`, `failed`, …).
     pub fn rollback(&self, app: &str, outcome: &str) {
-        self.rollbacks_total
-            .with_label_values(&[app, outcome])
-            .inc();
+        self.rollbacks_total.inc(&[app, outcome]);
         self.changed();
     }
 }

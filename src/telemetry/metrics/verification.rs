@@ -20,8 +20,7 @@ impl Metrics {
     pub fn verification(&self, app: &str, result: &str) {
         for r in RESULTS {
             self.deployment_verification
-                .with_label_values(&[app, r])
-                .set(i64::from(r == result));
+                .set(&[app, r], (i64::from(r == result)) as f64);
         }
         self.changed();
     }
@@ -30,18 +29,12 @@ impl Metrics {
     pub fn verification_ended(&self, app: &str, result: &str) {
         for r in RESULTS {
             // Every result exists from the first verdict, so a rate over it is 0, not absent.
-            let _ = self
-                .deployment_verifications_total
-                .with_label_values(&[app, r]);
+            self.deployment_verifications_total.add(&[app, r], 0.0);
         }
-        self.deployment_verifications_total
-            .with_label_values(&[app, result])
-            .inc();
+        self.deployment_verifications_total.inc(&[app, result]);
         // A deployment that failed its verification is a failed change, as DORA means it.
         if result == "failed" {
-            self.dora_change_failures_total
-                .with_label_values(&[app])
-                .inc();
+            self.dora_change_failures_total.inc(&[app]);
         }
         self.changed();
     }
@@ -50,23 +43,21 @@ impl Metrics {
     pub fn component_runtime(&self, app: &str, component: &str, r: &ComponentReading) {
         let l = [app, component];
         if let Some(v) = r.restarts {
-            self.app_component_restarts.with_label_values(&l).set(v);
+            self.app_component_restarts.set(&l, v);
         }
         if let Some(v) = r.cpu_percent {
-            self.app_component_cpu.with_label_values(&l).set(v);
+            self.app_component_cpu.set(&l, v);
         }
         if let Some(v) = r.memory_percent {
-            self.app_component_memory.with_label_values(&l).set(v);
+            self.app_component_memory.set(&l, v);
         }
         if let Some(v) = r.replicas_ready {
             self.app_component_replicas
-                .with_label_values(&[app, component, "ready"])
-                .set(v);
+                .set(&[app, component, "ready"], v as f64);
         }
         if let Some(v) = r.replicas_desired {
             self.app_component_replicas
-                .with_label_values(&[app, component, "desired"])
-                .set(v);
+                .set(&[app, component, "desired"], v as f64);
         }
         self.changed();
     }

@@ -2,11 +2,13 @@
 //! window, read DigitalOcean's app health and monitoring (restarts, memory, CPU), the app's probes
 //! and the configured PromQL queries (against the same queries over the window before), judge
 //! them (`domain::verification::judge`, pure) and store the verdict (final once). Outside the
-//! windows, a slow sweep reads every app's restarts for `AppCrashLooping`.
+//! windows, a slow sweep (off by default, `[verification] sweep_interval`) reads every app's
+//! restarts for `AppCrashLooping`.
 //!
 //! Budget: extra DigitalOcean requests only for apps inside a window (four per app per interval:
 //! health and three monitoring series; the RUN_RESTARTED log once per failed crash or OOM verdict),
-//! and the sweep reads one app per `sweep_interval / apps` so it is spread evenly.
+//! and the sweep, when on, reads one app per `sweep_interval / apps` so it is spread evenly. Off,
+//! an idle account costs the poller's one request per cycle and nothing more.
 //!
 //! Runs on one replica (lease `verification`); every replica reads the verdicts from the store.
 
