@@ -17,8 +17,16 @@ use sqlx::{AssertSqlSafe, SqlSafeStr};
 type Files = &'static [(i64, &'static str, &'static str)];
 
 const SQLITE: Files = &[
-    (1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql")),
-    (2, "write probe", include_str!("../../migrations/sqlite/0002_write_probe.sql")),
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "write probe",
+        include_str!("../../migrations/sqlite/0002_write_probe.sql"),
+    ),
     (
         3,
         "lease generation and snapshots",
@@ -32,8 +40,16 @@ const SQLITE: Files = &[
 ];
 
 const POSTGRES: Files = &[
-    (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
-    (2, "write probe", include_str!("../../migrations/postgres/0002_write_probe.sql")),
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "write probe",
+        include_str!("../../migrations/postgres/0002_write_probe.sql"),
+    ),
     (
         3,
         "lease generation and snapshots",
@@ -97,7 +113,10 @@ mod tests {
                 .iter()
                 .map(|&(v, d, s)| (v, d.to_string(), s.to_string()))
                 .collect();
-            assert_eq!(embedded, on_disk, "{dir}: embedded migrations differ from the files");
+            assert_eq!(
+                embedded, on_disk,
+                "{dir}: embedded migrations differ from the files"
+            );
         }
     }
 

@@ -19,6 +19,13 @@ impl Metrics {
             .inc_by(n);
     }
 
+    /// One group commit of the webhook stored `n` notifications in one transaction.
+    pub fn webhook_batch_committed(&self, n: usize) {
+        self.webhook_batch_size
+            .with_label_values(&[] as &[&str])
+            .observe(n as f64);
+    }
+
     /// What one stored notification held and did.
     pub fn webhook_ingested(&self, firing: u64, resolved: u64, report: &IngestReport) {
         for (status, n) in [("firing", firing), ("resolved", resolved)] {
