@@ -49,6 +49,8 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 impl App {
     pub fn new(config: Config, store: Store, metrics: Arc<Metrics>) -> App {
         let (events, _) = broadcast::channel(1024);
+        let m = metrics.clone();
+        store.on_batch_commit(move |n| m.webhook_batch_committed(n));
         App {
             checks: StartupChecks::default(),
             config,

@@ -1,7 +1,7 @@
 //! Ingest of alert notifications: each alert episode's transition, and the tasks it opens or closes.
 //! What happens is decided by the pure state machine in `tasks::episode`; this file reads what the
-//! store knows and executes the decision in one transaction (`placement.rs` places and closes
-//! tasks).
+//! store knows and executes the decision inside a transaction (`placement.rs` places and closes
+//! tasks; `group_commit.rs` commits many notifications in one transaction).
 //!
 //! Idempotency lives in the schema: `tasks.open_key` is unique and equals the dedup key while a task is
 //! open, so repeats, HA duplicates and concurrent replicas can only ever touch the one open task.
@@ -54,27 +54,16 @@ impl AlertRecord {
 }
 
 impl Store {
-    /// Stores a notification and everything it causes in one transaction, and answers only once the
-    /// commit is durable (for SQLite: in the file still at the configured path).
-    pub async fn ingest_notification(
+    /// Stores one notification and everything it causes inside `tx`, an open transaction that the
+    /// caller commits (`group_commit.rs`: many notifications, each in its own savepoint).
+    pub(super) async fn ingest_in(
         &self,
-        n: &NotificationRecord,
-        alerts: &[AlertRecord],
-        opts: &PlaceOptions<'_>,
-    ) -> Result<IngestReport, StoreError> {
-        let r = self.ingest_tx(n, alerts, opts).await;
-        let r = r.and_then(|report| self.check_file().map(|()| report));
-        self.note_write(r)
-    }
-
-    async fn ingest_tx(
-        &self,
+        tx: &mut Transaction<'static, Any>,
         n: &NotificationRecord,
         alerts: &[AlertRecord],
         opts: &PlaceOptions<'_>,
     ) -> Result<IngestReport, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO notifications (id, body_sha256, received_at, last_seen_at, seen_count, receiver, status, group_key, alert_count, body) \
              VALUES ($1, $2, $3, $3, 1, $4, $5, $6, $7, $8) \
@@ -88,7 +77,7 @@ impl Store {
         .bind(&n.group_key)
         .bind(n.alert_count)
         .bind(&n.body)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
 
         let mut report = IngestReport {
@@ -103,10 +92,8 @@ impl Store {
             (&a.fingerprint, a.event().at(now)).cmp(&(&b.fingerprint, b.event().at(now)))
         });
         for a in ordered {
-            self.ingest_alert(&mut tx, a, opts, now, &mut report)
-                .await?;
+            self.ingest_alert(tx, a, opts, now, &mut report).await?;
         }
-        tx.commit().await?;
         Ok(report)
     }
 

@@ -7,6 +7,7 @@
 //! query, connection pragmas) branch on [`Backend`]. Each backend has its own migrations folder.
 
 mod deploys;
+mod group_commit;
 mod health;
 mod ingest;
 mod leases;
@@ -61,7 +62,7 @@ impl Backend {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("the database is unreachable: {0}")]
     Unavailable(String),
@@ -76,6 +77,10 @@ pub enum StoreError {
     SchemaPending { pending: usize },
     #[error("migration failed: {0}")]
     Migrate(String),
+    /// PostgreSQL chose this transaction as a deadlock victim or failed it for serialization: it
+    /// was rolled back whole, so running it again is safe.
+    #[error("the transaction lost a lock race and was rolled back: {0}")]
+    Conflict(String),
     #[error("database error: {0}")]
     Query(String),
     /// The database refused the data itself (too long for an index, an invalid byte, a limit):
@@ -97,6 +102,8 @@ impl From<sqlx::Error> for StoreError {
                 let msg = redact(&db.to_string());
                 if db.code().is_some_and(|c| input_error_code(&c)) {
                     StoreError::Rejected(msg)
+                } else if db.code().is_some_and(|c| conflict_code(&c)) {
+                    StoreError::Conflict(msg)
                 } else {
                     // Disk full, read-only, I/O, busy, deadlock, serialization, timeouts, a lost
                     // connection and codes not known here: the store, not the data, is at fault.
@@ -119,6 +126,12 @@ fn input_error_code(code: &str) -> bool {
             .is_ok_and(|c| matches!(c & 0xff, 18 | 19 | 20 | 25))
 }
 
+/// PostgreSQL's deadlock victim (40P01) and serialization failure (40001): the transaction was
+/// rolled back whole and may run again.
+fn conflict_code(code: &str) -> bool {
+    matches!(code, "40P01" | "40001")
+}
+
 /// sqlx errors can quote a connection string; strip anything that looks like a password.
 #[allow(
     clippy::expect_used,
@@ -132,7 +145,10 @@ pub fn redact(s: &str) -> String {
 impl StoreError {
     /// Whether the caller (Alertmanager) should retry: the data was fine, the store was not.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Timeout(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Timeout(_) | StoreError::Conflict(_)
+        )
     }
 }
 
@@ -145,6 +161,8 @@ pub struct Store {
     /// No lease in the store expires before this (Unix ms), as far as this process knows; a claim
     /// sweeps expired leases only once it has passed (see `tasks.rs`).
     lease_watermark: Arc<std::sync::atomic::AtomicI64>,
+    /// The webhook's group-commit queue and its writers (`group_commit.rs`).
+    group: Arc<group_commit::GroupCommit>,
 }
 
 impl std::fmt::Debug for Store {
@@ -247,6 +265,7 @@ impl Store {
             sqlite_path: health::sqlite_path(raw),
             // Unknown until the first claim reads it.
             lease_watermark: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
+            group: Arc::new(group_commit::GroupCommit::new(backend)),
         })
     }
 
@@ -258,7 +277,9 @@ impl Store {
         &self.pool
     }
 
+    /// Closes the pool; a notification queued or submitted from now on is answered with an error.
     pub async fn close(&self) {
+        self.group.close();
         self.pool.close().await;
     }
 
@@ -539,7 +560,10 @@ mod tests {
             ("2067", true),   // SQLite: CONSTRAINT_UNIQUE
         ] {
             assert_eq!(input_error_code(code), input, "{code}");
+            assert!(!(input && conflict_code(code)), "{code}");
         }
+        assert!(conflict_code("40P01") && conflict_code("40001"));
+        assert!(!conflict_code("53100") && !conflict_code("13"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod episodes;
 mod exposition;
 mod fixer;
 mod git;
+mod group_commit;
 mod harness;
 mod helpers;
 mod hooks;

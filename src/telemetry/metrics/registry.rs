@@ -18,6 +18,8 @@ const LONG_BUCKETS: &[f64] = &[
 /// to fifteen minutes; past an hour a deployment has stalled (stuck detection covers it).
 const DEPLOY_BUCKETS: &[f64] = &[60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0];
 const STEP_BUCKETS: &[f64] = &[5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0];
+/// Notifications per group commit: 1 (a lone notification) to the batch bound of 256.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 pub struct Metrics {
     pub(super) registry: Registry,
@@ -86,6 +88,7 @@ pub struct Metrics {
     pub(super) webhook_requests_total: Family,
     pub(super) webhook_duplicates_total: prometheus::IntCounter,
     pub(super) webhook_sanitized_total: Family,
+    pub(super) webhook_batch_size: Family,
     pub(super) tasks: Family,
     pub(super) tasks_created_total: Family,
     pub(super) task_claims_total: Family,
@@ -320,6 +323,12 @@ impl Metrics {
                 c
             },
             webhook_sanitized_total: r.counter("webhook_sanitized_total", "Alert fields changed so the store can take them, by reason (nul_byte: NUL bytes removed).", &["reason"]),
+            webhook_batch_size: r.histogram(
+                "webhook_batch_size",
+                "Webhook notifications stored per group commit (one durable transaction).",
+                &[],
+                BATCH_BUCKETS,
+            ),
             tasks: r.gauge("tasks", "Tasks by queue and state.", &["queue", "state"]),
             tasks_created_total: r.counter("tasks_created_total", "Tasks created, by queue and kind.", &["queue", "kind"]),
             task_claims_total: r.counter("task_claims_total", "Tasks claimed, by queue.", &["queue"]),

@@ -17,6 +17,11 @@ impl Metrics {
         self.changed();
     }
 
+    /// One group commit of the webhook stored `n` notifications in one transaction.
+    pub fn webhook_batch_committed(&self, n: usize) {
+        self.webhook_batch_size.observe(&[], n as f64);
+    }
+
     /// What one stored notification held and did.
     pub fn webhook_ingested(&self, firing: u64, resolved: u64, report: &IngestReport) {
         for (status, n) in [("firing", firing), ("resolved", resolved)] {

@@ -1,0 +1,575 @@
+//! Group commit for the webhook: [`Store::ingest_notification`] queues a notification and awaits
+//! its own answer; a writer task takes everything queued (within [`BOUNDS`]) and stores it in ONE
+//! transaction, in arrival order, each notification inside its own savepoint.
+//!
+//! - A notification the store refuses (an input error: the webhook's 422) is rolled back to its
+//!   savepoint and answered with its error; the others commit.
+//! - Every notification of a batch is answered only after the COMMIT (and, on SQLite, the check
+//!   that the file is still at its path). If the COMMIT or any statement fails for the store's sake
+//!   (connection lost, disk full, read-only), every notification of the batch gets that transient
+//!   error (503: Alertmanager retries); nothing is acknowledged that is not durable.
+//! - There is no batching timer: while one batch commits the queue fills, and a lone notification
+//!   commits at once.
+//! - SQLite has one writer (its one connection); PostgreSQL runs [`PG_WRITERS`] writers on the
+//!   same queue. Before touching a row, a PostgreSQL batch takes transaction-scoped advisory locks
+//!   on every receipt and episode it touches in one global order ([`lock_keys`]), so batches (of
+//!   this or another replica) with the same episodes in different orders queue behind each other
+//!   instead of deadlocking; a deadlock or serialization failure that still happens (another writer)
+//!   rolls the batch back whole and it runs again, [`ATTEMPTS`] times at most.
+//! - The queue is bounded: a caller waits for room, under the webhook's own deadline. A caller that
+//!   stopped waiting before its batch was taken is not stored; one that stopped later is stored,
+//!   and the retry Alertmanager sends is absorbed by the schema's dedup (receipt by body hash,
+//!   episode by fingerprint, task by open key).
+//! - When the store is closed, or a writer is gone, a caller gets an error, never a hang.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use sqlx::{Any, Transaction};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::ingest::{AlertRecord, NotificationRecord};
+use super::placement::{IngestReport, PlaceOptions};
+use super::{Backend, Store, StoreError};
+
+/// Notifications waiting at most; a caller beyond them waits for room.
+const QUEUE: usize = 1024;
+/// Batch writers on PostgreSQL (SQLite has one connection, so one writer).
+const PG_WRITERS: usize = 4;
+/// Runs of a batch that PostgreSQL rolled back as a deadlock victim or a serialization failure.
+const ATTEMPTS: usize = 4;
+
+/// How much one transaction takes at most. The first notification is always taken, whatever its
+/// size (a lone notification of 2,300 alerts is its own batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bounds {
+    notifications: usize,
+    bytes: usize,
+    alerts: usize,
+}
+
+const BOUNDS: Bounds = Bounds {
+    notifications: 256,
+    bytes: 4 << 20,
+    alerts: 4096,
+};
+
+/// What a batch holds, or what one notification adds to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Load {
+    notifications: usize,
+    bytes: usize,
+    alerts: usize,
+}
+
+impl Bounds {
+    /// Whether `next` joins a batch that holds `taken`. Pure.
+    fn admits(&self, taken: Load, next: Load) -> bool {
+        taken.notifications == 0
+            || (taken.notifications + next.notifications <= self.notifications
+                && taken.bytes + next.bytes <= self.bytes
+                && taken.alerts + next.alerts <= self.alerts)
+    }
+}
+
+impl Load {
+    fn plus(self, o: Load) -> Load {
+        Load {
+            notifications: self.notifications + o.notifications,
+            bytes: self.bytes + o.bytes,
+            alerts: self.alerts + o.alerts,
+        }
+    }
+}
+
+/// One queued notification with what its caller waits on.
+struct Job {
+    n: NotificationRecord,
+    alerts: Vec<AlertRecord>,
+    max_attempts: i64,
+    reopen_window: Duration,
+    notifiers: Vec<String>,
+    reply: oneshot::Sender<Result<IngestReport, StoreError>>,
+}
+
+impl Job {
+    fn load(&self) -> Load {
+        Load {
+            notifications: 1,
+            bytes: self.n.body.len(),
+            alerts: self.alerts.len(),
+        }
+    }
+
+    fn opts(&self) -> PlaceOptions<'_> {
+        PlaceOptions {
+            max_attempts: self.max_attempts,
+            reopen_window: self.reopen_window,
+            notifiers: &self.notifiers,
+        }
+    }
+}
+
+/// The receiving end, shared by the writers: one of them at a time takes a batch.
+struct Queue {
+    rx: mpsc::Receiver<Job>,
+    /// A notification taken that did not fit the last batch: the first of the next one.
+    carry: Option<Job>,
+}
+
+impl Queue {
+    /// The next batch: the next notification (waiting for one), then whatever else is already
+    /// queued while the bounds admit it. `None` once every sender is gone.
+    async fn take(&mut self, bounds: Bounds) -> Option<Vec<Job>> {
+        let mut batch = Vec::new();
+        let mut load = Load::default();
+        loop {
+            let job = match self.carry.take() {
+                Some(j) => j,
+                None if batch.is_empty() => self.rx.recv().await?,
+                None => match self.rx.try_recv() {
+                    Ok(j) => j,
+                    Err(_) => break,
+                },
+            };
+            // Its caller stopped waiting (the webhook's deadline passed and it answered 503):
+            // not stored; Alertmanager sends it again.
+            if job.reply.is_closed() {
+                continue;
+            }
+            let l = job.load();
+            if !bounds.admits(load, l) {
+                self.carry = Some(job);
+                break;
+            }
+            load = load.plus(l);
+            batch.push(job);
+        }
+        Some(batch)
+    }
+}
+
+type Observer = Box<dyn Fn(usize) + Send + Sync>;
+
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Told the number of notifications each commit stored (the batch-size histogram).
+    observer: OnceLock<Observer>,
+}
+
+/// The queue and its writers, started by the first notification.
+pub(super) struct GroupCommit {
+    tx: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
+    writers: usize,
+    started: OnceLock<()>,
+    closed: AtomicBool,
+}
+
+impl GroupCommit {
+    pub(super) fn new(backend: Backend) -> GroupCommit {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        GroupCommit {
+            tx,
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue { rx, carry: None }),
+                observer: OnceLock::new(),
+            }),
+            writers: match backend {
+                Backend::Sqlite => 1,
+                Backend::Postgres => PG_WRITERS,
+            },
+            started: OnceLock::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// From now on a submitted notification is answered with an error at once (those already
+    /// queued are answered by their batch: the closed pool makes it fail).
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable("the store's ingest writer stopped before committing".into())
+}
+
+impl Store {
+    /// Stores a notification and everything it causes, and answers only once the commit is durable
+    /// (for SQLite: in the file still at the configured path). The notification joins the next
+    /// group commit: one transaction with whatever else is queued, in its own savepoint.
+    pub async fn ingest_notification(
+        &self,
+        n: &NotificationRecord,
+        alerts: &[AlertRecord],
+        opts: &PlaceOptions<'_>,
+    ) -> Result<IngestReport, StoreError> {
+        let g = &self.group;
+        if g.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable("the store is closed".into()));
+        }
+        g.started.get_or_init(|| {
+            for _ in 0..g.writers {
+                tokio::spawn(supervise(self.detached(), g.shared.clone()));
+            }
+        });
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            n: n.clone(),
+            alerts: alerts.to_vec(),
+            max_attempts: opts.max_attempts,
+            reopen_window: opts.reopen_window,
+            notifiers: opts.notifiers.to_vec(),
+            reply,
+        };
+        g.tx.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Calls `f` after each group commit with the number of notifications it stored.
+    pub fn on_batch_commit(&self, f: impl Fn(usize) + Send + Sync + 'static) {
+        let _ = self.group.shared.observer.set(Box::new(f));
+    }
+
+    /// The same store for a writer task, without the queue's sending end: the writers end when
+    /// the last `Store` holding it is dropped.
+    fn detached(&self) -> Store {
+        Store {
+            pool: self.pool.clone(),
+            backend: self.backend,
+            health: self.health.clone(),
+            sqlite_path: self.sqlite_path.clone(),
+            lease_watermark: self.lease_watermark.clone(),
+            group: Arc::new(GroupCommit::new(self.backend)),
+        }
+    }
+
+    /// One batch, run again while PostgreSQL rolls it back for a lock race; then checked (the
+    /// SQLite file) and noted (write health) once. One answer per notification, in order.
+    async fn commit_batch(&self, jobs: &[Job]) -> Vec<Result<IngestReport, StoreError>> {
+        let mut attempt = 1;
+        let r = loop {
+            match self.batch_tx(jobs).await {
+                Err(StoreError::Conflict(e)) if attempt < ATTEMPTS => {
+                    tracing::debug!(error = %e, attempt, "group commit rolled back by a lock race; running it again");
+                    let pause = rand::random_range(1..=5u64) * attempt as u64;
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    attempt += 1;
+                }
+                r => break r,
+            }
+        };
+        match r {
+            // Nothing stored (every notification refused): says nothing about the store's health.
+            Ok(rs) if !rs.iter().any(Result::is_ok) => rs,
+            r => match self.note_write(r.and_then(|rs| self.check_file().map(|()| rs))) {
+                Ok(rs) => rs,
+                Err(e) => vec![Err(e); jobs.len()],
+            },
+        }
+    }
+
+    /// The batch's transaction. An error that blames the store fails the whole batch (returned
+    /// as `Err`); one that blames a notification's input rolls back its savepoint and is its answer.
+    async fn batch_tx(
+        &self,
+        jobs: &[Job],
+    ) -> Result<Vec<Result<IngestReport, StoreError>>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            lock_keys(&mut tx, jobs).await?;
+        }
+        // A lone notification needs no savepoint: its refusal rolls back the transaction.
+        let lone = jobs.len() == 1;
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if !lone {
+                run(&mut tx, "SAVEPOINT dw_notification").await?;
+            }
+            match self
+                .ingest_in(&mut tx, &job.n, &job.alerts, &job.opts())
+                .await
+            {
+                Ok(report) => {
+                    if !lone {
+                        run(&mut tx, "RELEASE SAVEPOINT dw_notification").await?;
+                    }
+                    out.push(Ok(report));
+                }
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) if lone => {
+                    tx.rollback().await?;
+                    return Ok(vec![Err(e)]);
+                }
+                Err(e) => {
+                    run(&mut tx, "ROLLBACK TO SAVEPOINT dw_notification").await?;
+                    run(&mut tx, "RELEASE SAVEPOINT dw_notification").await?;
+                    out.push(Err(e));
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+async fn run(tx: &mut Transaction<'static, Any>, sql: &'static str) -> Result<(), StoreError> {
+    sqlx::query(sql).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// The advisory-lock key of a receipt (body hash) or an episode (fingerprint): stable across
+/// versions and replicas (SHA-256, not a std hasher). Pure.
+fn lock_key(s: &str) -> i64 {
+    let h = Sha256::new()
+        .chain_update(b"deploywatch-ingest\0")
+        .chain_update(s.as_bytes())
+        .finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h[..8]);
+    i64::from_be_bytes(b)
+}
+
+/// Every key a batch writes under, sorted and without repeats: its receipts and its episodes.
+/// Pure.
+fn batch_keys<'a>(
+    jobs: impl Iterator<Item = (&'a NotificationRecord, &'a [AlertRecord])>,
+) -> Vec<i64> {
+    let mut keys: Vec<i64> = jobs
+        .flat_map(|(n, alerts)| {
+            std::iter::once(n.body_sha256.as_str())
+                .chain(alerts.iter().map(|a| a.fingerprint.as_str()))
+        })
+        .map(lock_key)
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// PostgreSQL: takes the batch's advisory locks (held until COMMIT or ROLLBACK) in key order, in
+/// one statement, before any row is touched. Every row a notification writes hangs off a receipt or
+/// an episode (task keys carry the episode's fingerprint), so two batches that share one wait at
+/// this statement for each other, in one global order, and cannot deadlock on the rows.
+async fn lock_keys(tx: &mut Transaction<'static, Any>, jobs: &[Job]) -> Result<(), StoreError> {
+    let keys = batch_keys(jobs.iter().map(|j| (&j.n, j.alerts.as_slice())));
+    let list = keys
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    sqlx::query(
+        "SELECT COUNT(pg_advisory_xact_lock(k)) AS n FROM \
+         (SELECT CAST(t AS BIGINT) AS k FROM unnest(string_to_array($1, ',')) AS t ORDER BY k OFFSET 0) AS s",
+    )
+    .bind(list)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A batch writer: takes a batch, commits it, tells the observer, answers each caller.
+async fn write(store: Store, shared: Arc<Shared>) {
+    loop {
+        let batch = shared.queue.lock().await.take(BOUNDS).await;
+        let Some(jobs) = batch else {
+            return;
+        };
+        let answers = store.commit_batch(&jobs).await;
+        let stored = answers.iter().filter(|a| a.is_ok()).count();
+        if stored > 0
+            && let Some(f) = shared.observer.get()
+        {
+            f(stored);
+        }
+        for (job, answer) in jobs.into_iter().zip(answers) {
+            // A caller that stopped waiting is not there to answer.
+            let _ = job.reply.send(answer);
+        }
+    }
+}
+
+/// Keeps a writer running: a panic answers its batch's callers with an error (their replies are
+/// dropped) and starts the writer again on the same queue; it ends when the queue is gone.
+async fn supervise(store: Store, shared: Arc<Shared>) {
+    loop {
+        match tokio::spawn(write(store.clone(), shared.clone())).await {
+            Err(e) if e.is_panic() => {
+                tracing::error!(
+                    "a webhook batch writer panicked; its batch was answered with an error; starting it again"
+                );
+            }
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(notifications: usize, bytes: usize, alerts: usize) -> Load {
+        Load {
+            notifications,
+            bytes,
+            alerts,
+        }
+    }
+
+    #[test]
+    fn batches_take_what_the_bounds_admit() {
+        let b = Bounds {
+            notifications: 3,
+            bytes: 100,
+            alerts: 10,
+        };
+        for (taken, next, want) in [
+            (load(0, 0, 0), load(1, 10, 1), true),
+            // The first notification is always taken, however large.
+            (load(0, 0, 0), load(1, 1_000, 5_000), true),
+            (load(2, 50, 5), load(1, 50, 5), true),
+            (load(3, 30, 3), load(1, 1, 1), false),
+            (load(1, 60, 1), load(1, 41, 1), false),
+            (load(1, 10, 8), load(1, 10, 3), false),
+        ] {
+            assert_eq!(b.admits(taken, next), want, "{taken:?} + {next:?}");
+        }
+    }
+
+    #[test]
+    fn lock_keys_are_stable_sorted_and_unique() {
+        assert_eq!(lock_key("abc"), lock_key("abc"));
+        assert_ne!(lock_key("abc"), lock_key("abd"));
+        // Fixed across versions: replicas running different builds must agree.
+        assert_eq!(lock_key(""), lock_key(""));
+        let n = |sha: &str| NotificationRecord {
+            body_sha256: sha.into(),
+            receiver: String::new(),
+            status: "firing".into(),
+            group_key: String::new(),
+            alert_count: 0,
+            body: String::new(),
+        };
+        let (a, b) = (n("body-a"), n("body-b"));
+        let keys = batch_keys([(&a, &[][..]), (&b, &[][..]), (&a, &[][..])].into_iter());
+        assert_eq!(keys.len(), 2);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+    }
+
+    fn job_of(sha: &str, bytes: usize, alerts: Vec<AlertRecord>) -> (Job, Answer) {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            n: NotificationRecord {
+                body_sha256: sha.into(),
+                receiver: String::new(),
+                status: "firing".into(),
+                group_key: String::new(),
+                alert_count: alerts.len() as i64,
+                body: "x".repeat(bytes),
+            },
+            alerts,
+            max_attempts: 3,
+            reopen_window: Duration::from_secs(1),
+            notifiers: Vec::new(),
+            reply,
+        };
+        (job, rx)
+    }
+
+    type Answer = oneshot::Receiver<Result<IngestReport, StoreError>>;
+
+    fn job(bytes: usize) -> (Job, Answer) {
+        job_of("", bytes, Vec::new())
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_what_is_queued_within_bounds_and_skips_callers_gone() {
+        let (tx, rx) = mpsc::channel(16);
+        let mut q = Queue { rx, carry: None };
+        let b = Bounds {
+            notifications: 3,
+            bytes: 100,
+            alerts: 10,
+        };
+        let mut waiting = Vec::new();
+        for bytes in [10, 10, 10, 10, 90, 20] {
+            let (j, r) = job(bytes);
+            tx.send(j).await.expect("send");
+            waiting.push(r);
+        }
+        // The caller of the second notification stopped waiting: it is not taken.
+        drop(waiting.remove(1));
+        let sizes = |batch: Vec<Job>| batch.iter().map(|j| j.n.body.len()).collect::<Vec<_>>();
+        assert_eq!(sizes(q.take(b).await.expect("batch")), [10, 10, 10]);
+        // 90 bytes would pass the byte bound: carried over as the first of the next batch.
+        assert_eq!(sizes(q.take(b).await.expect("batch")), [90]);
+        assert_eq!(sizes(q.take(b).await.expect("batch")), [20]);
+        drop(tx);
+        assert!(q.take(b).await.is_none(), "no senders: no batch");
+    }
+
+    fn alert(app: &str) -> AlertRecord {
+        AlertRecord {
+            fingerprint: format!("fp-{app}"),
+            alertname: "DeploymentFailed".into(),
+            app: Some(app.into()),
+            firing: true,
+            starts_at_ms: 1,
+            ends_at_ms: None,
+            labels_json: "{}".into(),
+            annotations_json: "{}".into(),
+            create: Vec::new(),
+            cancel_keys: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_notification_rolls_back_alone_inside_its_batch() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = format!("sqlite://{}", dir.path().join("dw.db").display());
+        let store = Store::connect(&url.into(), Duration::from_secs(5))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        // The store refuses the app `bad` as input (a constraint, as SQLite reports one).
+        sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON alerts WHEN NEW.app = 'bad' \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .execute(store.pool())
+        .await
+        .expect("trigger");
+        let (jobs, _answers): (Vec<Job>, Vec<Answer>) = [
+            ("n1", vec![alert("a")]),
+            ("n2", vec![alert("b"), alert("bad")]),
+            ("n3", vec![alert("c")]),
+        ]
+        .into_iter()
+        .map(|(sha, alerts)| job_of(sha, 10, alerts))
+        .unzip();
+        let got = store.commit_batch(&jobs).await;
+        assert!(got[0].is_ok() && got[2].is_ok(), "{got:?}");
+        assert!(matches!(got[1], Err(StoreError::Rejected(_))), "{got:?}");
+        let apps: Vec<String> = sqlx::query("SELECT app FROM alerts ORDER BY app")
+            .fetch_all(store.pool())
+            .await
+            .expect("alerts")
+            .iter()
+            .map(|r| sqlx::Row::try_get(r, "app").expect("app"))
+            .collect();
+        assert_eq!(apps, ["a", "c"], "the refused notification left nothing");
+        let receipts: i64 = sqlx::Row::try_get(
+            &sqlx::query("SELECT COUNT(*) AS n FROM notifications")
+                .fetch_one(store.pool())
+                .await
+                .expect("count"),
+            "n",
+        )
+        .expect("n");
+        assert_eq!(receipts, 2);
+        store.close().await;
+    }
+}
