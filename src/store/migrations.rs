@@ -37,6 +37,11 @@ const SQLITE: Files = &[
         "deployment verifications",
         include_str!("../../migrations/sqlite/0004_deployment_verifications.sql"),
     ),
+    (
+        5,
+        "claim order index",
+        include_str!("../../migrations/sqlite/0005_claim_order_index.sql"),
+    ),
 ];
 
 const POSTGRES: Files = &[
@@ -59,6 +64,11 @@ const POSTGRES: Files = &[
         4,
         "deployment verifications",
         include_str!("../../migrations/postgres/0004_deployment_verifications.sql"),
+    ),
+    (
+        5,
+        "claim order index",
+        include_str!("../../migrations/postgres/0005_claim_order_index.sql"),
     ),
 ];
 
