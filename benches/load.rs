@@ -4,6 +4,7 @@
 //! Run: `cargo bench --bench load` (needs PostgreSQL on 127.0.0.1:5432 and, for the probe
 //! comparison, Debian's `prometheus-blackbox-exporter`; `scripts/bench.sh` sets both up).
 //! Sections can be picked: `cargo bench --bench load -- startup ingest claims metrics budget probes`.
+//! `DEPLOYWATCH_BIN=/path/to/deploywatch` runs that binary instead of the one cargo built.
 
 // Test and benchmark code fails by panicking; that is how a failure is reported here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -41,7 +42,12 @@ fn free_port() -> u16 {
 
 fn spawn(dir: &std::path::Path, envs: &[(&str, &str)], config: Option<&std::path::Path>) -> Server {
     let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deploywatch"));
+    // DEPLOYWATCH_BIN: a copy of the binary under test, when the target dir is shared and another
+    // build may replace target/release/deploywatch while the benchmark runs.
+    let bin = std::env::var_os("DEPLOYWATCH_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_deploywatch").into());
+    let mut cmd = Command::new(bin);
     cmd.arg("serve")
         .args(["--listen", &format!("127.0.0.1:{port}")]);
     if let Some(c) = config {
