@@ -4,6 +4,7 @@
 //! Run: `cargo bench --bench load` (needs PostgreSQL on 127.0.0.1:5432 and, for the probe
 //! comparison, Debian's `prometheus-blackbox-exporter`; `scripts/bench.sh` sets both up).
 //! Sections can be picked: `cargo bench --bench load -- startup ingest claims metrics budget probes`.
+//! `DEPLOYWATCH_BIN=/path/to/deploywatch` runs that binary instead of the one cargo built.
 
 // Test and benchmark code fails by panicking; that is how a failure is reported here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -41,7 +42,12 @@ fn free_port() -> u16 {
 
 fn spawn(dir: &std::path::Path, envs: &[(&str, &str)], config: Option<&std::path::Path>) -> Server {
     let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deploywatch"));
+    // DEPLOYWATCH_BIN: a copy of the binary under test, when the target dir is shared and another
+    // build may replace target/release/deploywatch while the benchmark runs.
+    let bin = std::env::var_os("DEPLOYWATCH_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_deploywatch").into());
+    let mut cmd = Command::new(bin);
     cmd.arg("serve")
         .args(["--listen", &format!("127.0.0.1:{port}")]);
     if let Some(c) = config {
@@ -284,8 +290,14 @@ async fn ingest(c: &reqwest::Client) {
         "Reference: one 200-byte row per transaction, sequential, on the same backend and settings \
          (SQLite: a file beside the server's, WAL, synchronous=FULL). Ratio = notifications/s ÷ reference.\n"
     );
+    // The machine may be shared: its load before and after, beside the figures.
+    let load = || {
+        let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    };
+    println!("Load average before: {}.\n", load());
     println!(
-        "| store | alerts per notification | senders | notifications/s | alerts/s | p50 | p99 | notifications per commit | non-200 | reference inserts/s | ratio |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| store | alerts per notification | senders | notifications/s | alerts/s | p50 | p99 | notifications per commit | server CPU per notification | non-200 | reference inserts/s | ratio |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for kind in ["sqlite", "postgres"] {
         let dir = tempfile::tempdir().expect("tmp");
@@ -298,13 +310,17 @@ async fn ingest(c: &reqwest::Client) {
             let s = spawn(dir.path(), &[("DEPLOYWATCH_DATABASE_URL", &url)], None);
             wait_ready(c, &s.url).await;
             let before = batch_totals(c, &s.url).await;
+            let cpu0 = cpu_seconds(s.child.id());
             let r = ingest_run(&s.url, SECS, conc, alerts).await;
+            let cpu = cpu_seconds(s.child.id()) - cpu0;
             let after = batch_totals(c, &s.url).await;
             drop(s);
             drop_pg(&name).await;
             let per_commit = (after.0 - before.0) / (after.1 - before.1).max(1.0);
+            // Server CPU (user + system) per stored notification; PostgreSQL's own is not in it.
+            let cpu_us = cpu * 1e6 / (after.0 - before.0).max(1.0);
             println!(
-                "| {kind} | {alerts} | {conc} | {:.0} | {:.0} | {:.1} ms | {:.1} ms | {per_commit:.1} | {} | {rate:.0} | {:.2}× |",
+                "| {kind} | {alerts} | {conc} | {:.0} | {:.0} | {:.1} ms | {:.1} ms | {per_commit:.1} | {cpu_us:.0} µs | {} | {rate:.0} | {:.2}× |",
                 r.nps,
                 r.nps * alerts as f64,
                 r.p50,
@@ -314,6 +330,7 @@ async fn ingest(c: &reqwest::Client) {
             );
         }
     }
+    println!("\nLoad average after: {}.", load());
 }
 
 async fn claims(c: &reqwest::Client) {

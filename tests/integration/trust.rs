@@ -366,6 +366,12 @@ async fn a_fix_completed_while_the_alert_still_fires_is_reopened() {
     }
 }
 
+/// The status and body of a webhook answer.
+async fn answer(r: reqwest::RequestBuilder) -> (u16, String) {
+    let r = r.send().await.expect("post");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
 #[tokio::test]
 async fn concurrent_firing_and_resolved_end_resolved_without_deadlock() {
     let app = spawn_app(Kind::Postgres, "", &[]).await;
@@ -401,18 +407,13 @@ async fn concurrent_firing_and_resolved_end_resolved_without_deadlock() {
             let http = app.http.clone();
             let url = format!("{}/webhook/alertmanager", app.url);
             handles.push(tokio::spawn(async move {
-                http.post(url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .expect("post")
-                    .status()
-                    .as_u16()
+                answer(http.post(url).json(&body)).await
             }));
         }
     }
     for h in handles.drain(..) {
-        assert_eq!(h.await.expect("join"), 200);
+        let (status, body) = h.await.expect("join");
+        assert_eq!(status, 200, "{body}");
     }
     for round in 0..4 {
         // Opposite orders in the two directions, all sent at once.
@@ -427,13 +428,7 @@ async fn concurrent_firing_and_resolved_end_resolved_without_deadlock() {
             let http = app.http.clone();
             let url = format!("{}/webhook/alertmanager", app.url);
             handles.push(tokio::spawn(async move {
-                http.post(url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .expect("post")
-                    .status()
-                    .as_u16()
+                answer(http.post(url).json(&body)).await
             }));
         }
         for i in 0..episodes {
@@ -444,18 +439,13 @@ async fn concurrent_firing_and_resolved_end_resolved_without_deadlock() {
                 let http = app.http.clone();
                 let url = format!("{}/webhook/alertmanager", app.url);
                 handles.push(tokio::spawn(async move {
-                    http.post(url)
-                        .json(&body)
-                        .send()
-                        .await
-                        .expect("post")
-                        .status()
-                        .as_u16()
+                    answer(http.post(url).json(&body)).await
                 }));
             }
         }
         for h in handles.drain(..) {
-            assert_eq!(h.await.expect("join"), 200, "no 503 from lock order");
+            let (status, body) = h.await.expect("join");
+            assert_eq!(status, 200, "no 503 from lock order: {body}");
         }
     }
     let still: i64 = sqlx::query("SELECT COUNT(*) AS n FROM alerts WHERE status = 'firing'")
