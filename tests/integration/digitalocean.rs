@@ -454,8 +454,10 @@ async fn retry_after_is_honoured_and_faults_keep_last_known_values() {
     )
     .await;
 
+    // Long enough that the 429 reaching /metrics (rendered at most once a second for background
+    // changes) plus the 1.5 s watched below stay inside it.
     sim.inject(Fault::RateLimited {
-        retry_after_secs: 2,
+        retry_after_secs: 4,
     });
     app.until_metric(
         "deploywatch_digitalocean_requests_total{code=\"429\",endpoint=\"/v2/apps\"}",
@@ -473,7 +475,7 @@ async fn retry_after_is_honoured_and_faults_keep_last_known_values() {
     );
     until(
         "a request once retry-after has passed",
-        Duration::from_secs(5),
+        Duration::from_secs(8),
         || async { seen(sim.requests() > at_429, sim.requests()) },
     )
     .await;
