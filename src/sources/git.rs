@@ -1,15 +1,21 @@
 //! Git refs: each configured repository (a local path or a remote URL) is kept in a bare mirror
-//! under `git.mirror_dir` and fetched on an interval with gix. From the mirror: each tracked
-//! branch's head commit and time, its ahead/behind against its upstream (`refs/remotes/origin/<b>`,
-//! present when the configured repository is a clone), and, joined with the DigitalOcean source
-//! through `source_commit_hash`, how far the ACTIVE deployment is behind its branch.
+//! under `git.mirror_dir` and fetched on an interval by the `git` program. From the mirror: each
+//! tracked branch's head commit and time, its ahead/behind against its upstream
+//! (`refs/remotes/origin/<b>`, present when the configured repository is a clone), and, joined with
+//! the DigitalOcean source through `source_commit_hash`, how far the ACTIVE deployment is behind its
+//! branch.
+//!
+//! The `git` program rather than a Git library: a library (gix) was a third of the release build's
+//! dependency graph and on its critical path (docs/BENCHMARKS.md, "Release build"), while `git` is
+//! on every machine that has a repository to watch and brings the user's own credential helpers and
+//! SSH set-up for free. Every call is bounded: no prompt, no pager, a stalled transfer aborts.
 
 pub mod ancestry;
+mod command;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,16 +25,8 @@ use crate::app::App;
 use crate::config::GitRepo;
 
 use crate::domain::git::{BranchView, Drift, GitSnapshot, RepoView};
-
-#[derive(Debug, thiserror::Error)]
-pub enum GitError {
-    #[error("git: {0}")]
-    Git(String),
-}
-
-fn git_err(e: impl std::fmt::Display) -> GitError {
-    GitError::Git(e.to_string())
-}
+pub use command::GitError;
+use command::Mirror;
 
 /// Where a repository's mirror lives. The name is a validated label, so it is a safe file name.
 pub fn mirror_path(dir: &Path, repo: &GitRepo) -> PathBuf {
@@ -38,88 +36,41 @@ pub fn mirror_path(dir: &Path, repo: &GitRepo) -> PathBuf {
 /// Creates the mirror if needed and fetches every branch (and, from a clone, its remote-tracking
 /// refs) into it. Blocking: call from `spawn_blocking`.
 pub fn fetch_mirror(mirror: &Path, url: &str) -> Result<(), GitError> {
-    let repo = if mirror.join("HEAD").exists() {
-        gix::open(mirror).map_err(git_err)?
-    } else {
-        std::fs::create_dir_all(mirror).map_err(git_err)?;
-        gix::init_bare(mirror).map_err(git_err)?
-    };
-    // A local path is given as is; gix turns it into a file:// transport.
-    let remote = repo
-        .remote_at(url)
-        .map_err(git_err)?
-        .with_refspecs(
-            [
-                "+refs/heads/*:refs/heads/*",
-                "+refs/remotes/origin/*:refs/remotes/origin/*",
-            ],
-            gix::remote::Direction::Fetch,
-        )
-        .map_err(git_err)?;
-    let interrupt = AtomicBool::new(false);
-    remote
-        .connect(gix::remote::Direction::Fetch)
-        .map_err(git_err)?
-        .prepare_fetch(gix::progress::Discard, Default::default())
-        .map_err(git_err)?
-        .receive(gix::progress::Discard, &interrupt)
-        .map_err(git_err)?;
-    Ok(())
-}
-
-fn ref_id(repo: &gix::Repository, name: &str) -> Option<gix::ObjectId> {
-    let mut r = repo.find_reference(name).ok()?;
-    r.peel_to_id().ok().map(|id| id.detach())
-}
-
-fn commit_time(repo: &gix::Repository, id: gix::ObjectId) -> Option<DateTime<Utc>> {
-    let c = repo.find_commit(id).ok()?;
-    let t = c.time().ok()?;
-    DateTime::from_timestamp(t.seconds, 0)
-}
-
-/// Commits reachable from `tip` but not from `hidden`.
-fn only_in(
-    repo: &gix::Repository,
-    tip: gix::ObjectId,
-    hidden: gix::ObjectId,
-) -> Result<Vec<gix::ObjectId>, GitError> {
-    let walk = repo
-        .rev_walk([tip])
-        .with_hidden([hidden])
-        .all()
-        .map_err(git_err)?;
-    let mut out = Vec::new();
-    for info in walk {
-        out.push(info.map_err(git_err)?.id);
+    let m = Mirror::new(mirror);
+    if !mirror.join("HEAD").exists() {
+        std::fs::create_dir_all(mirror).map_err(|e| {
+            GitError::Git(format!(
+                "cannot create the mirror directory {}: {e}; check git.mirror_dir",
+                mirror.display()
+            ))
+        })?;
+        m.run(&["init", "--bare", "--quiet"])?;
     }
-    Ok(out)
+    m.fetch(url)
 }
 
 /// Reads branch heads and ahead/behind from a mirror. Blocking.
 pub fn read_branches(mirror: &Path, branches: &[String]) -> Result<Vec<BranchView>, GitError> {
-    let repo = gix::open(mirror).map_err(git_err)?;
+    let m = Mirror::new(mirror);
+    let refs = m.refs()?;
     let mut out = Vec::new();
     for b in branches {
-        let Some(head) = ref_id(&repo, &format!("refs/heads/{b}"))
-            .or_else(|| ref_id(&repo, &format!("refs/remotes/origin/{b}")))
-        else {
+        let local = refs.get(&format!("refs/heads/{b}"));
+        let upstream = refs.get(&format!("refs/remotes/origin/{b}"));
+        let Some(head) = local.or(upstream) else {
             continue;
         };
-        let (ahead, behind) = match (
-            ref_id(&repo, &format!("refs/heads/{b}")),
-            ref_id(&repo, &format!("refs/remotes/origin/{b}")),
-        ) {
-            (Some(local), Some(upstream)) => (
-                Some(only_in(&repo, local, upstream)?.len()),
-                Some(only_in(&repo, upstream, local)?.len()),
-            ),
+        let (ahead, behind) = match (local, upstream) {
+            (Some(l), Some(u)) => {
+                let (a, b) = m.ahead_behind(&l.id, &u.id)?;
+                (Some(a), Some(b))
+            }
             _ => (None, None),
         };
         out.push(BranchView {
             branch: b.clone(),
-            commit: head.to_string(),
-            commit_time: commit_time(&repo, head).unwrap_or_default(),
+            commit: head.id.clone(),
+            commit_time: head.time.unwrap_or_default(),
             ahead,
             behind,
         });
@@ -133,31 +84,55 @@ pub fn drift(
     head: &str,
     deployed: &str,
 ) -> Result<(Option<usize>, Option<DateTime<Utc>>), GitError> {
-    let repo = gix::open(mirror).map_err(git_err)?;
-    let head_id = gix::ObjectId::from_hex(head.as_bytes()).map_err(git_err)?;
-    let Some(dep_id) = resolve_commit(&repo, deployed) else {
+    let m = Mirror::new(mirror);
+    let Some(head_id) = m.resolve_commit(head)? else {
+        return Err(GitError::Git(format!(
+            "head {head} is not a commit of the mirror"
+        )));
+    };
+    let Some(dep_id) = m.resolve_commit(deployed)? else {
         return Ok((None, None));
     };
     // The deployed commit must be an ancestor of the head, else "behind" has no meaning.
-    let dep_not_in_head = only_in(&repo, dep_id, head_id)?;
-    if !dep_not_in_head.is_empty() {
+    if !m.is_ancestor(&dep_id, &head_id)? {
         return Ok((None, None));
     }
-    let missing = only_in(&repo, head_id, dep_id)?;
-    let oldest = missing
-        .iter()
-        .filter_map(|id| commit_time(&repo, *id))
-        .min();
-    Ok((Some(missing.len()), oldest))
+    let times = m.commit_times_between(&dep_id, &head_id)?;
+    let oldest = times.iter().flatten().min().copied();
+    Ok((Some(times.len()), oldest))
 }
 
-/// A full or abbreviated SHA to a commit id in the repository.
-fn resolve_commit(repo: &gix::Repository, sha: &str) -> Option<gix::ObjectId> {
-    if sha.len() < 7 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    let id = repo.rev_parse_single(sha).ok()?.detach();
-    repo.find_commit(id).ok().map(|c| c.id)
+/// One ref of a mirror: the commit it names and that commit's time.
+#[derive(Debug, Clone)]
+struct RefTip {
+    id: String,
+    time: Option<DateTime<Utc>>,
+}
+
+/// Parses `for-each-ref --format='%(refname) %(objectname) %(committerdate:unix)'`.
+fn parse_refs(out: &str) -> HashMap<String, RefTip> {
+    out.lines()
+        .filter_map(|line| {
+            let mut f = line.split(' ');
+            let (name, id) = (f.next()?, f.next()?);
+            let time = f
+                .next()
+                .and_then(|t| t.parse::<i64>().ok())
+                .and_then(|t| DateTime::from_timestamp(t, 0));
+            Some((
+                name.to_string(),
+                RefTip {
+                    id: id.to_string(),
+                    time,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// A full or abbreviated SHA, before it is handed to `git`: anything else is not looked up.
+fn looks_like_sha(sha: &str) -> bool {
+    (7..=64).contains(&sha.len()) && sha.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// The commit time of `sha` in the repository configured for `app`, for DORA lead time.
@@ -170,14 +145,10 @@ pub async fn commit_time_for_app(app: &App, app_name: &str, sha: &str) -> Option
         .find(|r| r.app.as_ref().map(|a| a.as_str()) == Some(app_name))?;
     let mirror = mirror_path(&app.config.git.mirror_dir, repo);
     let sha = sha.to_string();
-    tokio::task::spawn_blocking(move || {
-        let repo = gix::open(&mirror).ok()?;
-        let id = resolve_commit(&repo, &sha)?;
-        commit_time(&repo, id)
-    })
-    .await
-    .ok()
-    .flatten()
+    tokio::task::spawn_blocking(move || Mirror::new(&mirror).commit_time(&sha).ok().flatten())
+        .await
+        .ok()
+        .flatten()
 }
 
 /// One refresh of every repository: fetch, read, join with the DigitalOcean snapshot, export.

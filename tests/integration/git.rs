@@ -177,8 +177,14 @@ async fn ahead_behind_and_commits_behind_follow_commits_and_deployments() {
 
 #[tokio::test]
 async fn a_bad_repository_is_reported_not_fatal() {
-    let toml = "[git]\nfetch_interval = \"200ms\"\n\n[[git.repos]]\nname = \"ghost\"\nurl = \"/nonexistent/repo.git\"\n";
-    let app = spawn_app(Kind::Sqlite, toml, &[]).await;
+    // The second URL is hostile: were it read as an option, git would run the command in it.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pwned = tmp.path().join("pwned");
+    let toml = format!(
+        "[git]\nfetch_interval = \"200ms\"\n\n[[git.repos]]\nname = \"ghost\"\nurl = \"/nonexistent/repo.git\"\n\n[[git.repos]]\nname = \"hostile\"\nurl = \"--upload-pack=touch {}\"\n",
+        pwned.display()
+    );
+    let app = spawn_app(Kind::Sqlite, &toml, &[]).await;
     app.until_metric(
         "deploywatch_source_up{source=\"git\"}",
         0.0,
@@ -188,5 +194,6 @@ async fn a_bad_repository_is_reported_not_fatal() {
     let st: serde_json::Value = app.get("/api/v1/status").await.json().await.expect("json");
     assert_eq!(st["sources"]["git"]["state"], "failing");
     assert_eq!(app.get("/health/live").await.status(), 200);
+    assert!(!pwned.exists(), "a repository URL was run as a git option");
     app.stop().await;
 }

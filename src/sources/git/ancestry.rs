@@ -1,7 +1,8 @@
 //! Ancestry in the mirrors: does a deployed commit contain a merged one? The deploy loop asks so a
 //! later push that carries a merged pull request counts as its deployment.
 
-use super::{mirror_path, only_in, resolve_commit};
+use super::command::Mirror;
+use super::mirror_path;
 use crate::app::App;
 
 /// Whether `ancestor` is reachable from `descendant` in the mirror configured for `app_name`.
@@ -16,11 +17,10 @@ pub async fn contains(app: &App, app_name: &str, descendant: &str, ancestor: &st
     let mirror = mirror_path(&app.config.git.mirror_dir, repo);
     let (descendant, ancestor) = (descendant.to_string(), ancestor.to_string());
     tokio::task::spawn_blocking(move || {
-        let repo = gix::open(&mirror).ok()?;
-        let d = resolve_commit(&repo, &descendant)?;
-        let a = resolve_commit(&repo, &ancestor)?;
-        // Nothing of `ancestor`'s history is missing from `descendant`'s.
-        only_in(&repo, a, d).ok().map(|missing| missing.is_empty())
+        let m = Mirror::new(&mirror);
+        let d = m.resolve_commit(&descendant).ok()??;
+        let a = m.resolve_commit(&ancestor).ok()??;
+        m.is_ancestor(&a, &d).ok()
     })
     .await
     .ok()
