@@ -48,10 +48,19 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    match worker_threads(
+        std::env::var("TOKIO_WORKER_THREADS").ok().as_deref(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    ) {
+        Ok(n) => builder.worker_threads(n),
+        Err(e) => {
+            eprintln!("deploywatch: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let rt = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("deploywatch: cannot start the async runtime: {e}");
@@ -59,6 +68,23 @@ pub fn main() -> i32 {
         }
     };
     rt.block_on(run(cli))
+}
+
+/// Request threads: one fewer than the cores, so the database, the /metrics render thread and
+/// whoever scrapes keep a core; with as many workers as cores, each worker lost whole time slices
+/// to them, which was the p99 of a 0.1 ms scrape at four connections (docs/BENCHMARKS.md).
+/// `TOKIO_WORKER_THREADS`, tokio's own variable, overrides; read here because tokio panics on a
+/// bad value.
+fn worker_threads(env: Option<&str>, cores: usize) -> Result<usize, String> {
+    match env.map(str::trim) {
+        None => Ok(cores.saturating_sub(1).max(1)),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "TOKIO_WORKER_THREADS={v:?} is not a positive number of threads; unset it to use one fewer than the cores"
+            )),
+        },
+    }
 }
 
 async fn run(cli: Cli) -> i32 {
@@ -436,4 +462,26 @@ async fn migrate(config: Option<PathBuf>) -> anyhow::Result<i32> {
     );
     store.close().await;
     Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worker_threads;
+
+    #[test]
+    fn request_threads_leave_a_core_unless_told() {
+        for (env, cores, want) in [
+            (None, 1, Ok(1)),
+            (None, 2, Ok(1)),
+            (None, 8, Ok(7)),
+            (Some("4"), 2, Ok(4)),
+            (Some(" 3 "), 2, Ok(3)),
+        ] {
+            assert_eq!(worker_threads(env, cores), want, "{env:?} {cores}");
+        }
+        for bad in ["0", "x", "-1", ""] {
+            let e = worker_threads(Some(bad), 2).expect_err(bad);
+            assert!(e.contains("TOKIO_WORKER_THREADS"), "{e}");
+        }
+    }
 }

@@ -11,6 +11,7 @@ mod deployments;
 mod family;
 mod git;
 mod probes;
+mod process;
 mod registry;
 mod tasks;
 mod verification;

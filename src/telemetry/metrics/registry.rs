@@ -146,7 +146,7 @@ impl Metrics {
         let process = Registry::new();
         #[cfg(target_os = "linux")]
         {
-            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            let pc = super::process::ProcessCollector::for_self().expect("static descriptors");
             process.register(Box::new(pc)).expect("process collector");
         }
         let r = Reg(&registry);
