@@ -306,8 +306,8 @@ impl Inner {
     }
 }
 
-/// The render thread: at a lower priority than request threads, so a render takes only CPU the
-/// scrapes being served leave.
+/// The render thread: under SCHED_IDLE, so a render takes only CPU the scrapes being served
+/// leave.
 fn run(weak: &Weak<Inner>) {
     lower_priority();
     loop {
@@ -324,10 +324,9 @@ fn lower_priority() {
         NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
         set_thread_priority_and_policy, thread_native_id,
     };
-    // SCHED_IDLE, not a nice value: a nice-10 thread still got whole 3 ms time slices while
-    // scrapes waited, which was the p99 of a gzip scrape at four connections; a waking request
-    // thread preempts a SCHED_IDLE thread at once. Changing only this thread's policy needs no
-    // privilege.
+    // SCHED_IDLE rather than a nice value: a nice-10 thread, once picked, runs a whole time slice
+    // (about 3 ms) while a scrape waits; a waking request thread preempts a SCHED_IDLE thread at
+    // once. Changing only this thread's policy needs no privilege.
     let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
     if let Err(e) = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle) {
         tracing::debug!(error = ?e, "the /metrics render thread keeps the normal scheduling policy");
