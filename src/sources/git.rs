@@ -13,7 +13,7 @@
 pub mod ancestry;
 mod command;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,39 +100,6 @@ pub fn drift(
     let times = m.commit_times_between(&dep_id, &head_id)?;
     let oldest = times.iter().flatten().min().copied();
     Ok((Some(times.len()), oldest))
-}
-
-/// One ref of a mirror: the commit it names and that commit's time.
-#[derive(Debug, Clone)]
-struct RefTip {
-    id: String,
-    time: Option<DateTime<Utc>>,
-}
-
-/// Parses `for-each-ref --format='%(refname) %(objectname) %(committerdate:unix)'`.
-fn parse_refs(out: &str) -> HashMap<String, RefTip> {
-    out.lines()
-        .filter_map(|line| {
-            let mut f = line.split(' ');
-            let (name, id) = (f.next()?, f.next()?);
-            let time = f
-                .next()
-                .and_then(|t| t.parse::<i64>().ok())
-                .and_then(|t| DateTime::from_timestamp(t, 0));
-            Some((
-                name.to_string(),
-                RefTip {
-                    id: id.to_string(),
-                    time,
-                },
-            ))
-        })
-        .collect()
-}
-
-/// A full or abbreviated SHA, before it is handed to `git`: anything else is not looked up.
-fn looks_like_sha(sha: &str) -> bool {
-    (7..=64).contains(&sha.len()) && sha.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// The commit time of `sha` in the repository configured for `app`, for DORA lead time.

@@ -8,8 +8,6 @@ use std::process::{Command, Output, Stdio};
 
 use chrono::{DateTime, Utc};
 
-use super::{RefTip, looks_like_sha, parse_refs};
-
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
     #[error("git: {0}")]
@@ -175,6 +173,39 @@ impl Mirror {
     }
 }
 
+/// One ref of a mirror: the commit it names and that commit's time.
+#[derive(Debug, Clone)]
+pub(super) struct RefTip {
+    pub(super) id: String,
+    pub(super) time: Option<DateTime<Utc>>,
+}
+
+/// Parses `for-each-ref --format='%(refname) %(objectname) %(committerdate:unix)'`.
+fn parse_refs(out: &str) -> HashMap<String, RefTip> {
+    out.lines()
+        .filter_map(|line| {
+            let mut f = line.split(' ');
+            let (name, id) = (f.next()?, f.next()?);
+            let time = f
+                .next()
+                .and_then(|t| t.parse::<i64>().ok())
+                .and_then(|t| DateTime::from_timestamp(t, 0));
+            Some((
+                name.to_string(),
+                RefTip {
+                    id: id.to_string(),
+                    time,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// A full or abbreviated SHA, before it is handed to `git`: anything else is not looked up.
+fn looks_like_sha(sha: &str) -> bool {
+    (7..=64).contains(&sha.len()) && sha.chars().all(|c| c.is_ascii_hexdigit())
+}
+
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     s.trim()
         .parse::<i64>()
@@ -202,7 +233,7 @@ fn failed(args: &[&str], out: &Output) -> GitError {
 
 #[cfg(test)]
 mod tests {
-    use super::super::parse_refs;
+    use super::parse_refs;
 
     #[test]
     fn refs_parse_with_and_without_a_commit_time() {
@@ -220,7 +251,7 @@ mod tests {
 
     #[test]
     fn only_hexadecimal_shas_reach_git() {
-        use super::super::looks_like_sha;
+        use super::looks_like_sha;
         for (sha, ok) in [
             ("abc1234", true),
             ("ABCDEF0123", true),
