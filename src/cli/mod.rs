@@ -40,6 +40,8 @@ fn load_config(path: Option<&std::path::Path>, listen: Option<&str>) -> Result<C
 
 /// Parses arguments and runs; returns the process exit code.
 pub fn main() -> i32 {
+    // Before any thread starts: the arena limit applies to threads created afterwards.
+    malloc_settings::apply();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -235,7 +235,11 @@ impl Inner {
             text: Encoded::new(text),
             openmetrics,
         });
-        self.published.send_replace(r.clone());
+        drop(self.published.send_replace(r.clone()));
+        drop(previous);
+        // The gathered families and the previous render were freed in the middle of the heap;
+        // left there they stayed resident between long-lived allocations.
+        malloc_settings::release_free_memory();
         r
     }
 
