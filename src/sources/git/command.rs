@@ -1,6 +1,7 @@
 //! The `git` program, run against one bare mirror. Every call is non-interactive and bounded: no
-//! terminal prompt or SSH question can hang a refresh, a transfer slower than 1 KB/s for a minute
-//! aborts, and output is parsed in the C locale.
+//! terminal prompt or SSH question can hang a refresh, an HTTP transfer slower than 1 KB/s for a
+//! minute aborts, as does an SSH connection silent for a minute (unless the operator set their own
+//! `GIT_SSH_COMMAND`), and output is parsed in the C locale.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -51,7 +52,11 @@ impl Mirror {
             .env("LC_ALL", "C")
             .stdin(Stdio::null());
         if std::env::var_os("GIT_SSH_COMMAND").is_none() {
-            c.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
+            // No question asked, and a dead server is given up on instead of waited for.
+            c.env(
+                "GIT_SSH_COMMAND",
+                "ssh -o BatchMode=yes -o ConnectTimeout=30 -o ServerAliveInterval=15 -o ServerAliveCountMax=4",
+            );
         }
         c
     }

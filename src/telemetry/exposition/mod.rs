@@ -310,8 +310,8 @@ impl Inner {
     }
 }
 
-/// The render thread: under SCHED_IDLE, so a render takes only CPU the scrapes being served
-/// leave.
+/// The render thread: at a lower priority than request threads, so a render takes mostly CPU
+/// the scrapes being served leave.
 fn run(weak: &Weak<Inner>) {
     lower_priority();
     loop {
@@ -324,17 +324,12 @@ fn run(weak: &Weak<Inner>) {
 
 #[cfg(target_os = "linux")]
 fn lower_priority() {
-    use thread_priority::{
-        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
-        set_thread_priority_and_policy, thread_native_id,
-    };
-    // SCHED_IDLE rather than a nice value: a nice-10 thread, once picked, runs a whole time slice
-    // (about 3 ms) while a scrape waits; a waking request thread preempts a SCHED_IDLE thread at
-    // once. Changing only this thread's policy needs no privilege.
-    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-    if let Err(e) = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle) {
-        tracing::debug!(error = ?e, "the /metrics render thread keeps the normal scheduling policy");
-    }
+    // Nice 10, not SCHED_IDLE: under SCHED_IDLE a render took the CPU only when nothing else
+    // wanted it, so on a saturated machine (an alert storm) the body went stale by many seconds,
+    // just when on-call reads it; at nice 10 a render still gets about a tenth of a busy core.
+    // SCHED_IDLE did not shorten the scrape tail either (docs/BENCHMARKS.md). On Linux a thread
+    // id names one thread: only the render thread's nice value changes.
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
 }
 
 #[cfg(not(target_os = "linux"))]
