@@ -428,6 +428,12 @@ async fn check(config: Option<PathBuf>) -> anyhow::Result<i32> {
     if let Some(w) = crate::http::access::exposure_warning(cfg.listen, &cfg.webhook.tokens) {
         println!("warning: {w}");
     }
+    // A warning too: without git the git source fails and says so, the rest runs.
+    if !cfg.git.repos.is_empty()
+        && let Err(e) = crate::sources::git::version()
+    {
+        println!("warning: {e}");
+    }
     let results = crate::server::check_once(&cfg).await;
     let mut failing = 0;
     for r in &results {

@@ -25,8 +25,8 @@ use crate::app::App;
 use crate::config::GitRepo;
 
 use crate::domain::git::{BranchView, Drift, GitSnapshot, RepoView};
-pub use command::GitError;
 use command::Mirror;
+pub use command::{GitError, version};
 
 /// Where a repository's mirror lives. The name is a validated label, so it is a safe file name.
 pub fn mirror_path(dir: &Path, repo: &GitRepo) -> PathBuf {

@@ -15,6 +15,16 @@ pub enum GitError {
     Git(String),
 }
 
+/// The `git` program's version line: whether the git source can run at all.
+pub fn version() -> Result<String, GitError> {
+    let out = spawn(Command::new("git").arg("--version").stdin(Stdio::null()))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(failed(&["--version"], &out))
+    }
+}
+
 /// A bare mirror and the `git` invocations deploywatch makes on it.
 pub(super) struct Mirror {
     git_dir: PathBuf,
@@ -62,17 +72,7 @@ impl Mirror {
     }
 
     fn output(&self, args: &[&str]) -> Result<Output, GitError> {
-        self.command().args(args).output().map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                GitError::Git(
-                    "the `git` program is not on PATH; install git (Debian: apt-get install git) \
-                     to watch [[git.repos]]"
-                        .into(),
-                )
-            } else {
-                GitError::Git(format!("cannot run git: {e}"))
-            }
-        })
+        spawn(self.command().args(args))
     }
 
     /// Runs `git <args>` and returns its standard output; a non-zero exit is an error carrying
@@ -209,6 +209,20 @@ fn parse_refs(out: &str) -> HashMap<String, RefTip> {
 /// A full or abbreviated SHA, before it is handed to `git`: anything else is not looked up.
 fn looks_like_sha(sha: &str) -> bool {
     (7..=64).contains(&sha.len()) && sha.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+fn spawn(c: &mut Command) -> Result<Output, GitError> {
+    c.output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            GitError::Git(
+                "the `git` program is not on PATH; install git (Debian: apt-get install git) \
+                 to watch [[git.repos]]"
+                    .into(),
+            )
+        } else {
+            GitError::Git(format!("cannot run git: {e}"))
+        }
+    })
 }
 
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
