@@ -1,7 +1,8 @@
 //! The `git` program, run against one bare mirror. Every call is non-interactive and bounded: no
 //! terminal prompt or SSH question can hang a refresh, an HTTP transfer slower than 1 KB/s for a
 //! minute aborts, as does an SSH connection silent for a minute (unless the operator set their own
-//! `GIT_SSH_COMMAND`), and output is parsed in the C locale.
+//! `GIT_SSH_COMMAND`), and output is parsed in the C locale. Only long-standing options are
+//! used (none newer than git 2.9), so the distributions' older releases work too.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -91,7 +92,6 @@ impl Mirror {
             "fetch",
             "--quiet",
             "--no-tags",
-            "--no-write-fetch-head",
             // Ends the options: a repository URL can never be read as one.
             "--",
             url,
@@ -136,7 +136,7 @@ impl Mirror {
             "rev-parse",
             "--verify",
             "--quiet",
-            "--end-of-options",
+            // `spec` starts with a hexadecimal digit, so it is never read as an option.
             &spec,
         ])?;
         Ok(out
@@ -164,8 +164,14 @@ impl Mirror {
         tip: &str,
     ) -> Result<Vec<Option<DateTime<Utc>>>, GitError> {
         let range = format!("{hidden}..{tip}");
-        let out = self.run(&["rev-list", "--no-commit-header", "--format=%ct", &range])?;
-        Ok(out.lines().map(parse_time).collect())
+        // `rev-list --format` prints a "commit <id>" line before each commit's own line; git 2.33
+        // can leave it out, older releases cannot, so it is skipped here.
+        let out = self.run(&["rev-list", "--format=%ct", &range])?;
+        Ok(out
+            .lines()
+            .filter(|l| !l.starts_with("commit "))
+            .map(parse_time)
+            .collect())
     }
 
     /// The commit time of `sha`; `None` when it is not a commit of the mirror.
