@@ -216,25 +216,21 @@ async fn check_warns_when_repositories_are_configured_and_git_is_missing() {
     let empty = dir.path().join("empty-path");
     std::fs::create_dir_all(&empty).expect("mkdir");
     let check = |path: &str| {
-        let out = Deploywatch::new(dir.path())
+        Deploywatch::new(dir.path())
             .args(&["check", "--config", config.to_str().expect("utf8")])
             .without_tokens()
             .env("DEPLOYWATCH_DATABASE_URL", "sqlite://check.db")
             .env("PATH", path)
-            .output();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-        )
+            .run_split()
     };
-    let (code, out) = check(empty.to_str().expect("utf8"));
+    let (code, out, _) = check(empty.to_str().expect("utf8"));
     assert!(
         out.contains("warning:") && out.contains("`git` program is not on PATH"),
         "{out}"
     );
     // A warning, not a failure: the configuration is valid.
-    assert_eq!(code, Some(0), "{out}");
-    let (code, out) = check(&std::env::var("PATH").unwrap_or_default());
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = check(&std::env::var("PATH").unwrap_or_default());
     assert!(!out.contains("`git` program"), "{out}");
-    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(code, 0, "{out}");
 }

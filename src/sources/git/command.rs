@@ -18,12 +18,9 @@ pub enum GitError {
 
 /// The `git` program's version line: whether the git source can run at all.
 pub fn version() -> Result<String, GitError> {
-    let out = spawn(Command::new("git").arg("--version").stdin(Stdio::null()))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(failed(&["--version"], &out))
-    }
+    let args = ["--version"];
+    let out = spawn(Command::new("git").args(args).stdin(Stdio::null()))?;
+    stdout_of(&args, &out).map(|v| v.trim().to_string())
 }
 
 /// A bare mirror and the `git` invocations deploywatch makes on it.
@@ -79,11 +76,7 @@ impl Mirror {
     /// Runs `git <args>` and returns its standard output; a non-zero exit is an error carrying
     /// what git said.
     pub(super) fn run(&self, args: &[&str]) -> Result<String, GitError> {
-        let out = self.output(args)?;
-        if out.status.success() {
-            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-        }
-        Err(failed(args, &out))
+        stdout_of(args, &self.output(args)?)
     }
 
     /// Fetches every branch and, from a clone, its remote-tracking refs.
@@ -215,6 +208,15 @@ fn parse_refs(out: &str) -> HashMap<String, RefTip> {
 /// A full or abbreviated SHA, before it is handed to `git`: anything else is not looked up.
 fn looks_like_sha(sha: &str) -> bool {
     (7..=64).contains(&sha.len()) && sha.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// What a finished `git <args>` printed, or, when it exited non-zero, an error with what it said.
+fn stdout_of(args: &[&str], out: &Output) -> Result<String, GitError> {
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(failed(args, out))
+    }
 }
 
 fn spawn(c: &mut Command) -> Result<Output, GitError> {
