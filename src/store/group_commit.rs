@@ -31,6 +31,8 @@ use sqlx::{Any, Transaction};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::ingest::{AlertRecord, NotificationRecord};
+use super::ingest_batch::SetError;
+use super::ingest_plan::Notice;
 use super::placement::{IngestReport, PlaceOptions};
 use super::{Backend, Store, StoreError};
 
@@ -272,9 +274,43 @@ impl Store {
         }
     }
 
-    /// The batch's transaction. An error that blames the store fails the whole batch (returned
-    /// as `Err`); one that blames a notification's input rolls back its savepoint and is its answer.
+    /// The batch's transaction: set-oriented first (a few statements for the whole batch,
+    /// `ingest_batch.rs`); when that path gives the batch back (a write missed its row, or the
+    /// store refused some input and it cannot tell whose), one by one. An error that blames the
+    /// store fails the whole batch (returned as `Err`).
     async fn batch_tx(
+        &self,
+        jobs: &[Job],
+    ) -> Result<Vec<Result<IngestReport, StoreError>>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            lock_keys(&mut tx, jobs).await?;
+        }
+        let notices: Vec<Notice<'_>> = jobs
+            .iter()
+            .map(|j| Notice {
+                n: &j.n,
+                alerts: &j.alerts,
+                opts: j.opts(),
+            })
+            .collect();
+        match self.ingest_set(&mut tx, &notices).await {
+            Ok(reports) => {
+                tx.commit().await?;
+                return Ok(reports.into_iter().map(Ok).collect());
+            }
+            Err(SetError::Store(e)) if e.is_transient() => return Err(e),
+            Err(why) => {
+                tracing::debug!(reason = %why, notifications = jobs.len(), "group commit runs one by one");
+                tx.rollback().await?;
+            }
+        }
+        self.batch_tx_one_by_one(jobs).await
+    }
+
+    /// The batch's transaction, one notification at a time, each in its own savepoint: an error
+    /// that blames a notification's input rolls back its savepoint and is its answer.
+    async fn batch_tx_one_by_one(
         &self,
         jobs: &[Job],
     ) -> Result<Vec<Result<IngestReport, StoreError>>, StoreError> {
@@ -408,168 +444,7 @@ async fn supervise(store: Store, shared: Arc<Shared>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    fn load(notifications: usize, bytes: usize, alerts: usize) -> Load {
-        Load {
-            notifications,
-            bytes,
-            alerts,
-        }
-    }
-
-    #[test]
-    fn batches_take_what_the_bounds_admit() {
-        let b = Bounds {
-            notifications: 3,
-            bytes: 100,
-            alerts: 10,
-        };
-        for (taken, next, want) in [
-            (load(0, 0, 0), load(1, 10, 1), true),
-            // The first notification is always taken, however large.
-            (load(0, 0, 0), load(1, 1_000, 5_000), true),
-            (load(2, 50, 5), load(1, 50, 5), true),
-            (load(3, 30, 3), load(1, 1, 1), false),
-            (load(1, 60, 1), load(1, 41, 1), false),
-            (load(1, 10, 8), load(1, 10, 3), false),
-        ] {
-            assert_eq!(b.admits(taken, next), want, "{taken:?} + {next:?}");
-        }
-    }
-
-    #[test]
-    fn lock_keys_are_stable_sorted_and_unique() {
-        assert_eq!(lock_key("abc"), lock_key("abc"));
-        assert_ne!(lock_key("abc"), lock_key("abd"));
-        // Pinned: replicas running different builds must take the same locks.
-        assert_eq!(lock_key("abc"), 7_798_228_009_517_828_734);
-        let n = |sha: &str| NotificationRecord {
-            body_sha256: sha.into(),
-            receiver: String::new(),
-            status: "firing".into(),
-            group_key: String::new(),
-            alert_count: 0,
-            body: String::new(),
-        };
-        let (a, b) = (n("body-a"), n("body-b"));
-        let keys = batch_keys([(&a, &[][..]), (&b, &[][..]), (&a, &[][..])].into_iter());
-        assert_eq!(keys.len(), 2);
-        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
-    }
-
-    fn job_of(sha: &str, bytes: usize, alerts: Vec<AlertRecord>) -> (Job, Answer) {
-        let (reply, rx) = oneshot::channel();
-        let job = Job {
-            n: NotificationRecord {
-                body_sha256: sha.into(),
-                receiver: String::new(),
-                status: "firing".into(),
-                group_key: String::new(),
-                alert_count: alerts.len() as i64,
-                body: "x".repeat(bytes),
-            },
-            alerts,
-            max_attempts: 3,
-            reopen_window: Duration::from_secs(1),
-            notifiers: Vec::new(),
-            reply,
-        };
-        (job, rx)
-    }
-
-    type Answer = oneshot::Receiver<Result<IngestReport, StoreError>>;
-
-    fn job(bytes: usize) -> (Job, Answer) {
-        job_of("", bytes, Vec::new())
-    }
-
-    #[tokio::test]
-    async fn a_batch_is_what_is_queued_within_bounds_and_skips_callers_gone() {
-        let (tx, rx) = mpsc::channel(16);
-        let mut q = Queue { rx, carry: None };
-        let b = Bounds {
-            notifications: 3,
-            bytes: 100,
-            alerts: 10,
-        };
-        let mut waiting = Vec::new();
-        for bytes in [10, 10, 10, 10, 90, 20] {
-            let (j, r) = job(bytes);
-            tx.send(j).await.expect("send");
-            waiting.push(r);
-        }
-        // The caller of the second notification stopped waiting: it is not taken.
-        drop(waiting.remove(1));
-        let sizes = |batch: Vec<Job>| batch.iter().map(|j| j.n.body.len()).collect::<Vec<_>>();
-        assert_eq!(sizes(q.take(b).await.expect("batch")), [10, 10, 10]);
-        // 90 bytes would pass the byte bound: carried over as the first of the next batch.
-        assert_eq!(sizes(q.take(b).await.expect("batch")), [90]);
-        assert_eq!(sizes(q.take(b).await.expect("batch")), [20]);
-        drop(tx);
-        assert!(q.take(b).await.is_none(), "no senders: no batch");
-    }
-
-    fn alert(app: &str) -> AlertRecord {
-        AlertRecord {
-            fingerprint: format!("fp-{app}"),
-            alertname: "DeploymentFailed".into(),
-            app: Some(app.into()),
-            firing: true,
-            starts_at_ms: 1,
-            ends_at_ms: None,
-            labels_json: "{}".into(),
-            annotations_json: "{}".into(),
-            create: Vec::new(),
-            cancel_keys: Vec::new(),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_refused_notification_rolls_back_alone_inside_its_batch() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let url = format!("sqlite://{}", dir.path().join("dw.db").display());
-        let store = Store::connect(&url.into(), Duration::from_secs(5))
-            .await
-            .expect("connect");
-        store.migrate().await.expect("migrate");
-        // The store refuses the app `bad` as input (a constraint, as SQLite reports one).
-        sqlx::query(
-            "CREATE TRIGGER refuse BEFORE INSERT ON alerts WHEN NEW.app = 'bad' \
-             BEGIN SELECT RAISE(ABORT, 'refused'); END",
-        )
-        .execute(store.pool())
-        .await
-        .expect("trigger");
-        let (jobs, _answers): (Vec<Job>, Vec<Answer>) = [
-            ("n1", vec![alert("a")]),
-            ("n2", vec![alert("b"), alert("bad")]),
-            ("n3", vec![alert("c")]),
-        ]
-        .into_iter()
-        .map(|(sha, alerts)| job_of(sha, 10, alerts))
-        .unzip();
-        let got = store.commit_batch(&jobs).await;
-        assert!(got[0].is_ok() && got[2].is_ok(), "{got:?}");
-        assert!(matches!(got[1], Err(StoreError::Rejected(_))), "{got:?}");
-        let apps: Vec<String> = sqlx::query("SELECT app FROM alerts ORDER BY app")
-            .fetch_all(store.pool())
-            .await
-            .expect("alerts")
-            .iter()
-            .map(|r| sqlx::Row::try_get(r, "app").expect("app"))
-            .collect();
-        assert_eq!(apps, ["a", "c"], "the refused notification left nothing");
-        let receipts: i64 = sqlx::Row::try_get(
-            &sqlx::query("SELECT COUNT(*) AS n FROM notifications")
-                .fetch_one(store.pool())
-                .await
-                .expect("count"),
-            "n",
-        )
-        .expect("n");
-        assert_eq!(receipts, 2);
-        store.close().await;
-    }
-}
+#[cfg(test)]
+mod equivalence;

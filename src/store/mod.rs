@@ -10,6 +10,8 @@ mod deploys;
 mod group_commit;
 mod health;
 mod ingest;
+mod ingest_batch;
+mod ingest_plan;
 mod leases;
 mod migrations;
 mod placement;
