@@ -161,3 +161,81 @@ async fn a_refused_notification_rolls_back_alone_inside_its_batch() {
     assert_eq!(receipts, 2);
     store.close().await;
 }
+
+/// A fix task for episode `fp`, and its alert firing or resolved.
+fn episode_alert(fp: &str, firing: bool) -> AlertRecord {
+    let fix = crate::tasks::NewTask {
+        kind: crate::tasks::Kind::Fix,
+        title: format!("FIX {fp}"),
+        priority: 2,
+        dedup_key: format!("fix:{fp}"),
+        app: Some("api".into()),
+        context: serde_json::json!({}),
+    };
+    AlertRecord {
+        fingerprint: fp.into(),
+        firing,
+        ends_at_ms: (!firing).then_some(2),
+        create: if firing { vec![fix] } else { Vec::new() },
+        cancel_keys: if firing {
+            Vec::new()
+        } else {
+            vec![format!("fix:{fp}")]
+        },
+        ..alert(fp)
+    }
+}
+
+#[tokio::test]
+async fn a_claim_between_the_batch_read_and_its_write_is_re_decided_one_by_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = format!("sqlite://{}", dir.path().join("dw.db").display());
+    let store = Store::connect(&url.into(), Duration::from_secs(5))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    let (first, _a) = job_of("n1", 10, vec![episode_alert("x", true)]);
+    assert!(store.commit_batch(&[first]).await[0].is_ok());
+    // An agent claims x's fix after the next batch read it as queued and before the batch writes
+    // it: inserting episode y claims it (the set path writes y's new episode before x's task; one
+    // by one, y arrives first and so is written first).
+    sqlx::query(
+        "CREATE TRIGGER agent AFTER INSERT ON alerts WHEN NEW.fingerprint = 'y' \
+         BEGIN UPDATE tasks SET state = 'claimed', worker = 'agent' WHERE dedup_key = 'fix:x'; END",
+    )
+    .execute(store.pool())
+    .await
+    .expect("trigger");
+    let (jobs, _answers): (Vec<Job>, Vec<Answer>) = [
+        ("n2", vec![episode_alert("y", true)]),
+        ("n3", vec![episode_alert("x", false)]),
+    ]
+    .into_iter()
+    .map(|(sha, alerts)| job_of(sha, 10, alerts))
+    .unzip();
+    let got = store.commit_batch(&jobs).await;
+    assert!(got[0].is_ok(), "{got:?}");
+    let resolve = got[1].as_ref().expect("stored");
+    // Decided anew on what the store holds: the claimed task is told, not cancelled under the
+    // agent's feet.
+    assert_eq!((resolve.tasks_cancelled, resolve.tasks_noted), (0, 1));
+    let row = sqlx::query("SELECT state, alert_resolved_at FROM tasks WHERE dedup_key = 'fix:x'")
+        .fetch_one(store.pool())
+        .await
+        .expect("task");
+    let state: String = sqlx::Row::try_get(&row, "state").expect("state");
+    let resolved: Option<i64> = sqlx::Row::try_get(&row, "alert_resolved_at").expect("resolved");
+    assert_eq!((state.as_str(), resolved), ("claimed", Some(2)));
+    let events: Vec<String> = sqlx::query(
+        "SELECT e.event FROM task_events e JOIN tasks t ON t.id = e.task_id \
+         WHERE t.dedup_key = 'fix:x' ORDER BY e.id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("events")
+    .iter()
+    .map(|r| sqlx::Row::try_get(r, "event").expect("event"))
+    .collect();
+    assert_eq!(events, ["created", "note"]);
+    store.close().await;
+}
