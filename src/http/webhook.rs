@@ -252,8 +252,12 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
         app.metrics
             .webhook_sanitized("nul_byte", sanitized.nul_byte);
     }
-    let snapshot = app.do_snapshot();
-    let checks = app.checks.status();
+    // Only what the alerts name: each alert's app view, and the checks only when an alert is about
+    // one; not a copy of the whole DigitalOcean snapshot (every app's deployments) per notification.
+    let checks = inputs
+        .iter()
+        .any(|a| a.labels.contains_key("check"))
+        .then(|| app.checks.status());
     // Verification alerts carry the verdict's evidence into their tasks (one bounded read, only
     // when such an alert is in the notification).
     let verdicts: std::collections::BTreeMap<String, serde_json::Value> =
@@ -281,17 +285,18 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
     let cfg = &app.config.webhook;
     let mut records = Vec::with_capacity(inputs.len());
     for a in &inputs {
-        let view = a.app().and_then(|name| snapshot.apps.get(name));
+        let view = a.app().and_then(|name| app.app_view(name));
         let check_details = a
             .labels
             .get("check")
-            .and_then(|name| checks.checks.iter().find(|c| &c.name == name))
+            .zip(checks.as_ref())
+            .and_then(|(name, checks)| checks.checks.iter().find(|c| &c.name == name))
             .map(|c| c.details.clone());
         let plan = rules::plan(
             a,
             &PlanContext {
                 rules: &cfg.rules,
-                app: view,
+                app: view.as_ref(),
                 dashboard_url: cfg.dashboard_url.as_deref(),
                 check_details,
                 environment: a

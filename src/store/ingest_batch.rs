@@ -1,7 +1,7 @@
 //! Set-oriented ingest, the statements: a group-commit batch is read with two queries (its
 //! episodes, its dedup keys' tasks), decided in memory (`ingest_plan.rs`), and written with one
 //! statement per table and kind of write, whatever the number of notifications. Each set travels
-//! as one JSON array parameter that the database unpacks into rows (`json_each` on SQLite,
+//! as one JSON array parameter that the database unpacks into rows (`jsonb_each` on SQLite,
 //! `json_to_recordset` on PostgreSQL), so every statement's text is fixed (prepared once, cached)
 //! and no batch reaches a bind-parameter limit.
 //!
@@ -58,8 +58,10 @@ fn rows(backend: Backend, cols: &[(&str, &str)]) -> String {
             .join(", ")
     };
     match backend {
+        // jsonb_each: each element comes out as binary JSON, so each column's json_extract reads
+        // it directly instead of parsing the element's text once per column.
         Backend::Sqlite => format!(
-            "(SELECT {} FROM json_each($1)) AS x",
+            "(SELECT {} FROM jsonb_each($1)) AS x",
             list(&|c, _| format!("json_extract(value, '$.{c}') AS {c}"))
         ),
         Backend::Postgres => format!(

@@ -121,7 +121,11 @@ fn firing(start: i64) -> EpisodeRow {
 
 #[test]
 fn reads_name_each_episode_and_key_once() {
-    let alerts = vec![alert("a", 1, None), alert("a", 1, Some(2)), alert("b", 1, None)];
+    let alerts = vec![
+        alert("a", 1, None),
+        alert("a", 1, Some(2)),
+        alert("b", 1, None),
+    ];
     let n = record("x");
     let notices = [Notice {
         n: &n,
@@ -140,7 +144,10 @@ fn reads_name_each_episode_and_key_once() {
 #[test]
 fn the_same_body_twice_is_one_receipt_seen_twice() {
     let p = run(
-        &[("s1", vec![alert("a", 1, None)]), ("s1", vec![alert("a", 1, None)])],
+        &[
+            ("s1", vec![alert("a", 1, None)]),
+            ("s1", vec![alert("a", 1, None)]),
+        ],
         Known::default(),
     );
     assert_eq!(p.receipts.len(), 1);
@@ -148,7 +155,11 @@ fn the_same_body_twice_is_one_receipt_seen_twice() {
     // The second is a repeat: its fix is absorbed into the task the first made, its
     // announcement is not made again.
     assert_eq!(p.task_inserts.len(), 2, "{:?}", p.task_inserts);
-    let fix = p.task_inserts.iter().find(|t| t.kind == "fix").expect("fix");
+    let fix = p
+        .task_inserts
+        .iter()
+        .find(|t| t.kind == "fix")
+        .expect("fix");
     assert_eq!((fix.n, fix.state), (2, "queued"));
     assert_eq!(p.episode_inserts[0].n, 2);
     assert_eq!(p.reports[1].duplicates_absorbed, 2);
@@ -171,10 +182,17 @@ fn fire_resolve_fire_in_one_batch_is_one_task_with_its_whole_history() {
         ("firing", 3 * MIN, None, 3)
     );
     let fixes: Vec<&TaskInsert> = p.task_inserts.iter().filter(|t| t.kind == "fix").collect();
-    assert_eq!(fixes.len(), 1, "the resolve's cancel is undone by the reopen");
+    assert_eq!(
+        fixes.len(),
+        1,
+        "the resolve's cancel is undone by the reopen"
+    );
     let f = fixes[0];
     assert_eq!((f.state, f.is_open, f.n), ("queued", 1, 2));
-    assert_eq!((f.closed_reason.as_deref(), f.closed_at, f.ar), (None, None, None));
+    assert_eq!(
+        (f.closed_reason.as_deref(), f.closed_at, f.ar),
+        (None, None, None)
+    );
     let history: Vec<&str> = p
         .events
         .iter()
@@ -242,10 +260,20 @@ fn a_repeat_touches_without_writing_state() {
     );
     let p = run(&[("s", vec![alert("a", 1, None)])], k);
     assert!(p.task_updates.is_empty(), "{:?}", p.task_updates);
-    assert_eq!(p.task_touches, [Touch { id: "t".into(), n: 1 }]);
+    assert_eq!(
+        p.task_touches,
+        [Touch {
+            id: "t".into(),
+            n: 1
+        }]
+    );
     assert!(p.task_inserts.is_empty() && p.outbox.is_empty());
     let u = &p.episode_updates[0];
-    assert_eq!((u.n, u.labels.as_deref()), (1, None), "a touch keeps the labels");
+    assert_eq!(
+        (u.n, u.labels.as_deref()),
+        (1, None),
+        "a touch keeps the labels"
+    );
     assert_eq!(p.reports[0].duplicates_absorbed, 2);
 }
 
@@ -256,7 +284,10 @@ fn a_stale_event_writes_nothing_but_its_receipt() {
         starts_at: MIN,
         resolved_at: Some(5 * MIN),
     };
-    let p = run(&[("s", vec![alert("a", 1, None)])], known(&[("a", resolved)], &[]));
+    let p = run(
+        &[("s", vec![alert("a", 1, None)])],
+        known(&[("a", resolved)], &[]),
+    );
     assert_eq!(p.reports[0].stale_ignored, 1);
     assert_eq!(p.receipts.len(), 1);
     assert!(
