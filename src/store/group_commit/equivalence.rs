@@ -48,7 +48,7 @@ fn alert(f: u64, s: i64, end: Option<i64>) -> AlertRecord {
                 task(Kind::Fix, format!("fix:{fp}"), &app),
                 task(Kind::Announce, format!("announce:{fp}:fire:{s}"), &app),
             ];
-            if f % 2 == 0 {
+            if f.is_multiple_of(2) {
                 create.push(task(Kind::Rollback, format!("rollback:{fp}"), &app));
             }
             (true, create, Vec::new())
