@@ -127,7 +127,7 @@ async fn insert(
     opts: &PlaceOptions<'_>,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = super::new_row_id();
     let inserted = sqlx::query(
         "INSERT INTO tasks (id, queue, kind, title, priority, state, dedup_key, open_key, app, context, attempts, \
          max_attempts, created_at, updated_at, last_seen_at, seen_count) \

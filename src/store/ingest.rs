@@ -69,7 +69,7 @@ impl Store {
              VALUES ($1, $2, $3, $3, 1, $4, $5, $6, $7, $8) \
              ON CONFLICT (body_sha256) DO UPDATE SET last_seen_at = excluded.last_seen_at, seen_count = notifications.seen_count + 1",
         )
-        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(super::new_row_id())
         .bind(&n.body_sha256)
         .bind(now)
         .bind(&n.receiver)

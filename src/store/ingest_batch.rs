@@ -134,7 +134,7 @@ impl Store {
             episodes: self.read_episodes(tx, &fps).await?,
             tasks: self.read_key_tasks(tx, &keys).await?,
         };
-        let mut new_id = || uuid::Uuid::new_v4().to_string();
+        let mut new_id = || super::new_row_id();
         let plan = ingest_plan::plan(notices, known, now, &mut new_id);
         let b = self.backend;
 

@@ -188,7 +188,7 @@ async fn create(
     max_attempts: i64,
     now: i64,
 ) -> Result<Option<Placed>, StoreError> {
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = super::new_row_id();
     let row = sqlx::query(
         "INSERT INTO tasks (id, queue, kind, title, priority, state, dedup_key, open_key, app, context, attempts, \
          max_attempts, created_at, updated_at, last_seen_at, seen_count) \
@@ -225,7 +225,7 @@ pub(super) async fn enqueue_outbox(
 ) -> Result<(), StoreError> {
     for n in notifiers {
         sqlx::query("INSERT INTO outbox (id, notifier, payload, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, 0, $4)")
-            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(super::new_row_id())
             .bind(n)
             .bind(serde_json::json!({"title": t.title, "app": t.app, "context": t.context, "dedup_key": t.dedup_key}).to_string())
             .bind(now)
