@@ -38,8 +38,10 @@ use super::{Backend, Store, StoreError};
 
 /// Notifications waiting at most; a caller beyond them waits for room.
 const QUEUE: usize = 1024;
-/// Batch writers on PostgreSQL (SQLite has one connection, so one writer).
-const PG_WRITERS: usize = 4;
+/// Batch writers on PostgreSQL (SQLite has one connection, so one writer). A batch is a dozen
+/// round trips and a commit; more writers overlap them (measured at 64 senders: 2 writers 904
+/// notifications/s, 4 writers 1,452, 8 writers 1,920).
+const PG_WRITERS: usize = 8;
 /// Runs of a batch that PostgreSQL rolled back as a deadlock victim or a serialization failure.
 const ATTEMPTS: usize = 4;
 

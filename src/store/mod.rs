@@ -251,6 +251,10 @@ impl Store {
                         conn.execute("PRAGMA synchronous=FULL").await?;
                         conn.execute("PRAGMA busy_timeout=5000").await?;
                         conn.execute("PRAGMA foreign_keys=ON").await?;
+                        // Statement journals (a multi-row statement inside a transaction keeps
+                        // one, to undo itself alone) in memory: spilled, each was a temp file
+                        // created, written and closed per batch statement.
+                        conn.execute("PRAGMA temp_store=MEMORY").await?;
                         Ok(())
                     })
                 })
