@@ -2,9 +2,9 @@
 //!
 //! Architecture Invariant: only this module knows the Alertmanager JSON. It parses strictly (types)
 //! yet tolerantly (unknown fields), turns each alert into a [`rules::AlertInput`], and stores the
-//! notification with everything it causes before answering 200: in its own savepoint of a group
-//! commit, one durable transaction shared with the notifications queued beside it
-//! (`store/group_commit.rs`), answered after that commit. It answers 5xx
+//! notification with everything it causes before answering 200: in a group commit, one durable
+//! transaction shared with the notifications queued beside it (`store/group_commit.rs`), answered
+//! after that commit. It answers 5xx
 //! only when Alertmanager should retry (the store is down or slow): any 4xx is dropped by
 //! Alertmanager, so a 4xx is reserved for input that will never succeed.
 

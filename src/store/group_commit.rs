@@ -1,9 +1,11 @@
 //! Group commit for the webhook: [`Store::ingest_notification`] queues a notification and awaits
 //! its own answer; a writer task takes everything queued (within [`BOUNDS`]) and stores it in ONE
-//! transaction, in arrival order, each notification inside its own savepoint.
+//! transaction, in arrival order: set-oriented first (`ingest_plan`, `ingest_batch`: a few
+//! statements for the whole batch), else one by one, each notification inside its own savepoint.
 //!
-//! - A notification the store refuses (an input error: the webhook's 422) is rolled back to its
-//!   savepoint and answered with its error; the others commit.
+//! - A notification the store refuses (an input error: the webhook's 422) makes the set path give
+//!   the batch back; one by one, it is rolled back to its savepoint and answered with its error;
+//!   the others commit.
 //! - Every notification of a batch is answered only after the COMMIT (and, on SQLite, the check
 //!   that the file is still at its path). If the COMMIT or any statement fails for the store's sake
 //!   (connection lost, disk full, read-only), every notification of the batch gets that transient
