@@ -50,7 +50,7 @@ impl App {
     pub fn new(config: Config, store: Store, metrics: Arc<Metrics>) -> App {
         let (events, _) = broadcast::channel(1024);
         let m = metrics.clone();
-        store.on_batch_commit(move |n| m.webhook_batch_committed(n));
+        store.on_batch_commit(move |b| m.webhook_batch_committed(b));
         App {
             checks: StartupChecks::default(),
             config,

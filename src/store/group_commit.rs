@@ -157,11 +157,30 @@ impl Queue {
     }
 }
 
-type Observer = Box<dyn Fn(usize) + Send + Sync>;
+/// What one group commit did, for its observer (the webhook's metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchCommitted {
+    /// Notifications stored.
+    pub stored: usize,
+    /// Why the batch ran one by one (`changed_meanwhile`: a write missed the row it was decided
+    /// on; `refused`: the store refused some input), or `None` when the set path stored it.
+    pub one_by_one: Option<&'static str>,
+}
+
+/// One answer per notification of a batch, in order.
+type Answers = Vec<Result<IngestReport, StoreError>>;
+
+/// A committed batch's answers and how it ran.
+struct Committed {
+    answers: Answers,
+    one_by_one: Option<&'static str>,
+}
+
+type Observer = Box<dyn Fn(BatchCommitted) + Send + Sync>;
 
 struct Shared {
     queue: Mutex<Queue>,
-    /// Told the number of notifications each commit stored (the batch-size histogram).
+    /// Told what each commit stored and how (the batch-size histogram, the fallback counter).
     observer: OnceLock<Observer>,
 }
 
@@ -235,8 +254,8 @@ impl Store {
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Calls `f` after each group commit with the number of notifications it stored.
-    pub fn on_batch_commit(&self, f: impl Fn(usize) + Send + Sync + 'static) {
+    /// Calls `f` after each group commit that stored something.
+    pub fn on_batch_commit(&self, f: impl Fn(BatchCommitted) + Send + Sync + 'static) {
         let _ = self.group.shared.observer.set(Box::new(f));
     }
 
@@ -255,7 +274,7 @@ impl Store {
 
     /// One batch, run again while PostgreSQL rolls it back for a lock race; then checked (the
     /// SQLite file) and noted (write health) once. One answer per notification, in order.
-    async fn commit_batch(&self, jobs: &[Job]) -> Vec<Result<IngestReport, StoreError>> {
+    async fn commit_batch(&self, jobs: &[Job]) -> Committed {
         let mut attempt = 1;
         let r = loop {
             match self.batch_tx(jobs).await {
@@ -268,13 +287,21 @@ impl Store {
                 r => break r,
             }
         };
-        match r {
+        let (r, one_by_one) = match r {
+            Ok((rs, how)) => (Ok(rs), how),
+            Err(e) => (Err(e), None),
+        };
+        let answers = match r {
             // Nothing stored (every notification refused): says nothing about the store's health.
             Ok(rs) if !rs.iter().any(Result::is_ok) => rs,
             r => match self.note_write(r.and_then(|rs| self.check_file().map(|()| rs))) {
                 Ok(rs) => rs,
                 Err(e) => vec![Err(e); jobs.len()],
             },
+        };
+        Committed {
+            answers,
+            one_by_one,
         }
     }
 
@@ -282,10 +309,7 @@ impl Store {
     /// `ingest_batch.rs`); when that path gives the batch back (a write missed its row, or the
     /// store refused some input and it cannot tell whose), one by one. An error that blames the
     /// store fails the whole batch (returned as `Err`).
-    async fn batch_tx(
-        &self,
-        jobs: &[Job],
-    ) -> Result<Vec<Result<IngestReport, StoreError>>, StoreError> {
+    async fn batch_tx(&self, jobs: &[Job]) -> Result<(Answers, Option<&'static str>), StoreError> {
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
             lock_keys(&mut tx, jobs).await?;
@@ -301,15 +325,20 @@ impl Store {
         match self.ingest_set(&mut tx, &notices).await {
             Ok(reports) => {
                 tx.commit().await?;
-                return Ok(reports.into_iter().map(Ok).collect());
+                Ok((reports.into_iter().map(Ok).collect(), None))
             }
-            Err(SetError::Store(e)) if e.is_transient() => return Err(e),
+            Err(SetError::Store(e)) if e.is_transient() => Err(e),
             Err(why) => {
                 tracing::debug!(reason = %why, notifications = jobs.len(), "group commit runs one by one");
                 tx.rollback().await?;
+                let how = match why {
+                    SetError::Miss(_) => "changed_meanwhile",
+                    SetError::Store(_) => "refused",
+                };
+                let answers = self.batch_tx_one_by_one(jobs).await?;
+                Ok((answers, Some(how)))
             }
         }
-        self.batch_tx_one_by_one(jobs).await
     }
 
     /// The batch's transaction, one notification at a time, each in its own savepoint: an error
@@ -426,12 +455,15 @@ async fn write(store: Store, shared: Arc<Shared>) {
         let Some(jobs) = batch else {
             return;
         };
-        let answers = store.commit_batch(&jobs).await;
+        let Committed {
+            answers,
+            one_by_one,
+        } = store.commit_batch(&jobs).await;
         let stored = answers.iter().filter(|a| a.is_ok()).count();
         if stored > 0
             && let Some(f) = shared.observer.get()
         {
-            f(stored);
+            f(BatchCommitted { stored, one_by_one });
         }
         for (job, answer) in jobs.into_iter().zip(answers) {
             // A caller that stopped waiting is not there to answer.

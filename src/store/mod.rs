@@ -20,6 +20,7 @@ mod tasks;
 mod verifications;
 
 pub use deploys::FollowUp;
+pub use group_commit::BatchCommitted;
 pub use ingest::{AlertRecord, NotificationRecord};
 pub use placement::{IngestReport, PlaceOptions};
 pub use tasks::{TaskFilter, TaskUpdateError};

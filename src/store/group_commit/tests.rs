@@ -139,7 +139,9 @@ async fn a_refused_notification_rolls_back_alone_inside_its_batch() {
     .into_iter()
     .map(|(sha, alerts)| job_of(sha, 10, alerts))
     .unzip();
-    let got = store.commit_batch(&jobs).await;
+    let committed = store.commit_batch(&jobs).await;
+    assert_eq!(committed.one_by_one, Some("refused"));
+    let got = committed.answers;
     assert!(got[0].is_ok() && got[2].is_ok(), "{got:?}");
     assert!(matches!(got[1], Err(StoreError::Rejected(_))), "{got:?}");
     let apps: Vec<String> = sqlx::query("SELECT app FROM alerts ORDER BY app")
@@ -195,7 +197,12 @@ async fn a_claim_between_the_batch_read_and_its_write_is_re_decided_one_by_one()
         .expect("connect");
     store.migrate().await.expect("migrate");
     let (first, _a) = job_of("n1", 10, vec![episode_alert("x", true)]);
-    assert!(store.commit_batch(&[first]).await[0].is_ok());
+    let first = store.commit_batch(&[first]).await;
+    assert!(first.answers[0].is_ok());
+    assert_eq!(
+        first.one_by_one, None,
+        "nothing in the way: the set path stored it"
+    );
     // An agent claims x's fix after the next batch read it as queued and before the batch writes
     // it: inserting episode y claims it (the set path writes y's new episode before x's task; one
     // by one, y arrives first and so is written first).
@@ -213,7 +220,9 @@ async fn a_claim_between_the_batch_read_and_its_write_is_re_decided_one_by_one()
     .into_iter()
     .map(|(sha, alerts)| job_of(sha, 10, alerts))
     .unzip();
-    let got = store.commit_batch(&jobs).await;
+    let committed = store.commit_batch(&jobs).await;
+    assert_eq!(committed.one_by_one, Some("changed_meanwhile"));
+    let got = committed.answers;
     assert!(got[0].is_ok(), "{got:?}");
     let resolve = got[1].as_ref().expect("stored");
     // Decided anew on what the store holds: the claimed task is told, not cancelled under the

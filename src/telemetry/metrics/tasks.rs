@@ -2,7 +2,7 @@
 //! rollbacks and announcements.
 
 use super::registry::Metrics;
-use crate::store::IngestReport;
+use crate::store::{BatchCommitted, IngestReport};
 
 impl Metrics {
     /// One answered webhook request, by status code (`"200"`, `"401"`, `"503"`, …).
@@ -17,9 +17,12 @@ impl Metrics {
         self.changed();
     }
 
-    /// One group commit of the webhook stored `n` notifications in one transaction.
-    pub fn webhook_batch_committed(&self, n: usize) {
-        self.webhook_batch_size.observe(&[], n as f64);
+    /// One group commit of the webhook stored notifications in one transaction.
+    pub fn webhook_batch_committed(&self, b: BatchCommitted) {
+        self.webhook_batch_size.observe(&[], b.stored as f64);
+        if let Some(reason) = b.one_by_one {
+            self.webhook_batches_one_by_one_total.add(&[reason], 1.0);
+        }
     }
 
     /// What one stored notification held and did.
