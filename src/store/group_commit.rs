@@ -109,6 +109,15 @@ impl Job {
         }
     }
 
+    /// The notification as the set-oriented planner reads it.
+    fn notice(&self) -> Notice<'_> {
+        Notice {
+            n: &self.n,
+            alerts: &self.alerts,
+            opts: self.opts(),
+        }
+    }
+
     fn opts(&self) -> PlaceOptions<'_> {
         PlaceOptions {
             max_attempts: self.max_attempts,
@@ -314,14 +323,7 @@ impl Store {
         if self.backend == Backend::Postgres {
             lock_keys(&mut tx, jobs).await?;
         }
-        let notices: Vec<Notice<'_>> = jobs
-            .iter()
-            .map(|j| Notice {
-                n: &j.n,
-                alerts: &j.alerts,
-                opts: j.opts(),
-            })
-            .collect();
+        let notices: Vec<Notice<'_>> = jobs.iter().map(Job::notice).collect();
         match self.ingest_set(&mut tx, &notices).await {
             Ok(reports) => {
                 tx.commit().await?;

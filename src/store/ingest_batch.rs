@@ -15,9 +15,8 @@ use serde::Serialize;
 use sqlx::{Any, Row, Transaction};
 
 use super::ingest_plan::{self, Known, Notice};
-use super::placement::IngestReport;
+use super::placement::{IngestReport, key_task};
 use super::{Backend, Store, StoreError, now_ms};
-use crate::tasks::State;
 use crate::tasks::episode::{EpisodeRow, KeyTask};
 
 /// Why the set-oriented path gave the batch back.
@@ -309,18 +308,9 @@ impl Store {
             .fetch_all(&mut **tx)
             .await?;
         for r in &found {
-            let state: String = r.try_get("state")?;
-            let open: Option<String> = r.try_get("open_key")?;
             out.entry(r.try_get("dedup_key")?)
                 .or_default()
-                .push(KeyTask {
-                    id: r.try_get("id")?,
-                    // An unknown state (a newer version's) reads as closed, as one by one.
-                    state: State::parse(&state).unwrap_or(State::Failed),
-                    open: open.is_some(),
-                    closed_reason: r.try_get("closed_reason")?,
-                    closed_at: r.try_get("closed_at")?,
-                });
+                .push(key_task(r)?);
         }
         Ok(out)
     }

@@ -48,20 +48,21 @@ async fn key_tasks(
     .bind(key)
     .fetch_all(&mut **tx)
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let state: String = r.try_get("state")?;
-        let open: Option<String> = r.try_get("open_key")?;
-        out.push(KeyTask {
-            id: r.try_get("id")?,
-            // An unknown state (a newer version's) reads as closed: never reopened or absorbed.
-            state: State::parse(&state).unwrap_or(State::Failed),
-            open: open.is_some(),
-            closed_reason: r.try_get("closed_reason")?,
-            closed_at: r.try_get("closed_at")?,
-        });
-    }
-    Ok(out)
+    rows.iter().map(key_task).collect()
+}
+
+/// A task row (`id, state, open_key, closed_reason, closed_at`) as the placement decision reads it.
+pub(super) fn key_task(r: &sqlx::any::AnyRow) -> Result<KeyTask, StoreError> {
+    let state: String = r.try_get("state")?;
+    let open: Option<String> = r.try_get("open_key")?;
+    Ok(KeyTask {
+        id: r.try_get("id")?,
+        // An unknown state (a newer version's) reads as closed: never reopened or absorbed.
+        state: State::parse(&state).unwrap_or(State::Failed),
+        open: open.is_some(),
+        closed_reason: r.try_get("closed_reason")?,
+        closed_at: r.try_get("closed_at")?,
+    })
 }
 
 #[derive(Debug, PartialEq, Eq)]

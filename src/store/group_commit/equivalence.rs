@@ -216,14 +216,7 @@ async fn run(seed: u64, rounds: usize, set: &Store, one: &Store) -> String {
         if set.backend == Backend::Postgres {
             lock_keys(&mut tx, &a).await.expect("locks");
         }
-        let notices: Vec<Notice<'_>> = a
-            .iter()
-            .map(|j| Notice {
-                n: &j.n,
-                alerts: &j.alerts,
-                opts: j.opts(),
-            })
-            .collect();
+        let notices: Vec<Notice<'_>> = a.iter().map(Job::notice).collect();
         let got = match set.ingest_set(&mut tx, &notices).await {
             Ok(r) => r,
             Err(e) => panic!("seed {seed} round {round}: the set path gave the batch back: {e}"),
