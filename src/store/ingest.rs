@@ -10,8 +10,8 @@ use sqlx::{Any, Row, Transaction};
 
 use super::placement::{IngestReport, PlaceOptions, close_on_resolve, place_all};
 use super::{Backend, Store, StoreError, now_ms};
+use crate::tasks::NewTask;
 use crate::tasks::episode::{self, AlertEvent, EpisodeRow, RowWrite, Tally, Transition};
-use crate::tasks::{Kind, NewTask};
 
 /// One received notification, kept verbatim as a receipt.
 #[derive(Debug, Clone)]
@@ -127,13 +127,7 @@ impl Store {
         let chosen: Vec<NewTask> = a
             .create
             .iter()
-            .filter(|t| {
-                if t.kind == Kind::Announce {
-                    plan.announce
-                } else {
-                    plan.place_work
-                }
-            })
+            .filter(|t| plan.places(t.kind))
             .cloned()
             .collect();
         if step == Transition::Repeat && a.firing {

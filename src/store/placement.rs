@@ -32,6 +32,29 @@ pub struct PlaceOptions<'a> {
     pub notifiers: &'a [String],
 }
 
+/// The history details and announcement payload a placement writes; the set-oriented planner
+/// (`ingest_plan`) writes the same ones.
+pub(super) fn cancelled_detail() -> serde_json::Value {
+    serde_json::json!({"reason": RESOLVED})
+}
+
+pub(super) fn noted_detail() -> serde_json::Value {
+    serde_json::json!({"note": "the alert resolved while this task was claimed"})
+}
+
+pub(super) fn reopened_detail() -> serde_json::Value {
+    serde_json::json!({"reason": "alert fired again"})
+}
+
+pub(super) fn requeued_detail() -> serde_json::Value {
+    serde_json::json!({"reason": "alert still firing after completion"})
+}
+
+pub(super) fn outbox_payload(t: &NewTask) -> String {
+    serde_json::json!({"title": t.title, "app": t.app, "context": t.context, "dedup_key": t.dedup_key})
+        .to_string()
+}
+
 /// How often a placement is decided anew when a concurrent write made it miss.
 const ATTEMPTS: usize = 3;
 
@@ -142,8 +165,7 @@ async fn reopen(
     if !reopened(r)? {
         return Ok(false);
     }
-    let note = serde_json::json!({"reason": "alert fired again"});
-    add_event(tx, id, now, "reopened", None, Some(&note)).await?;
+    add_event(tx, id, now, "reopened", None, Some(&reopened_detail())).await?;
     Ok(true)
 }
 
@@ -166,8 +188,7 @@ async fn requeue(
     if !reopened(r)? {
         return Ok(false);
     }
-    let note = serde_json::json!({"reason": "alert still firing after completion"});
-    add_event(tx, id, now, "reopened", None, Some(&note)).await?;
+    add_event(tx, id, now, "reopened", None, Some(&requeued_detail())).await?;
     Ok(true)
 }
 
@@ -228,7 +249,7 @@ pub(super) async fn enqueue_outbox(
         sqlx::query("INSERT INTO outbox (id, notifier, payload, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, 0, $4)")
             .bind(super::new_row_id())
             .bind(n)
-            .bind(serde_json::json!({"title": t.title, "app": t.app, "context": t.context, "dedup_key": t.dedup_key}).to_string())
+            .bind(outbox_payload(t))
             .bind(now)
             .execute(&mut **tx)
             .await?;
@@ -286,8 +307,7 @@ pub(super) async fn close_on_resolve(
                 .execute(&mut **tx)
                 .await?;
                 if done.rows_affected() == 1 {
-                    let why = serde_json::json!({"reason": RESOLVED});
-                    add_event(tx, &id, now, "cancelled", None, Some(&why)).await?;
+                    add_event(tx, &id, now, "cancelled", None, Some(&cancelled_detail())).await?;
                     return Ok((1, 0));
                 }
             }
@@ -303,8 +323,7 @@ pub(super) async fn close_on_resolve(
                 .execute(&mut **tx)
                 .await?;
                 if done.rows_affected() == 1 {
-                    let note = serde_json::json!({"note": "the alert resolved while this task was claimed"});
-                    add_event(tx, &id, now, "note", None, Some(&note)).await?;
+                    add_event(tx, &id, now, "note", None, Some(&noted_detail())).await?;
                     return Ok((0, 1));
                 }
             }

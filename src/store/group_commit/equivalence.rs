@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::{Connection, Row};
 
-use super::tests::{Answer, job_of};
+use super::tests::{Answer, job_of, sqlite_store};
 use super::*;
 use crate::tasks::{Kind, NewTask};
 
@@ -270,15 +270,6 @@ fn assert_reached(history: &str) {
             "the workload never reached `{rule}`"
         );
     }
-}
-
-async fn sqlite_store(dir: &std::path::Path, name: &str) -> Store {
-    let url = format!("sqlite://{}", dir.join(name).display());
-    let store = Store::connect(&url.into(), Duration::from_secs(5))
-        .await
-        .expect("connect");
-    store.migrate().await.expect("migrate");
-    store
 }
 
 #[tokio::test]

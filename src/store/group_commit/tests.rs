@@ -100,6 +100,16 @@ async fn a_batch_is_what_is_queued_within_bounds_and_skips_callers_gone() {
     assert!(q.take(b).await.is_none(), "no senders: no batch");
 }
 
+/// A migrated SQLite store in `dir`.
+pub(super) async fn sqlite_store(dir: &std::path::Path, name: &str) -> Store {
+    let url = format!("sqlite://{}", dir.join(name).display());
+    let store = Store::connect(&url.into(), Duration::from_secs(5))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    store
+}
+
 fn alert(app: &str) -> AlertRecord {
     AlertRecord {
         fingerprint: format!("fp-{app}"),
@@ -118,11 +128,7 @@ fn alert(app: &str) -> AlertRecord {
 #[tokio::test]
 async fn a_refused_notification_rolls_back_alone_inside_its_batch() {
     let dir = tempfile::tempdir().expect("tmp");
-    let url = format!("sqlite://{}", dir.path().join("dw.db").display());
-    let store = Store::connect(&url.into(), Duration::from_secs(5))
-        .await
-        .expect("connect");
-    store.migrate().await.expect("migrate");
+    let store = sqlite_store(dir.path(), "dw.db").await;
     // The store refuses the app `bad` as input (a constraint, as SQLite reports one).
     sqlx::query(
         "CREATE TRIGGER refuse BEFORE INSERT ON alerts WHEN NEW.app = 'bad' \
@@ -191,11 +197,7 @@ fn episode_alert(fp: &str, firing: bool) -> AlertRecord {
 #[tokio::test]
 async fn a_claim_between_the_batch_read_and_its_write_is_re_decided_one_by_one() {
     let dir = tempfile::tempdir().expect("tmp");
-    let url = format!("sqlite://{}", dir.path().join("dw.db").display());
-    let store = Store::connect(&url.into(), Duration::from_secs(5))
-        .await
-        .expect("connect");
-    store.migrate().await.expect("migrate");
+    let store = sqlite_store(dir.path(), "dw.db").await;
     let (first, _a) = job_of("n1", 10, vec![episode_alert("x", true)]);
     let first = store.commit_batch(&[first]).await;
     assert!(first.answers[0].is_ok());

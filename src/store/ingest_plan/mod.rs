@@ -11,7 +11,10 @@
 use std::collections::HashMap;
 
 use super::ingest::{AlertRecord, NotificationRecord};
-use super::placement::{IngestReport, PlaceOptions};
+use super::placement::{
+    IngestReport, PlaceOptions, cancelled_detail, noted_detail, outbox_payload, reopened_detail,
+    requeued_detail,
+};
 use crate::tasks::episode::{
     self, EpisodeRow, KeyFacts, KeyTask, OnResolve, Placement, RESOLVED, RowWrite, Tally,
     Transition,
@@ -267,17 +270,7 @@ impl Planner {
             }
         }
         let episode_start = a.firing.then_some(a.starts_at_ms);
-        let chosen: Vec<&NewTask> = a
-            .create
-            .iter()
-            .filter(|t| {
-                if t.kind == Kind::Announce {
-                    plan.announce
-                } else {
-                    plan.place_work
-                }
-            })
-            .collect();
+        let chosen: Vec<&NewTask> = a.create.iter().filter(|t| plan.places(t.kind)).collect();
         if step == Transition::Repeat && a.firing {
             report.duplicates_absorbed += a.create.len() - chosen.len();
         }
@@ -291,7 +284,7 @@ impl Planner {
                             self.outbox.push(OutboxRow {
                                 id: new_id(),
                                 notifier: notifier.clone(),
-                                payload: serde_json::json!({"title": t.title, "app": t.app, "context": t.context, "dedup_key": t.dedup_key}).to_string(),
+                                payload: outbox_payload(t),
                             });
                         }
                     }
@@ -383,19 +376,14 @@ impl Planner {
                 t.closed_at = Some(self.now);
                 t.alert_resolved = Some(Some(resolved_at));
                 t.changed = true;
-                self.event(
-                    i,
-                    "cancelled",
-                    Some(serde_json::json!({"reason": RESOLVED})),
-                );
+                self.event(i, "cancelled", Some(cancelled_detail()));
                 (1, 0)
             }
             OnResolve::Note => {
                 let t = &mut self.tasks[i];
                 t.alert_resolved = Some(Some(resolved_at));
                 t.changed = true;
-                let note =
-                    serde_json::json!({"note": "the alert resolved while this task was claimed"});
+                let note = noted_detail();
                 self.event(i, "note", Some(note));
                 (0, 1)
             }
@@ -435,11 +423,7 @@ impl Planner {
                 if let Some(&i) = self.by_id.get(&id) {
                     self.tasks[i].reopen();
                     self.tasks[i].alert_resolved = Some(None);
-                    self.event(
-                        i,
-                        "reopened",
-                        Some(serde_json::json!({"reason": "alert fired again"})),
-                    );
+                    self.event(i, "reopened", Some(reopened_detail()));
                 }
                 Placed::Reopened
             }
@@ -447,11 +431,7 @@ impl Planner {
                 if let Some(&i) = self.by_id.get(&id) {
                     self.tasks[i].reopen();
                     self.tasks[i].requeued = true;
-                    self.event(
-                        i,
-                        "reopened",
-                        Some(serde_json::json!({"reason": "alert still firing after completion"})),
-                    );
+                    self.event(i, "reopened", Some(requeued_detail()));
                 }
                 Placed::Reopened
             }

@@ -120,6 +120,18 @@ pub struct EventPlan {
     pub tally: Tally,
 }
 
+impl EventPlan {
+    /// Whether a task of `kind` the alert rules planned is placed for this event: announcements
+    /// only for news, the work (fix, rollback) whenever the plan places work.
+    pub fn places(&self, kind: Kind) -> bool {
+        if kind == Kind::Announce {
+            self.announce
+        } else {
+            self.place_work
+        }
+    }
+}
+
 /// What the store does for an event, given its transition.
 pub fn plan_event(t: Transition, firing: bool) -> EventPlan {
     let (row, act, tally) = match (t, firing) {
