@@ -440,7 +440,6 @@ async fn lock_keys(tx: &mut Transaction<'static, Any>, jobs: &[Job]) -> Result<(
     // scans was worse: it merge-joined over whole indexes.
     sqlx::query(
         "SELECT set_config('enable_hashjoin', 'off', true) AS h, set_config('enable_mergejoin', 'off', true) AS m, \
-         set_config('plan_cache_mode', 'force_generic_plan', true) AS g, \
          COUNT(pg_advisory_xact_lock(k)) AS n FROM \
          (SELECT CAST(t AS BIGINT) AS k FROM unnest(string_to_array($1, ',')) AS t ORDER BY k OFFSET 0) AS s",
     )
