@@ -83,14 +83,30 @@ async fn wait_ready(c: &reqwest::Client, url: &str) -> Duration {
 }
 
 fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// One `kB` field of `/proc/<pid>/status` (`VmRSS:`, `RssAnon:`, `RssFile:`).
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Resident memory split: the process's own (anonymous) pages, and file pages it maps (mostly
+/// the executable's code, whose count depends on how the kernel cached the file: see
+/// docs/BENCHMARKS.md, "Memory").
+fn rss_split(pid: u32) -> String {
+    format!(
+        "anonymous {:.1} MiB, file-backed {:.1} MiB",
+        status_kib(pid, "RssAnon:") as f64 / 1024.0,
+        status_kib(pid, "RssFile:") as f64 / 1024.0
+    )
 }
 
 /// utime + stime of a process, in seconds.
@@ -566,7 +582,8 @@ async fn metrics(c: &reqwest::Client) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = rss_kib(bare.child.id()) as f64 / 1024.0;
     println!(
-        "\nRSS of an idle `serve` with no sources: {idle:.1} MiB, target 15 MiB, ratio {:.2}×",
+        "\nRSS of an idle `serve` with no sources: {idle:.1} MiB ({}), target 15 MiB, ratio {:.2}×",
+        rss_split(bare.child.id()),
         idle / 15.0
     );
 }
@@ -700,6 +717,7 @@ async fn metrics_at(c: &reqwest::Client, apps: usize) -> (usize, u64, u64, u64) 
             .await;
     }
     let after_more = rss_kib(pid);
+    eprintln!("{apps} apps, after the scrapes: {}", rss_split(pid));
     (apps, idle, after_wrk, after_more)
 }
 
