@@ -403,6 +403,7 @@ async fn claims(c: &reqwest::Client) {
     }
     let el = t.elapsed().as_secs_f64();
     drop(s);
+    let alone = claims_sql_alone(&url, &name).await;
     let (_, pgb) = pg_db().await;
     let tps = pgbench_simple_update(&pgb);
     drop_pg(&pgb).await;
@@ -419,7 +420,51 @@ async fn claims(c: &reqwest::Client) {
         rate * 2.0,
         rate * 2.0 / tps
     );
+    println!(
+        "\nThe same two statements without HTTP or deploywatch (pgbench -f, 16 clients, prepared, 9,600 loops on the re-queued tasks): {alone:.0} loops/s, {:.2}× pgbench -N",
+        alone / tps
+    );
     drop_pg(&name).await;
+}
+
+/// deploywatch's claim and complete statements (as `store::tasks` sends them to PostgreSQL) run
+/// by pgbench itself on the benchmark's database, its execution tasks queued again: how much of
+/// the claims figure the SQL alone allows. Loops per second.
+async fn claims_sql_alone(url: &str, db: &str) -> f64 {
+    let cols = "id, queue, kind, title, priority, state, dedup_key, app, context, attempts, max_attempts, \
+                worker, lease_expires_at, created_at, updated_at, seen_count, alert_resolved_at, closed_reason, result";
+    let mut c = sqlx::PgConnection::connect(url).await.expect("bench db");
+    for sql in [
+        "UPDATE tasks SET state = 'queued', open_key = dedup_key, worker = NULL, lease_expires_at = NULL, \
+         closed_at = NULL, closed_reason = NULL WHERE queue = 'execution'",
+        "VACUUM ANALYZE tasks",
+    ] {
+        c.execute(sql).await.expect("re-queue");
+    }
+    drop(c);
+    let script = format!(
+        "WITH c AS (UPDATE tasks SET state = 'claimed', worker = 'w', lease_expires_at = 9000000000000, attempts = attempts + 1, updated_at = 1 \
+         WHERE id = (SELECT id FROM tasks WHERE queue = 'execution' AND state = 'queued' ORDER BY priority, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING {cols}), \
+         e AS (INSERT INTO task_events (task_id, at, event, worker) SELECT id, 1, 'claimed', 'w' FROM c) SELECT * FROM c \\gset\n\
+         WITH u AS (UPDATE tasks SET state = 'done', open_key = NULL, lease_expires_at = NULL, closed_at = 2, closed_reason = 'completed', result = '{{}}', updated_at = 2 \
+         WHERE id = :id AND state = 'claimed' AND worker = 'w' AND lease_expires_at >= 2 RETURNING {cols}), \
+         e AS (INSERT INTO task_events (task_id, at, event, worker, detail) SELECT id, 2, 'completed', 'w', NULL FROM u) SELECT * FROM u;\n"
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("claim.sql");
+    std::fs::write(&file, script).expect("script");
+    let out = Command::new("pgbench")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-n", "-M", "prepared"])
+        .args(["-c", "16", "-j", "2", "-t", "600", "-f"])
+        .arg(&file)
+        .arg(db)
+        .output()
+        .expect("pgbench");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// pgbench's simple-update (`-N`) tps with 16 clients for 15 s on its own database `db`.
