@@ -453,13 +453,20 @@ async fn claims_sql_alone(url: &str, db: &str) -> f64 {
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("claim.sql");
     std::fs::write(&file, script).expect("script");
+    let file = file.to_string_lossy();
+    pgbench_tps(&[
+        "-n", "-M", "prepared", "-c", "16", "-j", "2", "-t", "600", "-f", &file, db,
+    ])
+}
+
+/// The `tps = …` pgbench reports for a run with `args` against the local server (NaN when the
+/// run printed none, e.g. a script that aborted).
+fn pgbench_tps(args: &[&str]) -> f64 {
     let out = Command::new("pgbench")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-n", "-M", "prepared"])
-        .args(["-c", "16", "-j", "2", "-t", "600", "-f"])
-        .arg(&file)
-        .arg(db)
+        .args(["-h", "127.0.0.1", "-U", "postgres"])
+        .args(args)
         .output()
-        .expect("pgbench");
+        .expect("pgbench (Debian package postgresql-client)");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("tps = "))
@@ -480,16 +487,7 @@ fn pgbench_simple_update(db: &str) -> f64 {
         "{}",
         String::from_utf8_lossy(&init.stderr)
     );
-    let out = Command::new("pgbench")
-        .args(base)
-        .args(["-N", "-c", "16", "-j", "2", "-T", "15", db])
-        .output()
-        .expect("pgbench");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("tps = "))
-        .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        .unwrap_or(f64::NAN)
+    pgbench_tps(&["-N", "-c", "16", "-j", "2", "-T", "15", db])
 }
 
 /// A tiny HTTP endpoint the probes hit.
