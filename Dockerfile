@@ -1,7 +1,7 @@
 # Multi-stage build: compile in the Rust image, run on slim Debian.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 # A workspace member (the demo's DigitalOcean simulator): cargo needs every member to resolve.
 COPY crates ./crates

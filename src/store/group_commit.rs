@@ -278,6 +278,7 @@ impl Store {
             sqlite_path: self.sqlite_path.clone(),
             lease_watermark: self.lease_watermark.clone(),
             group: Arc::new(GroupCommit::new(self.backend)),
+            checkpointer: self.checkpointer.clone(),
         }
     }
 

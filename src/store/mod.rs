@@ -6,6 +6,7 @@
 //! both share (BIGINT milliseconds, TEXT JSON) and the few statements that must differ (the claim
 //! query, connection pragmas) branch on [`Backend`]. Each backend has its own migrations folder.
 
+mod checkpointer;
 mod deploys;
 mod group_commit;
 mod health;
@@ -166,6 +167,8 @@ pub struct Store {
     lease_watermark: Arc<std::sync::atomic::AtomicI64>,
     /// The webhook's group-commit queue and its writers (`group_commit.rs`).
     group: Arc<group_commit::GroupCommit>,
+    /// SQLite file databases: WAL checkpoints off the commit path (`checkpointer.rs`).
+    checkpointer: Option<Arc<checkpointer::Checkpointer>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -219,22 +222,35 @@ impl Store {
         // next BEGIN would become a SAVEPOINT inside a transaction that is never committed. The ping
         // first flushes a rollback queued by a dropped transaction.
         let health = Arc::new(health::WriteHealth::default());
-        let pg = backend == Backend::Postgres;
         let recycle = health.clone();
+        // A file database (not an in-memory one) has a WAL to checkpoint.
+        let checkpointer = (backend == Backend::Sqlite && health::sqlite_path(raw).is_some())
+            .then(|| Arc::new(checkpointer::Checkpointer::start(opts.clone())));
+        let released = checkpointer.clone();
+        let background_checkpoints = checkpointer.is_some();
         let pool_opts = AnyPoolOptions::new()
             .acquire_timeout(acquire_timeout)
+            // sqlx pings an idle connection before handing it out, and again on every release
+            // (that one cannot be turned off): each statement paid two extra round trips. The
+            // release ping already proves a connection sound as it goes back to the pool; one that
+            // breaks while idle (a restarted server) fails its next statement, which answers 503
+            // (retried), and is discarded at its release.
+            .test_before_acquire(false)
             .before_acquire(move |_, _| {
                 let reuse = recycle.reuse_connection();
                 Box::pin(async move { Ok(reuse) })
             })
             .after_release(move |conn, _| {
+                if let Some(c) = &released {
+                    c.poke();
+                }
                 Box::pin(async move {
                     use sqlx::Connection;
-                    // PostgreSQL ends the transaction of a failed COMMIT itself, and flushes the
-                    // rollback a dropped transaction queued before the connection's next
-                    // statement: only a connection still inside a transaction needs the round
-                    // trip (a claim or a complete would otherwise pay one more each).
-                    if pg && !conn.is_in_transaction() {
+                    // A transaction that ended (committed or rolled back) leaves nothing behind.
+                    // One that was dropped, or whose COMMIT failed, still counts as open until
+                    // its queued rollback runs: only then is the round trip needed, to flush it
+                    // and see whether the connection came out of the transaction.
+                    if !conn.is_in_transaction() {
                         return Ok(true);
                     }
                     conn.ping().await?;
@@ -246,8 +262,15 @@ impl Store {
             // upgrade deadlocks. WAL + synchronous=FULL: an acknowledged commit survives power loss.
             Backend::Sqlite => pool_opts
                 .max_connections(1)
-                .after_connect(|conn, _| {
+                .after_connect(move |conn, _| {
                     Box::pin(async move {
+                        if background_checkpoints {
+                            conn.execute(sqlx::AssertSqlSafe(format!(
+                                "PRAGMA wal_autocheckpoint={}",
+                                checkpointer::BACKSTOP_PAGES
+                            )))
+                            .await?;
+                        }
                         conn.execute("PRAGMA journal_mode=WAL").await?;
                         conn.execute("PRAGMA synchronous=FULL").await?;
                         conn.execute("PRAGMA busy_timeout=5000").await?;
@@ -280,6 +303,7 @@ impl Store {
             // Unknown until the first claim reads it.
             lease_watermark: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
             group: Arc::new(group_commit::GroupCommit::new(backend)),
+            checkpointer,
         })
     }
 
@@ -294,6 +318,9 @@ impl Store {
     /// Closes the pool; a notification queued or submitted from now on is answered with an error.
     pub async fn close(&self) {
         self.group.close();
+        if let Some(c) = &self.checkpointer {
+            c.close();
+        }
         self.pool.close().await;
     }
 
