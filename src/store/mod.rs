@@ -16,6 +16,7 @@ mod ingest_plan;
 mod leases;
 mod migrations;
 mod placement;
+mod pool;
 pub mod sqlite_file;
 mod tasks;
 mod verifications;
@@ -32,9 +33,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::any::AnyConnectOptions;
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Row};
 
 use crate::domain::Outcome;
 use crate::domain::dora::DeploymentOutcome;
@@ -217,84 +218,17 @@ impl Store {
         };
         let opts = AnyConnectOptions::from_str(&url)
             .map_err(|e| StoreError::Unavailable(redact(&e.to_string())))?;
-        // A connection whose transaction was not closed (a failed COMMIT, a ROLLBACK that failed after
-        // SQLite rolled back on its own, e.g. on SQLITE_FULL) must never serve another request: its
-        // next BEGIN would become a SAVEPOINT inside a transaction that is never committed. The ping
-        // first flushes a rollback queued by a dropped transaction.
         let health = Arc::new(health::WriteHealth::default());
-        let recycle = health.clone();
         // A file database (not an in-memory one) has a WAL to checkpoint.
         let checkpointer = (backend == Backend::Sqlite && health::sqlite_path(raw).is_some())
             .then(|| Arc::new(checkpointer::Checkpointer::start(opts.clone())));
-        let released = checkpointer.clone();
-        let background_checkpoints = checkpointer.is_some();
-        let pool_opts = AnyPoolOptions::new()
-            .acquire_timeout(acquire_timeout)
-            // sqlx pings an idle connection before handing it out, and again on every release
-            // (that one cannot be turned off): each statement paid two extra round trips. The
-            // release ping already proves a connection sound as it goes back to the pool; one that
-            // breaks while idle (a restarted server) fails its next statement, which answers 503
-            // (retried), and is discarded at its release.
-            .test_before_acquire(false)
-            .before_acquire(move |_, _| {
-                let reuse = recycle.reuse_connection();
-                Box::pin(async move { Ok(reuse) })
-            })
-            .after_release(move |conn, _| {
-                if let Some(c) = &released {
-                    c.poke();
-                }
-                Box::pin(async move {
-                    use sqlx::Connection;
-                    // A transaction that ended (committed or rolled back) leaves nothing behind.
-                    // One that was dropped, or whose COMMIT failed, still counts as open until
-                    // its queued rollback runs: only then is the round trip needed, to flush it
-                    // and see whether the connection came out of the transaction.
-                    if !conn.is_in_transaction() {
-                        return Ok(true);
-                    }
-                    conn.ping().await?;
-                    Ok(!conn.is_in_transaction())
-                })
-            });
-        let pool = match backend {
-            // SQLite allows one writer; a single connection serialises writers without SQLITE_BUSY
-            // upgrade deadlocks. WAL + synchronous=FULL: an acknowledged commit survives power loss.
-            Backend::Sqlite => pool_opts
-                .max_connections(1)
-                .after_connect(move |conn, _| {
-                    Box::pin(async move {
-                        if background_checkpoints {
-                            conn.execute(sqlx::AssertSqlSafe(format!(
-                                "PRAGMA wal_autocheckpoint={}",
-                                checkpointer::BACKSTOP_PAGES
-                            )))
-                            .await?;
-                        }
-                        conn.execute("PRAGMA journal_mode=WAL").await?;
-                        conn.execute("PRAGMA synchronous=FULL").await?;
-                        conn.execute("PRAGMA busy_timeout=5000").await?;
-                        conn.execute("PRAGMA foreign_keys=ON").await?;
-                        // Statement journals (a multi-row statement inside a transaction keeps
-                        // one, to undo itself alone) in memory: spilled, each was a temp file
-                        // created, written and closed per batch statement.
-                        conn.execute("PRAGMA temp_store=MEMORY").await?;
-                        Ok(())
-                    })
-                })
-                .connect_lazy_with(opts),
-            Backend::Postgres => pool_opts
-                .max_connections(16)
-                .min_connections(0)
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        // A statement that hangs must not hold a webhook request past its deadline.
-                        conn.execute("SET statement_timeout = 10000").await?;
-                        Ok(())
-                    })
-                })
-                .connect_lazy_with(opts),
-        };
+        let pool = pool::build(
+            backend,
+            opts,
+            acquire_timeout,
+            health.clone(),
+            checkpointer.clone(),
+        );
         Ok(Store {
             pool,
             backend,
