@@ -93,6 +93,12 @@ pub async fn run(listen: Option<String>, step: Duration) -> anyhow::Result<i32> 
     let running =
         crate::server::start(cfg, listener, crate::server::ServeOptions::default()).await?;
     let addr = running.addr;
+    // The banner's commands must work the moment they are printed: a claim that reached the server
+    // before its schema was migrated answered 503 ("no such table"), not "nothing queued".
+    let schema_deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !running.app.checks.passed("schema") && tokio::time::Instant::now() < schema_deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     println!("{}", banner(addr, &base, token.is_some()));
 
     let sim2 = sim.clone();
