@@ -25,6 +25,8 @@ pub struct Running {
     _sqlite_lock: Option<crate::store::sqlite_file::InstanceLock>,
     pub addr: SocketAddr,
     shutdown: watch::Sender<bool>,
+    /// True once the schema is migrated and checked (the same signal the loops start on).
+    schema: watch::Receiver<bool>,
     tasks: Vec<JoinHandle<()>>,
     http: JoinHandle<()>,
 }
@@ -38,6 +40,15 @@ impl Running {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
         self.app.store.close().await;
+    }
+
+    /// Waits until the schema is in place, at most `limit`; whether it is.
+    pub async fn schema_ready(&self, limit: Duration) -> bool {
+        let mut rx = self.schema.clone();
+        matches!(
+            tokio::time::timeout(limit, rx.wait_for(|ok| *ok)).await,
+            Ok(Ok(_))
+        )
     }
 
     pub fn url(&self) -> String {
@@ -148,7 +159,8 @@ pub async fn start(
     app.checks.set_grace(app.config.startup.grace);
     // Nothing but the startup sequence touches the store until the schema is in place: the loops
     // start once it is (the poller once raced migrations: "no such table: leases").
-    let (schema_tx, mut schema_rx) = watch::channel(false);
+    let (schema_tx, schema) = watch::channel(false);
+    let mut schema_rx = schema.clone();
     {
         let app = app.clone();
         let mut rx = rx.clone();
@@ -186,6 +198,7 @@ pub async fn start(
         _sqlite_lock: sqlite_lock,
         addr,
         shutdown: tx,
+        schema,
         tasks,
         http,
     })

@@ -219,8 +219,10 @@ impl Store {
         let opts = AnyConnectOptions::from_str(&url)
             .map_err(|e| StoreError::Unavailable(redact(&e.to_string())))?;
         let health = Arc::new(health::WriteHealth::default());
+        let sqlite_path = health::sqlite_path(raw);
         // A file database (not an in-memory one) has a WAL to checkpoint.
-        let checkpointer = (backend == Backend::Sqlite && health::sqlite_path(raw).is_some())
+        let checkpointer = sqlite_path
+            .is_some()
             .then(|| Arc::new(checkpointer::Checkpointer::start(opts.clone())));
         let pool = pool::build(
             backend,
@@ -233,7 +235,7 @@ impl Store {
             pool,
             backend,
             health,
-            sqlite_path: health::sqlite_path(raw),
+            sqlite_path,
             // Unknown until the first claim reads it.
             lease_watermark: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
             group: Arc::new(group_commit::GroupCommit::new(backend)),
