@@ -1,7 +1,7 @@
 //! The architecture invariants of `docs/ARCHITECTURE.md` that a test can hold, read from the sources
 //! themselves: the pure core imports no I/O crate, only `telemetry::metrics` touches the metrics
 //! registry, no file of `src/` is over 600 lines, no two files import each other in a loop, and the
-//! simulator stays out of the production library.
+//! simulator stays out of the production library; and the hot-code layout file is whole.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -365,4 +365,35 @@ fn the_simulator_is_not_in_the_production_library() {
         !src().join("simulator.rs").exists() && !src().join("simulator").exists(),
         "the simulator lives in crates/do-simulator"
     );
+}
+
+/// `link/hot-code.txt` (build.rs hands it to the linker) is what `scripts/hot-code.sh` writes: one
+/// symbol per line, each once, starting from the process's entry points. A hand edit that breaks
+/// a line, or a truncated file, would silently put the idle server's code back across the binary.
+#[test]
+fn the_hot_code_file_is_one_symbol_per_line_and_covers_the_entry_points() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("link/hot-code.txt");
+    let text = std::fs::read_to_string(&path).expect("link/hot-code.txt (scripts/hot-code.sh)");
+    let names: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    let bad: Vec<&&str> = names
+        .iter()
+        .filter(|n| n.chars().any(char::is_whitespace))
+        .collect();
+    assert!(bad.is_empty(), "lines that are not one symbol: {bad:?}");
+    let unique: BTreeSet<&&str> = names.iter().collect();
+    assert_eq!(unique.len(), names.len(), "a symbol is listed twice");
+    assert!(
+        names.len() > 1000,
+        "{} symbols: a profile of a whole run lists thousands",
+        names.len()
+    );
+    for entry in ["main", "_ZN11deploywatch3cli4main"] {
+        assert!(
+            names.iter().any(|n| n.starts_with(entry)),
+            "no symbol starting {entry:?}: regenerate with scripts/hot-code.sh"
+        );
+    }
 }
