@@ -6,6 +6,8 @@ COPY src ./src
 # A workspace member (the demo's DigitalOcean simulator): cargo needs every member to resolve.
 COPY crates ./crates
 COPY migrations ./migrations
+# The hot-code layout build.rs hands to the linker (about 8 MiB less resident memory).
+COPY link ./link
 COPY benches ./benches
 RUN cargo build --release --locked --bin deploywatch
 
