@@ -337,7 +337,7 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
     let deadline = cfg.store_timeout + PER_ALERT_BUDGET * (records.len() as u32);
     let report = tokio::time::timeout(
         deadline,
-        app.store.ingest_notification(&record, &records, &opts),
+        app.store.ingest_notification(record, records, &opts),
     )
     .await
     .map_err(|_| {

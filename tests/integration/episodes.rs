@@ -102,7 +102,7 @@ async fn run(store: &Store, s: &Scenario, n: usize) -> deploywatch::tasks::episo
             body: "{}".into(),
         };
         let r = store
-            .ingest_notification(&n, &[a], &opts)
+            .ingest_notification(n, vec![a], &opts)
             .await
             .unwrap_or_else(|e| panic!("{}: ingest: {e}", s.name));
         reopened += r.tasks_reopened;

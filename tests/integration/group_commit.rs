@@ -317,7 +317,7 @@ async fn a_caller_that_gave_up_is_stored_once_or_not_at_all_and_its_retry_is_ide
     for (sha, a) in [("sha-first", &first), ("sha-late", &late)] {
         let r = tokio::time::timeout(
             Duration::from_millis(200),
-            store.ingest_notification(&receipt(sha), std::slice::from_ref(a), &opts),
+            store.ingest_notification(receipt(sha), vec![a.clone()], &opts),
         )
         .await;
         assert!(r.is_err(), "{sha}: the caller gave up: {r:?}");
@@ -327,7 +327,7 @@ async fn a_caller_that_gave_up_is_stored_once_or_not_at_all_and_its_retry_is_ide
     // gone), Alertmanager's retry leaves one receipt, one episode and one task.
     for (sha, a) in [("sha-first", &first), ("sha-late", &late)] {
         let r = store
-            .ingest_notification(&receipt(sha), std::slice::from_ref(a), &opts)
+            .ingest_notification(receipt(sha), vec![a.clone()], &opts)
             .await
             .expect("the retry is stored");
         println!(
@@ -370,13 +370,13 @@ async fn a_closed_store_answers_notifications_with_an_error_never_a_hang() {
             notifiers: &[],
         };
         store
-            .ingest_notification(&receipt("open"), &[record("a", "fp-a")], &opts)
+            .ingest_notification(receipt("open"), vec![record("a", "fp-a")], &opts)
             .await
             .expect("stored while open");
         store.close().await;
         let r = tokio::time::timeout(
             Duration::from_secs(10),
-            store.ingest_notification(&receipt("closed"), &[record("b", "fp-b")], &opts),
+            store.ingest_notification(receipt("closed"), vec![record("b", "fp-b")], &opts),
         )
         .await
         .expect("an answer, not a hang");
