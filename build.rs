@@ -12,10 +12,12 @@
 //! (`link/hot-code.txt`, a symbol ordering file that `scripts/hot-code.sh` regenerates). The
 //! kernel maps executable pages in runs around each page it faults in, so code scattered over the
 //! 17 MB text made 11 MiB of it resident while about 2.3 MB ever ran; packed at the front, an idle
-//! server's resident memory halves (docs/BENCHMARKS.md, "Memory"). Only rustc's own `lld` (the
-//! default linker of x86_64 Linux since Rust 1.90) reads such a file, so a probe links a trivial
-//! Rust program with it first. A symbol the file names that a build lacks (other code, another
-//! compiler) is skipped: the layout then falls back towards the default, never a failed link.
+//! server's resident memory halves (docs/BENCHMARKS.md, "Memory"). Only lld reads such a file
+//! (rustc's own lld is the default linker of x86_64 Linux since Rust 1.90), so a probe first links
+//! a trivial Rust program with this build's target, linker and flags. A symbol the file names that
+//! a build lacks (changed code, another compiler) is skipped: the layout falls back towards the
+//! default, never a failed link. The file's header names the compiler it was made with; another
+//! one gets a warning.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -70,36 +72,86 @@ fn links_with_relr(linker: &str) -> bool {
 /// `DEPLOYWATCH_LINK_MAP` names a file, a link map there (what `scripts/hot-code.sh` reads).
 fn hot_code_first() {
     const ORDER: &str = "link/hot-code.txt";
-    println!("cargo::rerun-if-changed={ORDER}");
     println!("cargo::rerun-if-env-changed=DEPLOYWATCH_LINK_MAP");
-    let order =
-        std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join(ORDER);
-    let mut args = Vec::new();
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let release = var("PROFILE") == "release";
+    let order = std::path::Path::new(&var("CARGO_MANIFEST_DIR")).join(ORDER);
+    // Each linker option travels as `-Xlinker` and the option itself, so no path is split at a
+    // comma (as `-Wl,` would).
+    let mut args: Vec<String> = Vec::new();
+    let mut map_args = |map: &str| {
+        args.extend(["-Xlinker".into(), format!("-Map={map}")]);
+        args.extend(["-Xlinker".into(), "--no-demangle".into()]);
+    };
     if let Ok(map) = std::env::var("DEPLOYWATCH_LINK_MAP") {
-        args.push(format!("-Wl,-Map={map},--no-demangle"));
+        let path = std::path::Path::new(&map);
+        if path.is_absolute() && path.parent().is_some_and(|d| d.is_dir()) {
+            map_args(&map);
+        } else {
+            println!(
+                "cargo::warning=DEPLOYWATCH_LINK_MAP={map:?} is not an absolute path in an existing directory; no link map is written"
+            );
+        }
     }
-    if std::env::var("PROFILE").as_deref() == Ok("release") && order.is_file() {
-        args.push(format!(
-            "-Wl,--symbol-ordering-file={},--no-warn-symbol-ordering",
-            order.display()
-        ));
+    if release {
+        if order.is_file() {
+            println!("cargo::rerun-if-changed={ORDER}");
+            args.extend([
+                "-Xlinker".into(),
+                format!("--symbol-ordering-file={}", order.display()),
+            ]);
+            args.extend(["-Xlinker".into(), "--no-warn-symbol-ordering".into()]);
+            warn_if_other_compiler(&order);
+        } else {
+            println!(
+                "cargo::warning={ORDER} is missing; deploywatch is linked in the default layout (about 8 MiB more resident memory; scripts/hot-code.sh writes it)"
+            );
+        }
     }
     if args.is_empty() {
         return;
     }
-    if rustc_links_with(&args) {
-        for a in args {
-            println!("cargo::rustc-link-arg-bins={a}");
+    match rustc_links_with(&args) {
+        Ok(()) => {
+            for a in args {
+                println!("cargo::rustc-link-arg-bins={a}");
+            }
         }
-    } else {
+        Err(why) => println!(
+            "cargo::warning=rustc's linker refused the hot-code layout or the link map ({why}); deploywatch is linked in the default layout (about 8 MiB more resident memory)"
+        ),
+    }
+}
+
+/// The file's names carry hashes of the compiler that built the profiled binary: another compiler
+/// names almost every Rust function differently, and the layout quietly stops working.
+fn warn_if_other_compiler(order: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(order) else {
+        return;
+    };
+    let Some(made_with) = text
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .find_map(|l| l.strip_prefix("# rustc: "))
+    else {
+        return;
+    };
+    let ours = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    if !ours.is_empty() && ours != made_with.trim() {
         println!(
-            "cargo::warning=rustc's linker does not take a symbol ordering file (it is not lld); deploywatch is linked in the default layout (about 8 MiB more resident memory)"
+            "cargo::warning=link/hot-code.txt was made with {made_with}, this build uses {ours}: most of its names will not match (run scripts/hot-code.sh to regenerate it)"
         );
     }
 }
 
-/// Whether rustc, with this build's target and flags, links a trivial program with `args`.
-fn rustc_links_with(args: &[String]) -> bool {
+/// Whether rustc, with this build's target, linker and flags, links a trivial program with `args`;
+/// else the first line the linker complained with.
+fn rustc_links_with(args: &[String]) -> Result<(), String> {
     let var = |k: &str| std::env::var(k).unwrap_or_default();
     let out = std::path::PathBuf::from(var("OUT_DIR"));
     let mut cmd = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()));
@@ -120,10 +172,14 @@ fn rustc_links_with(args: &[String]) -> bool {
             .split('\x1f')
             .filter(|f| !f.is_empty()),
     );
+    // The linker cargo hands rustc (a `linker` setting): rustc picks the linker's flavour from it.
+    if let Ok(linker) = std::env::var("RUSTC_LINKER") {
+        cmd.arg("-C").arg(format!("linker={linker}"));
+    }
     for a in args {
         // The probe's own map goes beside it, not over the real one.
-        let a = match a.strip_prefix("-Wl,-Map=") {
-            Some(_) => format!("-Wl,-Map={},--no-demangle", out.join("probe.map").display()),
+        let a = match a.strip_prefix("-Map=") {
+            Some(_) => format!("-Map={}", out.join("probe.map").display()),
             None => a.clone(),
         };
         cmd.arg("-C").arg(format!("link-arg={a}"));
@@ -132,13 +188,25 @@ fn rustc_links_with(args: &[String]) -> bool {
         .arg("-")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn();
-    let Ok(mut child) = child else {
-        return false;
-    };
+    let mut child = child.map_err(|e| format!("running rustc: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(b"fn main() {}\n");
     }
-    child.wait().is_ok_and(|s| s.success())
+    let o = child
+        .wait_with_output()
+        .map_err(|e| format!("running rustc: {e}"))?;
+    if o.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&o.stderr);
+    Err(err
+        .lines()
+        .find(|l| l.contains("error") || l.contains("unrecognized") || l.contains("unknown"))
+        .unwrap_or("the probe link failed")
+        .trim()
+        .chars()
+        .take(200)
+        .collect())
 }

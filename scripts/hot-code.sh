@@ -2,7 +2,8 @@
 # Regenerates link/hot-code.txt: the symbols of the code deploywatch runs, which build.rs hands to
 # the linker so that code sits together at the front of the binary (an idle server's resident
 # memory halves; docs/BENCHMARKS.md, "Memory"). Run it after a change of dependencies, of the
-# Rust toolchain or of much code; a stale file costs memory, never correctness.
+# Rust toolchain or of code that is to be released or benchmarked; a stale file costs memory, never
+# correctness.
 #
 # How: a release build with a link map; then, under valgrind's callgrind (which records every
 # instruction address that ran), an idle `serve` with a health target, a git repository and the
@@ -10,21 +11,79 @@
 # and `deploywatch demo` (DigitalOcean polling, alerts, tasks); each address is looked up in the
 # map and its function's symbol written out, in the binary's present order.
 #
-# Needs valgrind, git, curl and python3 (installs valgrind from Debian's packages when missing).
-# Every process it starts is stopped by its PID.
+# Needs x86_64 Linux with valgrind, git, curl and python3 (as root on Debian it installs valgrind
+# when missing), and a release build on top of its 3 minutes. Every process it starts is stopped
+# by its PID.
+#
+# `scripts/hot-code.sh --check` only builds (with the map) and says how many of the file's names
+# the binary no longer has; more than 2% missing exits 1. Regenerate after any code change that
+# is to be released or benchmarked: even a 20-line change renamed 6% of the functions (rustc's
+# `.llvm.<hash>` suffixes follow a codegen unit's contents) and gave back 2.5 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v valgrind >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+check=false
+[ "${1:-}" = --check ] && check=true
+if ! command -v valgrind >/dev/null && ! $check; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq valgrind >/dev/null
+  else
+    echo "hot-code.sh: valgrind is missing; install it (Debian: apt-get install valgrind)" >&2; exit 2
+  fi
+fi
 work=$(mktemp -d /tmp/hot-code.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() {
+  # Only processes this script started and has not yet waited for.
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
+# stop PID: TERM, wait, and forget it (a PID waited for may belong to someone else next).
+stop() {
+  kill -TERM "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  local kept=()
+  for p in "${pids[@]}"; do [ "$p" = "$1" ] || kept+=("$p"); done
+  pids=("${kept[@]}")
+}
 
-# A fixed path for the map: build.rs's output stays the same from run to run (no rebuild of the crate).
+# A fixed path for the map: build.rs's output stays the same from run to run (no rebuild of the
+# crate). The map is removed and the binary relinked, so both come from this link (a stale pair
+# would place the wrong functions without any error).
 map="$PWD/target/hot-code.map"
-DEPLOYWATCH_LINK_MAP="$map" cargo build --release --locked --bin deploywatch
+rm -f "$map"
+touch "$work/stamp"
+touch src/main.rs # relinks the binary even when nothing changed, so the map is written again
+built=$(DEPLOYWATCH_LINK_MAP="$map" cargo build --release --locked --bin deploywatch \
+  --message-format=json-render-diagnostics | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "deploywatch":
+        print(m["executable"])')
+if [ -z "$built" ] || [ ! -s "$map" ] || [ ! "$map" -nt "$work/stamp" ]; then
+  echo "hot-code.sh: the build wrote no fresh link map at $map (see build.rs's warnings above)" >&2; exit 1
+fi
+if $check; then
+  python3 - "$map" link/hot-code.txt <<'PY'
+import re, sys
+names = set()
+for line in open(sys.argv[1], errors="replace"):
+    p = line.split(None, 4)
+    if len(p) == 5 and re.fullmatch(r"[0-9a-f]+", p[0]) and ":(" not in p[4] and not p[4].startswith("."):
+        names.add(p[4].strip())
+listed = [l.strip() for l in open(sys.argv[2]) if l.strip() and not l.startswith("#")]
+missing = [n for n in listed if n not in names]
+share = len(missing) / max(len(listed), 1)
+print(f"{sys.argv[2]}: {len(missing)} of {len(listed)} names are not in this build ({share:.1%})")
+sys.exit(1 if share > 0.02 else 0)
+PY
+  exit $?
+fi
 bin="$work/deploywatch"
-cp target/release/deploywatch "$bin"
+cp "$built" "$bin"
 # cg TIER ARGS...: the run's profile goes to $work/TIER.<pid>.
 cg() { local tier=$1; shift; valgrind --tool=callgrind --dump-instr=yes --compress-pos=no \
   --compress-strings=no --callgrind-out-file="$work/$tier.%p" "$bin" "$@"; }
@@ -62,6 +121,7 @@ sleep 20
 # What ran until now (start, then idle: probes, git fetches, timers) goes first in the file.
 callgrind_control --dump=idle "$serve" >/dev/null
 for _ in $(seq 100); do ls "$work"/serve.*.1 >/dev/null 2>&1 && break; sleep 0.2; done
+ls "$work"/serve.*.1 >/dev/null 2>&1 || { echo "hot-code.sh: callgrind wrote no idle dump" >&2; exit 1; }
 alert='{"version":"4","groupKey":"g","status":"firing","receiver":"deploywatch","alerts":[{"status":"firing","labels":{"alertname":"DeploymentFailed","app":"api","severity":"critical"},"annotations":{"summary":"s"},"startsAt":"2026-11-22T10:00:00Z"}]}'
 for i in 1 2 3; do
   curl -sf "$url/metrics" >/dev/null
@@ -75,7 +135,7 @@ for i in 1 2 3; do
   if [ -n "$id" ]; then cg cli tasks complete --server "$url" --worker hot "$id" >/dev/null 2>&1 || true; fi
   sleep 5
 done
-kill -TERM "$serve"; wait "$serve" || true
+stop "$serve"
 
 # 2. demo: DigitalOcean polling against the built-in simulator, alerts, tasks, announcements.
 port=$(free_port)
@@ -85,15 +145,15 @@ pids+=($!); demo=$!
 wait_ready "http://127.0.0.1:$port" || { echo "demo did not start:" >&2; cat "$work/demo.log" >&2; exit 1; }
 sleep 60
 curl -sf -H 'Accept-Encoding: gzip' "http://127.0.0.1:$port/metrics" >/dev/null || true
-kill -TERM "$demo"; wait "$demo" || true
+stop "$demo"
 
-ls "$work"
 # In this order: start and idle, the serve's requests, the CLI, the demo.
-python3 - "$map" link/hot-code.txt "$work"/serve.*.1 :: "$work"/serve.[0-9]* :: "$work"/cli.* :: "$work"/demo.* <<'PY'
+python3 - "$map" link/hot-code.txt "$work"/serve.*.1 :: "$work"/serve.[0-9]* :: "$work"/cli.* :: "$work"/demo.[0-9]* \
+  "$(rustc --version)" <<'PY'
 import bisect, re, sys
-mapf, out = sys.argv[1], sys.argv[2]
+mapf, out, made_with = sys.argv[1], sys.argv[2], sys.argv[-1]
 tiers = [[]]
-for a in sys.argv[3:]:
+for a in sys.argv[3:-1]:
     if a == "::":
         tiers.append([])
     elif not a.endswith(".1") or len(tiers) == 1:
@@ -139,6 +199,7 @@ size = sum(secs[i][1] - secs[i][0] for i in ran)
 with open(out, "w") as f:
     f.write("# Generated by scripts/hot-code.sh: the functions deploywatch ran while profiled, for\n")
     f.write("# lld's --symbol-ordering-file (build.rs). Regenerate, do not edit.\n")
+    f.write(f"# rustc: {made_with}\n")
     f.write("\n".join(names) + "\n")
 print(f"{out}: {len(names)} functions, {size / 1e6:.1f} MB of the {sum(s[1] - s[0] for s in secs) / 1e6:.1f} MB of code", file=sys.stderr)
 PY
