@@ -1,5 +1,7 @@
 # Multi-stage build: compile in the Rust image, run on slim Debian.
-FROM rust:1.95-bookworm AS build
+# The exact compiler link/hot-code.txt was made with (its header line): another one names the
+# functions differently and the layout would not apply (build.rs warns).
+FROM rust:1.95.0-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
