@@ -79,14 +79,11 @@ fn hot_code_first() {
     // Each linker option travels as `-Xlinker` and the option itself, so no path is split at a
     // comma (as `-Wl,` would).
     let mut args: Vec<String> = Vec::new();
-    let mut map_args = |map: &str| {
-        args.extend(["-Xlinker".into(), format!("-Map={map}")]);
-        args.extend(["-Xlinker".into(), "--no-demangle".into()]);
-    };
     if let Ok(map) = std::env::var("DEPLOYWATCH_LINK_MAP") {
         let path = std::path::Path::new(&map);
         if path.is_absolute() && path.parent().is_some_and(|d| d.is_dir()) {
-            map_args(&map);
+            args.extend(["-Xlinker".into(), format!("-Map={map}")]);
+            args.extend(["-Xlinker".into(), "--no-demangle".into()]);
         } else {
             println!(
                 "cargo::warning=DEPLOYWATCH_LINK_MAP={map:?} is not an absolute path in an existing directory; no link map is written"
@@ -136,7 +133,7 @@ fn warn_if_other_compiler(order: &std::path::Path) {
     else {
         return;
     };
-    let ours = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+    let ours = rustc()
         .arg("--version")
         .output()
         .ok()
@@ -154,7 +151,7 @@ fn warn_if_other_compiler(order: &std::path::Path) {
 fn rustc_links_with(args: &[String]) -> Result<(), String> {
     let var = |k: &str| std::env::var(k).unwrap_or_default();
     let out = std::path::PathBuf::from(var("OUT_DIR"));
-    let mut cmd = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()));
+    let mut cmd = rustc();
     cmd.args([
         "--crate-type",
         "bin",
@@ -209,4 +206,9 @@ fn rustc_links_with(args: &[String]) -> Result<(), String> {
         .chars()
         .take(200)
         .collect())
+}
+
+/// The compiler cargo builds this package with.
+fn rustc() -> Command {
+    Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
 }

@@ -9,7 +9,8 @@
 # instruction address that ran), an idle `serve` with a health target, a git repository and the
 # requests a day brings (scrapes in each format, a webhook notification, task calls, status),
 # and `deploywatch demo` (DigitalOcean polling, alerts, tasks); each address is looked up in the
-# map and its function's symbol written out, in the binary's present order.
+# map and its function's symbol written out: start and idle first, then the requests, the CLI
+# and the demo, each group in the binary's present order.
 #
 # Needs x86_64 Linux with valgrind, git, curl and python3 (as root on Debian it installs valgrind
 # when missing), and a release build on top of its 3 minutes. Every process it starts is stopped
@@ -84,9 +85,15 @@ PY
 fi
 bin="$work/deploywatch"
 cp "$built" "$bin"
-# cg TIER ARGS...: the run's profile goes to $work/TIER.<pid>.
-cg() { local tier=$1; shift; valgrind --tool=callgrind --dump-instr=yes --compress-pos=no \
-  --compress-strings=no --callgrind-out-file="$work/$tier.%p" "$bin" "$@"; }
+# run_cg TIER ARGS...: becomes deploywatch ARGS under callgrind (exec: call it in a subshell, whose
+# PID is then valgrind's own), the profile going to $work/TIER.<pid>.
+run_cg() {
+  local tier=$1; shift
+  exec valgrind --tool=callgrind --dump-instr=yes --compress-pos=no --compress-strings=no \
+    "--callgrind-out-file=$work/$tier.%p" "$bin" "$@"
+}
+# cg TIER ARGS...: the same in the foreground.
+cg() { ( run_cg "$@" ); }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_ready() { for _ in $(seq 600); do curl -sf "$1/health/ready" >/dev/null && return 0; sleep 0.2; done; return 1; }
 
@@ -111,10 +118,9 @@ name = "repo"
 url = "$repo"
 branches = ["main", "b1", "b2", "b3"]
 TOML
-# exec: $! is valgrind's own PID, for callgrind_control and kill.
-( DEPLOYWATCH_DATABASE_URL="sqlite://$work/serve.db" exec valgrind --tool=callgrind --dump-instr=yes \
-  --compress-pos=no --compress-strings=no --callgrind-out-file="$work/serve.%p" \
-  "$bin" serve --listen "127.0.0.1:$port" --config "$work/serve.toml" >"$work/serve.log" 2>&1 ) &
+# $! is valgrind's own PID (run_cg execs), for callgrind_control and kill.
+( export DEPLOYWATCH_DATABASE_URL="sqlite://$work/serve.db"
+  run_cg serve serve --listen "127.0.0.1:$port" --config "$work/serve.toml" >"$work/serve.log" 2>&1 ) &
 pids+=($!); serve=$!
 wait_ready "$url" || { echo "serve did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
 sleep 20
@@ -139,8 +145,7 @@ stop "$serve"
 
 # 2. demo: DigitalOcean polling against the built-in simulator, alerts, tasks, announcements.
 port=$(free_port)
-( cd "$work" && exec valgrind --tool=callgrind --dump-instr=yes --compress-pos=no --compress-strings=no \
-  --callgrind-out-file="$work/demo.%p" "$bin" demo --listen "127.0.0.1:$port" >"$work/demo.log" 2>&1 ) &
+( cd "$work" && run_cg demo demo --listen "127.0.0.1:$port" >"$work/demo.log" 2>&1 ) &
 pids+=($!); demo=$!
 wait_ready "http://127.0.0.1:$port" || { echo "demo did not start:" >&2; cat "$work/demo.log" >&2; exit 1; }
 sleep 60
