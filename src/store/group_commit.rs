@@ -40,10 +40,13 @@ use super::{Backend, Store, StoreError};
 
 /// Notifications waiting at most; a caller beyond them waits for room.
 const QUEUE: usize = 1024;
-/// Batch writers on PostgreSQL (SQLite has one connection, so one writer). A batch is a dozen
-/// round trips and a commit; more writers overlap them (measured at 64 senders: 2 writers 904
-/// notifications/s, 4 writers 1,452, 8 writers 1,920).
-const PG_WRITERS: usize = 8;
+/// Batch writers on PostgreSQL (SQLite has one connection, so one writer). A batch is about ten
+/// round trips and a commit; several writers overlap them, fewer writers make bigger batches (the
+/// statements per batch are fixed, so PostgreSQL's work per notification falls). Measured with
+/// 64 senders, once large statements no longer waited on delayed ACKs (`ingest_batch::PG_CHUNK`):
+/// 2 writers 1,709 notifications/s, 4 writers 1,707, 8 writers 1,460 (session 10 machine; before
+/// that fix, 8 writers were fastest because only their small batches escaped the wait).
+const PG_WRITERS: usize = 4;
 /// Runs of a batch that PostgreSQL rolled back as a deadlock victim or a serialization failure.
 const ATTEMPTS: usize = 4;
 
@@ -183,6 +186,9 @@ type Answers = Vec<Result<IngestReport, StoreError>>;
 struct Committed {
     answers: Answers,
     one_by_one: Option<&'static str>,
+    /// SQLite committed it at `synchronous=NORMAL`: its answers wait for the WAL flush
+    /// (`wal_sync.rs`).
+    unflushed: bool,
 }
 
 type Observer = Box<dyn Fn(BatchCommitted) + Send + Sync>;
@@ -248,8 +254,19 @@ impl Store {
             return Err(StoreError::Unavailable("the store is closed".into()));
         }
         g.started.get_or_init(|| {
+            // SQLite files in WAL mode: batches commit at NORMAL and this task flushes the WAL.
+            let flusher =
+                (self.sqlite_path.is_some() && self.backend == Backend::Sqlite).then(|| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    tokio::spawn(flush::run(self.detached(), g.shared.clone(), rx));
+                    tx
+                });
             for _ in 0..g.writers {
-                tokio::spawn(supervise(self.detached(), g.shared.clone()));
+                tokio::spawn(supervise(
+                    self.detached(),
+                    g.shared.clone(),
+                    flusher.clone(),
+                ));
             }
         });
         let (reply, answer) = oneshot::channel();
@@ -281,15 +298,16 @@ impl Store {
             lease_watermark: self.lease_watermark.clone(),
             group: Arc::new(GroupCommit::new(self.backend)),
             checkpointer: self.checkpointer.clone(),
+            wal: self.wal.clone(),
         }
     }
 
     /// One batch, run again while PostgreSQL rolls it back for a lock race; then checked (the
     /// SQLite file) and noted (write health) once. One answer per notification, in order.
-    async fn commit_batch(&self, jobs: &[Job]) -> Committed {
+    async fn commit_batch(&self, jobs: &[Job], defer_flush: bool) -> Committed {
         let mut attempt = 1;
         let r = loop {
-            match self.batch_tx(jobs).await {
+            match self.batch_tx(jobs, defer_flush).await {
                 Err(StoreError::Conflict(e)) if attempt < ATTEMPTS => {
                     tracing::debug!(error = %e, attempt, "group commit rolled back by a lock race; running it again");
                     let pause = rand::random_range(1..=5u64) * attempt as u64;
@@ -299,9 +317,17 @@ impl Store {
                 r => break r,
             }
         };
-        let (r, one_by_one) = match r {
-            Ok((rs, how)) => (Ok(rs), how),
-            Err(e) => (Err(e), None),
+        let (r, one_by_one, unflushed) = match r {
+            // Checked and noted after the flush.
+            Ok((rs, how, true)) => {
+                return Committed {
+                    answers: rs,
+                    one_by_one: how,
+                    unflushed: true,
+                };
+            }
+            Ok((rs, how, false)) => (Ok(rs), how, false),
+            Err(e) => (Err(e), None, false),
         };
         let answers = match r {
             // Nothing stored (every notification refused): says nothing about the store's health.
@@ -314,6 +340,7 @@ impl Store {
         Committed {
             answers,
             one_by_one,
+            unflushed,
         }
     }
 
@@ -321,29 +348,56 @@ impl Store {
     /// `ingest_batch.rs`); when that path gives the batch back (a write missed its row, or the
     /// store refused some input and it cannot tell whose), one by one. An error that blames the
     /// store fails the whole batch (returned as `Err`).
-    async fn batch_tx(&self, jobs: &[Job]) -> Result<(Answers, Option<&'static str>), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if self.backend == Backend::Postgres {
-            lock_keys(&mut tx, jobs).await?;
-        }
+    /// When `defer_flush` (SQLite in WAL mode), the set path commits at `synchronous=NORMAL` and
+    /// says so (the third value): the caller answers only after flushing the WAL.
+    async fn batch_tx(
+        &self,
+        jobs: &[Job],
+        defer_flush: bool,
+    ) -> Result<(Answers, Option<&'static str>, bool), StoreError> {
         let notices: Vec<Notice<'_>> = jobs.iter().map(Job::notice).collect();
-        match self.ingest_set(&mut tx, &notices).await {
-            Ok(reports) => {
-                tx.commit().await?;
-                Ok((reports.into_iter().map(Ok).collect(), None))
+        let why = if defer_flush && self.wal.can_defer() {
+            use sqlx::Connection;
+            let mut conn = self.pool.acquire().await?;
+            // Held by this writer until the release hook sets the connection back to FULL.
+            self.wal.relaxed.store(true, Ordering::Release);
+            let mut tx = conn.begin_with("PRAGMA synchronous=NORMAL; BEGIN").await?;
+            match self.ingest_set(&mut tx, &notices).await {
+                Ok(reports) => {
+                    tx.commit().await?;
+                    return Ok((reports.into_iter().map(Ok).collect(), None, true));
+                }
+                Err(SetError::Store(e)) if e.is_transient() => return Err(e),
+                Err(why) => {
+                    tx.rollback().await?;
+                    why
+                }
             }
-            Err(SetError::Store(e)) if e.is_transient() => Err(e),
-            Err(why) => {
-                tracing::debug!(reason = %why, notifications = jobs.len(), "group commit runs one by one");
-                tx.rollback().await?;
-                let how = match why {
-                    SetError::Miss(_) => "changed_meanwhile",
-                    SetError::Store(_) => "refused",
-                };
-                let answers = self.batch_tx_one_by_one(jobs).await?;
-                Ok((answers, Some(how)))
+        } else {
+            let mut tx = self.pool.begin().await?;
+            if self.backend == Backend::Postgres {
+                lock_keys(&mut tx, jobs).await?;
             }
-        }
+            match self.ingest_set(&mut tx, &notices).await {
+                Ok(reports) => {
+                    tx.commit().await?;
+                    return Ok((reports.into_iter().map(Ok).collect(), None, false));
+                }
+                Err(SetError::Store(e)) if e.is_transient() => return Err(e),
+                Err(why) => {
+                    tx.rollback().await?;
+                    why
+                }
+            }
+        };
+        // One by one at FULL: rare (a write missed its row, or some input was refused).
+        tracing::debug!(reason = %why, notifications = jobs.len(), "group commit runs one by one");
+        let how = match why {
+            SetError::Miss(_) => "changed_meanwhile",
+            SetError::Store(_) => "refused",
+        };
+        let answers = self.batch_tx_one_by_one(jobs).await?;
+        Ok((answers, Some(how), false))
     }
 
     /// The batch's transaction, one notification at a time, each in its own savepoint: an error
@@ -430,57 +484,89 @@ fn batch_keys<'a>(
 /// this statement for each other, in one global order, and cannot deadlock on the rows.
 async fn lock_keys(tx: &mut Transaction<'static, Any>, jobs: &[Job]) -> Result<(), StoreError> {
     let keys = batch_keys(jobs.iter().map(|j| (&j.n, j.alerts.as_slice())));
-    let list = keys
-        .iter()
-        .map(i64::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
     // In the same round trip: only nested-loop joins for the rest of this transaction. Every
     // ingest statement joins a small JSON set to a table by a key, one index probe per element;
     // but the planner guesses 100 rows for the set and, on a young table autovacuum has not
     // analyzed yet, half the table per key, so it hashed or merged whole tables (measured: 22,000
     // tasks read per batch, 13 ms, where the probes take 0.1 ms). Turning off only sequential
     // scans was worse: it merge-joined over whole indexes.
-    sqlx::query(
-        "SELECT set_config('enable_hashjoin', 'off', true) AS h, set_config('enable_mergejoin', 'off', true) AS m, \
-         COUNT(pg_advisory_xact_lock(k)) AS n FROM \
-         (SELECT CAST(t AS BIGINT) AS k FROM unnest(string_to_array($1, ',')) AS t ORDER BY k OFFSET 0) AS s",
-    )
-    .bind(list)
-    .execute(&mut **tx)
-    .await?;
+    // Each list under one TLS record (`ingest_batch::PG_CHUNK`), in key order: the locks are still
+    // taken in one global order.
+    for list in key_lists(&keys) {
+        sqlx::query(
+            "SELECT set_config('enable_hashjoin', 'off', true) AS h, set_config('enable_mergejoin', 'off', true) AS m, \
+             COUNT(pg_advisory_xact_lock(k)) AS n FROM \
+             (SELECT CAST(t AS BIGINT) AS k FROM unnest(string_to_array($1, ',')) AS t ORDER BY k OFFSET 0) AS s",
+        )
+        .bind(list)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
 }
 
-/// A batch writer: takes a batch, commits it, tells the observer, answers each caller.
-async fn write(store: Store, shared: Arc<Shared>) {
+/// Sorted keys as comma-separated lists of at most `ingest_batch::PG_CHUNK` bytes, in order. Pure.
+fn key_lists(keys: &[i64]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for k in keys {
+        let k = k.to_string();
+        if !cur.is_empty() && cur.len() + k.len() + 1 > super::ingest_batch::PG_CHUNK {
+            out.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(',');
+        }
+        cur.push_str(&k);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// A batch writer: takes a batch, commits it, tells the observer, answers each caller (SQLite in
+/// WAL mode: hands the batch to the flusher, which answers after the WAL is on disk).
+async fn write(store: Store, shared: Arc<Shared>, flusher: Option<Flusher>) {
     loop {
         let batch = shared.queue.lock().await.take(BOUNDS).await;
         let Some(jobs) = batch else {
             return;
         };
-        let Committed {
-            answers,
-            one_by_one,
-        } = store.commit_batch(&jobs).await;
-        let stored = answers.iter().filter(|a| a.is_ok()).count();
-        if stored > 0
-            && let Some(f) = shared.observer.get()
+        let committed = store.commit_batch(&jobs, flusher.is_some()).await;
+        if committed.unflushed
+            && let Some(f) = &flusher
         {
-            f(BatchCommitted { stored, one_by_one });
+            if let Err(mpsc::error::SendError(u)) = f.send(Unflushed { jobs, committed }) {
+                // The flusher is gone: nothing can say the batch is on disk.
+                let n = u.jobs.len();
+                answer(&shared, u.jobs, vec![Err(stopped()); n], None);
+            }
+            continue;
         }
-        for (job, answer) in jobs.into_iter().zip(answers) {
-            // A caller that stopped waiting is not there to answer.
-            let _ = job.reply.send(answer);
-        }
+        answer(&shared, jobs, committed.answers, committed.one_by_one);
+    }
+}
+
+/// Tells the observer what a batch stored, then answers each caller.
+fn answer(shared: &Shared, jobs: Vec<Job>, answers: Answers, one_by_one: Option<&'static str>) {
+    let stored = answers.iter().filter(|a| a.is_ok()).count();
+    if stored > 0
+        && let Some(f) = shared.observer.get()
+    {
+        f(BatchCommitted { stored, one_by_one });
+    }
+    for (job, answer) in jobs.into_iter().zip(answers) {
+        // A caller that stopped waiting is not there to answer.
+        let _ = job.reply.send(answer);
     }
 }
 
 /// Keeps a writer running: a panic answers its batch's callers with an error (their replies are
 /// dropped) and starts the writer again on the same queue; it ends when the queue is gone.
-async fn supervise(store: Store, shared: Arc<Shared>) {
+async fn supervise(store: Store, shared: Arc<Shared>, flusher: Option<Flusher>) {
     loop {
-        match tokio::spawn(write(store.clone(), shared.clone())).await {
+        match tokio::spawn(write(store.clone(), shared.clone(), flusher.clone())).await {
             Err(e) if e.is_panic() => {
                 tracing::error!(
                     "a webhook batch writer panicked; its batch was answered with an error; starting it again"
@@ -490,6 +576,10 @@ async fn supervise(store: Store, shared: Arc<Shared>) {
         }
     }
 }
+
+mod flush;
+
+use flush::{Flusher, Unflushed};
 
 #[cfg(test)]
 mod tests;

@@ -35,6 +35,11 @@ impl WriteHealth {
         !self.recycle.swap(false, Ordering::AcqRel)
     }
 
+    /// From now until restart, every write is answered with `why` (see `file_lost`).
+    pub(super) fn lose(&self, why: String) {
+        *self.file_lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
+
     fn lost(&self) -> Option<String> {
         self.file_lost
             .lock()
@@ -118,11 +123,7 @@ impl Store {
                 path.display()
             ),
         };
-        *self
-            .health
-            .file_lost
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(lost.clone());
+        self.health.lose(lost.clone());
         Err(StoreError::Unavailable(lost))
     }
 

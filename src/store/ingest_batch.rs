@@ -78,9 +78,50 @@ fn list(backend: Backend) -> &'static str {
     }
 }
 
-/// Runs `sql` over `set` (skipped when empty); the number of rows it touched.
+/// The most one PostgreSQL statement's JSON parameter carries. sqlx 0.9.0 leaves Nagle's
+/// algorithm on for its connections (transact-rs/sqlx#4335, fixed upstream after 0.9.0), and over
+/// TLS a message longer than one TLS record (16 KiB) leaves in several writes: each after the
+/// first waits for the server's delayed acknowledgement, 40 ms on Linux. Measured on loopback with
+/// TLS: a batch whose task set was 25 KB waited 40 to 60 ms at that statement, and batches over
+/// about 10 notifications ran slower than batches of 3 (docs/BENCHMARKS.md, "Webhook ingest").
+/// SQLite has no socket: one parameter for the whole set.
+pub(super) const PG_CHUNK: usize = 12 * 1024;
+
+/// `set` as JSON arrays: one on SQLite; on PostgreSQL as many as keep each under [`PG_CHUNK`]
+/// (an element longer than that travels alone), in order.
+fn json_chunks<T: Serialize>(backend: Backend, set: &[T]) -> Result<Vec<String>, SetError> {
+    let whole = encode(set)?;
+    if backend == Backend::Sqlite || whole.len() <= PG_CHUNK {
+        return Ok(vec![whole]);
+    }
+    let mut out = Vec::new();
+    let mut cur = String::from("[");
+    for item in set {
+        let one = encode(item)?;
+        if cur.len() > 1 && cur.len() + one.len() + 2 > PG_CHUNK {
+            cur.push(']');
+            out.push(std::mem::replace(&mut cur, String::from("[")));
+        }
+        if cur.len() > 1 {
+            cur.push(',');
+        }
+        cur.push_str(&one);
+    }
+    cur.push(']');
+    out.push(cur);
+    Ok(out)
+}
+
+fn encode<T: Serialize + ?Sized>(v: &T) -> Result<String, SetError> {
+    serde_json::to_string(v)
+        .map_err(|e| SetError::Store(StoreError::Query(format!("encoding a batch: {e}"))))
+}
+
+/// Runs `sql` over `set` (skipped when empty), in chunks on PostgreSQL ([`PG_CHUNK`]); the number
+/// of rows it touched.
 async fn write<T: Serialize>(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
     sql: &str,
     set: &[T],
     now: i64,
@@ -88,34 +129,32 @@ async fn write<T: Serialize>(
     if set.is_empty() {
         return Ok(0);
     }
-    let json = serde_json::to_string(set)
-        .map_err(|e| SetError::Store(StoreError::Query(format!("encoding a batch: {e}"))))?;
-    let r = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-        .bind(json)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok(r.rows_affected())
+    let mut touched = 0;
+    for json in json_chunks(backend, set)? {
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .bind(json)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        touched += r.rows_affected();
+    }
+    Ok(touched)
 }
 
 /// [`write`], where every row of the set must be written.
 async fn write_all<T: Serialize>(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
     sql: &str,
     set: &[T],
     now: i64,
     what: &'static str,
 ) -> Result<(), SetError> {
-    if write(tx, sql, set, now).await? == set.len() as u64 {
+    if write(tx, backend, sql, set, now).await? == set.len() as u64 {
         Ok(())
     } else {
         Err(SetError::Miss(what))
     }
-}
-
-fn json_list(items: &[String]) -> Result<String, SetError> {
-    serde_json::to_string(items)
-        .map_err(|e| SetError::Store(StoreError::Query(format!("encoding a batch: {e}"))))
 }
 
 impl Store {
@@ -124,7 +163,7 @@ impl Store {
     /// one by one.
     pub(super) async fn ingest_set(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         notices: &[Notice<'_>],
     ) -> Result<Vec<IngestReport>, SetError> {
         let now = now_ms();
@@ -139,6 +178,7 @@ impl Store {
 
         write(
             tx,
+            b,
             &format!(
                 "INSERT INTO notifications (id, body_sha256, received_at, last_seen_at, seen_count, receiver, status, group_key, alert_count, body) \
                  SELECT x.id, x.sha, {NOW}, {NOW}, x.n, x.receiver, x.status, x.group_key, x.alert_count, x.body FROM {} WHERE true \
@@ -151,6 +191,7 @@ impl Store {
         .await?;
         write_all(
             tx,
+            b,
             &format!(
                 "INSERT INTO alerts (fingerprint, alertname, app, status, starts_at, resolved_at, first_seen_at, last_seen_at, seen_count, labels, annotations) \
                  SELECT x.fp, x.alertname, x.app, x.status, x.starts_at, x.resolved_at, {NOW}, {NOW}, x.n, x.labels, x.annotations FROM {} WHERE true \
@@ -164,6 +205,7 @@ impl Store {
         .await?;
         write_all(
             tx,
+            b,
             &format!(
                 "UPDATE alerts SET status = x.status, starts_at = x.starts_at, resolved_at = x.resolved_at, last_seen_at = {NOW}, \
                  seen_count = alerts.seen_count + x.n, labels = COALESCE(x.labels, alerts.labels), \
@@ -178,6 +220,7 @@ impl Store {
         // Existing tasks first: a task the batch closed frees its open key for a task it made.
         write_all(
             tx,
+            b,
             &format!(
                 "UPDATE tasks SET state = x.state, open_key = CASE WHEN x.is_open = 1 THEN tasks.dedup_key ELSE NULL END, \
                  closed_reason = x.closed_reason, closed_at = x.closed_at, \
@@ -196,6 +239,7 @@ impl Store {
         .await?;
         write_all(
             tx,
+            b,
             &format!(
                 "INSERT INTO tasks (id, queue, kind, title, priority, state, dedup_key, open_key, app, context, attempts, \
                  max_attempts, created_at, updated_at, last_seen_at, seen_count, alert_resolved_at, closed_reason, closed_at) \
@@ -215,10 +259,11 @@ impl Store {
                 rows(b, &[("id", TEXT), ("n", INT)])
             )
         };
-        write(tx, &touch("id"), &plan.task_touches, now).await?;
-        write(tx, &touch("dedup_key"), &plan.key_touches, now).await?;
+        write(tx, b, &touch("id"), &plan.task_touches, now).await?;
+        write(tx, b, &touch("dedup_key"), &plan.key_touches, now).await?;
         write(
             tx,
+            b,
             &format!(
                 "INSERT INTO task_events (task_id, at, event, worker, detail) \
                  SELECT x.task_id, {NOW}, x.event, NULL, x.detail FROM {} ORDER BY x.i",
@@ -238,6 +283,7 @@ impl Store {
         .await?;
         write(
             tx,
+            b,
             &format!(
                 "INSERT INTO outbox (id, notifier, payload, created_at, attempts, next_attempt_at) \
                  SELECT x.id, x.notifier, x.payload, {NOW}, 0, {NOW} FROM {}",
@@ -254,7 +300,7 @@ impl Store {
     /// other ingest writers out; the row lock keeps out anything else that writes episodes).
     async fn read_episodes(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         fps: &[String],
     ) -> Result<HashMap<String, EpisodeRow>, SetError> {
         let mut out = HashMap::with_capacity(fps.len());
@@ -269,10 +315,15 @@ impl Store {
             "SELECT fingerprint, status, starts_at, resolved_at FROM alerts WHERE fingerprint IN ({}){lock}",
             list(self.backend)
         );
-        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(json_list(fps)?)
-            .fetch_all(&mut **tx)
-            .await?;
+        let mut found = Vec::new();
+        for list in json_chunks(self.backend, fps)? {
+            found.extend(
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(list)
+                    .fetch_all(&mut **tx)
+                    .await?,
+            );
+        }
         for r in &found {
             out.insert(
                 r.try_get("fingerprint")?,
@@ -289,7 +340,7 @@ impl Store {
     /// The newest 32 tasks of each key, newest first: what `placement::key_tasks` reads per key.
     async fn read_key_tasks(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         keys: &[String],
     ) -> Result<HashMap<String, Vec<KeyTask>>, SetError> {
         let mut out: HashMap<String, Vec<KeyTask>> = HashMap::new();
@@ -303,15 +354,72 @@ impl Store {
               FROM tasks WHERE dedup_key IN ({})) AS s WHERE rn <= 32 ORDER BY dedup_key, rn",
             list(self.backend)
         );
-        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(json_list(keys)?)
-            .fetch_all(&mut **tx)
-            .await?;
+        // A key's tasks come whole from one chunk: chunks split the key list, not a key.
+        let mut found = Vec::new();
+        for list in json_chunks(self.backend, keys)? {
+            found.extend(
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(list)
+                    .fetch_all(&mut **tx)
+                    .await?,
+            );
+        }
         for r in &found {
             out.entry(r.try_get("dedup_key")?)
                 .or_default()
                 .push(key_task(r)?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Row {
+        id: String,
+        body: String,
+    }
+
+    fn rows(n: usize, body: usize) -> Vec<Row> {
+        (0..n)
+            .map(|i| Row {
+                id: format!("r{i}"),
+                body: "\"é\\".repeat(body),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_postgres_set_is_cut_into_arrays_under_one_tls_record_in_order_and_sqlite_keeps_one() {
+        // (rows, body repeats, backend, expected chunks)
+        let table: &[(usize, usize, Backend, Option<usize>)] = &[
+            (0, 1, Backend::Postgres, Some(1)),
+            (3, 10, Backend::Postgres, Some(1)),
+            (200, 100, Backend::Postgres, None),
+            (200, 100, Backend::Sqlite, Some(1)),
+            // Elements longer than a chunk travel alone.
+            (3, 5000, Backend::Postgres, Some(3)),
+        ];
+        for &(n, body, backend, want) in table {
+            let set = rows(n, body);
+            let chunks = json_chunks(backend, &set).expect("encodes");
+            if let Some(w) = want {
+                assert_eq!(chunks.len(), w, "{n} rows of {body} on {backend:?}");
+            } else {
+                assert!(chunks.len() > 1, "{n} rows of {body} must be cut");
+            }
+            let mut back = Vec::new();
+            for c in &chunks {
+                let part: Vec<Row> = serde_json::from_str(c).expect("each chunk is a JSON array");
+                if backend == Backend::Postgres && part.len() > 1 {
+                    assert!(c.len() <= PG_CHUNK, "a chunk of {} bytes", c.len());
+                }
+                back.extend(part);
+            }
+            assert_eq!(back, set, "the chunks hold the set, in order");
+        }
     }
 }

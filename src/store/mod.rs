@@ -20,6 +20,7 @@ mod pool;
 pub mod sqlite_file;
 mod tasks;
 mod verifications;
+mod wal_sync;
 
 pub use deploys::FollowUp;
 pub use group_commit::BatchCommitted;
@@ -170,6 +171,8 @@ pub struct Store {
     group: Arc<group_commit::GroupCommit>,
     /// SQLite file databases: WAL checkpoints off the commit path (`checkpointer.rs`).
     checkpointer: Option<Arc<checkpointer::Checkpointer>>,
+    /// SQLite: whether group commits may flush the WAL after COMMIT (`wal_sync.rs`).
+    wal: Arc<wal_sync::WalSync>,
 }
 
 impl std::fmt::Debug for Store {
@@ -224,12 +227,14 @@ impl Store {
         let checkpointer = sqlite_path
             .is_some()
             .then(|| Arc::new(checkpointer::Checkpointer::start(opts.clone())));
+        let wal = Arc::new(wal_sync::WalSync::default());
         let pool = pool::build(
             backend,
             opts,
             acquire_timeout,
             health.clone(),
             checkpointer.clone(),
+            wal.clone(),
         );
         Ok(Store {
             pool,
@@ -240,6 +245,7 @@ impl Store {
             lease_watermark: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
             group: Arc::new(group_commit::GroupCommit::new(backend)),
             checkpointer,
+            wal,
         })
     }
 

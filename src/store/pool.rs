@@ -6,6 +6,7 @@
 //! closes it; before the check, a ping flushes a rollback queued by a dropped transaction.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -14,6 +15,7 @@ use sqlx::{AnyPool, Executor};
 use super::Backend;
 use super::checkpointer::{self, Checkpointer};
 use super::health::WriteHealth;
+use super::wal_sync::WalSync;
 
 /// The pool for `backend`, connecting lazily (the first statement reports reachability).
 pub(super) fn build(
@@ -22,7 +24,9 @@ pub(super) fn build(
     acquire_timeout: Duration,
     health: Arc<WriteHealth>,
     checkpointer: Option<Arc<Checkpointer>>,
+    wal: Arc<WalSync>,
 ) -> AnyPool {
+    let released_wal = wal.clone();
     let background_checkpoints = checkpointer.is_some();
     let released = checkpointer;
     let pool_opts = AnyPoolOptions::new()
@@ -41,17 +45,25 @@ pub(super) fn build(
             if let Some(c) = &released {
                 c.poke();
             }
+            // The group commit ran this connection at synchronous=NORMAL (`wal_sync.rs`): it
+            // goes back to the pool at FULL, or not at all.
+            let restore = released_wal.relaxed.swap(false, Ordering::AcqRel);
             Box::pin(async move {
                 use sqlx::Connection;
                 // A transaction that ended (committed or rolled back) leaves nothing behind.
                 // One that was dropped, or whose COMMIT failed, still counts as open until
                 // its queued rollback runs: only then is the round trip needed, to flush it
                 // and see whether the connection came out of the transaction.
-                if !conn.is_in_transaction() {
-                    return Ok(true);
+                if conn.is_in_transaction() {
+                    conn.ping().await?;
+                    if conn.is_in_transaction() {
+                        return Ok(false);
+                    }
                 }
-                conn.ping().await?;
-                Ok(!conn.is_in_transaction())
+                if restore {
+                    conn.execute("PRAGMA synchronous=FULL").await?;
+                }
+                Ok(true)
             })
         });
     match backend {
@@ -60,6 +72,7 @@ pub(super) fn build(
         Backend::Sqlite => pool_opts
             .max_connections(1)
             .after_connect(move |conn, _| {
+                let wal = wal.clone();
                 Box::pin(async move {
                     if background_checkpoints {
                         conn.execute(sqlx::AssertSqlSafe(format!(
@@ -68,7 +81,14 @@ pub(super) fn build(
                         )))
                         .await?;
                     }
-                    conn.execute("PRAGMA journal_mode=WAL").await?;
+                    // SQLite answers with the mode it is in: a file system without shared
+                    // memory keeps a rollback journal, and then the group commit flushes in
+                    // its COMMIT like every other write.
+                    let mode: String = sqlx::query_scalar("PRAGMA journal_mode=WAL")
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    wal.wal_mode
+                        .store(mode.eq_ignore_ascii_case("wal"), Ordering::Release);
                     conn.execute("PRAGMA synchronous=FULL").await?;
                     conn.execute("PRAGMA busy_timeout=5000").await?;
                     conn.execute("PRAGMA foreign_keys=ON").await?;

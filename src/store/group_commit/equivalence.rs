@@ -288,7 +288,7 @@ async fn the_set_path_stores_what_one_by_one_stores_on_sqlite() {
 
 /// A fresh PostgreSQL database on the test server (`DEPLOYWATCH_TEST_PG_URL`, as the integration
 /// tests use), dropped after.
-async fn pg_store(admin: &str) -> (Store, String) {
+pub(super) async fn pg_store(admin: &str) -> (Store, String) {
     let name = format!("dw_{}", uuid::Uuid::new_v4().simple());
     let mut c = sqlx::PgConnection::connect(admin)
         .await

@@ -145,7 +145,7 @@ async fn a_refused_notification_rolls_back_alone_inside_its_batch() {
     .into_iter()
     .map(|(sha, alerts)| job_of(sha, 10, alerts))
     .unzip();
-    let committed = store.commit_batch(&jobs).await;
+    let committed = store.commit_batch(&jobs, true).await;
     assert_eq!(committed.one_by_one, Some("refused"));
     let got = committed.answers;
     assert!(got[0].is_ok() && got[2].is_ok(), "{got:?}");
@@ -199,7 +199,11 @@ async fn a_claim_between_the_batch_read_and_its_write_is_re_decided_one_by_one()
     let dir = tempfile::tempdir().expect("tmp");
     let store = sqlite_store(dir.path(), "dw.db").await;
     let (first, _a) = job_of("n1", 10, vec![episode_alert("x", true)]);
-    let first = store.commit_batch(&[first]).await;
+    let first = store.commit_batch(&[first], true).await;
+    assert!(
+        first.unflushed,
+        "a SQLite file in WAL mode flushes after the commit"
+    );
     assert!(first.answers[0].is_ok());
     assert_eq!(
         first.one_by_one, None,
@@ -222,7 +226,7 @@ async fn a_claim_between_the_batch_read_and_its_write_is_re_decided_one_by_one()
     .into_iter()
     .map(|(sha, alerts)| job_of(sha, 10, alerts))
     .unzip();
-    let committed = store.commit_batch(&jobs).await;
+    let committed = store.commit_batch(&jobs, true).await;
     assert_eq!(committed.one_by_one, Some("changed_meanwhile"));
     let got = committed.answers;
     assert!(got[0].is_ok(), "{got:?}");
@@ -249,4 +253,144 @@ async fn a_claim_between_the_batch_read_and_its_write_is_re_decided_one_by_one()
     .collect();
     assert_eq!(events, ["created", "note"]);
     store.close().await;
+}
+
+#[test]
+fn lock_key_lists_stay_under_one_tls_record_and_keep_the_global_order() {
+    for n in [0usize, 1, 10, 700, 5000] {
+        let keys: Vec<i64> = (0..n as i64).map(|i| i * 7_919_000_000_000 - 1).collect();
+        let lists = super::key_lists(&keys);
+        assert!(
+            lists
+                .iter()
+                .all(|l| !l.is_empty() && l.len() <= crate::store::ingest_batch::PG_CHUNK)
+        );
+        let back: Vec<i64> = lists
+            .iter()
+            .flat_map(|l| l.split(','))
+            .map(|k| k.parse().expect("a key"))
+            .collect();
+        assert_eq!(back, keys, "{n} keys");
+    }
+}
+
+async fn synchronous_level(store: &Store) -> i64 {
+    sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(store.pool())
+        .await
+        .expect("synchronous")
+}
+
+#[tokio::test]
+async fn a_batch_committed_at_normal_gives_the_connection_back_at_full() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = sqlite_store(dir.path(), "dw.db").await;
+    assert_eq!(synchronous_level(&store).await, 2, "FULL before");
+    let (j, _a) = job_of("n1", 10, vec![alert("a")]);
+    let committed = store.commit_batch(&[j], true).await;
+    assert!(committed.unflushed);
+    assert!(committed.answers[0].is_ok());
+    // The one pooled connection: the next user gets it back at FULL (2), not NORMAL (1).
+    assert_eq!(synchronous_level(&store).await, 2, "FULL after");
+    // A batch the set path gave back runs one by one at FULL and is answered at its commit.
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON alerts WHEN NEW.app = 'bad' \
+         BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .execute(store.pool())
+    .await
+    .expect("trigger");
+    let (j, _a) = job_of("n2", 10, vec![alert("bad")]);
+    let committed = store.commit_batch(&[j], true).await;
+    assert!(!committed.unflushed && committed.one_by_one.is_some());
+    assert_eq!(synchronous_level(&store).await, 2, "FULL after a fallback");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn notifications_are_answered_after_the_wal_flush_and_a_lost_wal_fails_them_until_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = sqlite_store(dir.path(), "dw.db").await;
+    let opts = PlaceOptions {
+        max_attempts: 3,
+        reopen_window: Duration::from_secs(1),
+        notifiers: &[],
+    };
+    let record = |sha: &str| NotificationRecord {
+        body_sha256: sha.into(),
+        receiver: String::new(),
+        status: "firing".into(),
+        group_key: String::new(),
+        alert_count: 1,
+        body: "{}".into(),
+    };
+    store
+        .ingest_notification(record("n1"), vec![alert("a")], &opts)
+        .await
+        .expect("stored and flushed");
+    assert!(store.flush_wal().await.is_ok());
+    // The WAL deleted under the running server: SQLite writes on into the unlinked file, so
+    // nothing committed from now on would survive a restart.
+    let wal = crate::store::wal_sync::wal_file(&dir.path().join("dw.db"));
+    std::fs::remove_file(&wal).expect("remove the WAL");
+    let err = store
+        .ingest_notification(record("n2"), vec![alert("b")], &opts)
+        .await
+        .expect_err("not acknowledged");
+    assert!(err.is_transient(), "a 503, so Alertmanager retries: {err}");
+    assert!(err.to_string().contains("restart deploywatch"), "{err}");
+    // Lost until restart: later notifications and readiness say so too.
+    let again = store
+        .ingest_notification(record("n3"), vec![alert("c")], &opts)
+        .await
+        .expect_err("still refused");
+    assert!(again.to_string().contains("-wal"), "{again}");
+    assert!(store.write_problem().await.is_some());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_postgres_batch_larger_than_one_tls_record_is_stored_whole_by_the_set_path() {
+    let admin = std::env::var("DEPLOYWATCH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let (store, name) = super::equivalence::pg_store(&admin).await;
+    // 150 notifications of 600-byte bodies, two episodes each: every row set is several times
+    // `ingest_batch::PG_CHUNK`, so each statement runs in chunks.
+    let (jobs, _answers): (Vec<Job>, Vec<Answer>) = (0..150)
+        .map(|i| {
+            job_of(
+                &format!("big{i}"),
+                600,
+                vec![
+                    episode_alert(&format!("e{i}a"), true),
+                    episode_alert(&format!("e{i}b"), true),
+                ],
+            )
+        })
+        .unzip();
+    let committed = store.commit_batch(&jobs, false).await;
+    assert_eq!(committed.one_by_one, None, "the set path stored it");
+    assert!(committed.answers.iter().all(Result::is_ok));
+    let count = |sql: &'static str| {
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .expect("count")
+        }
+    };
+    assert_eq!(count("SELECT COUNT(*) FROM notifications").await, 150);
+    assert_eq!(count("SELECT COUNT(*) FROM alerts").await, 300);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM tasks WHERE state = 'queued'").await,
+        300
+    );
+    store.close().await;
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(&admin).await.expect("admin");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+        .execute(&mut c)
+        .await
+        .expect("drop");
 }
