@@ -356,37 +356,48 @@ impl Store {
         defer_flush: bool,
     ) -> Result<(Answers, Option<&'static str>, bool), StoreError> {
         let notices: Vec<Notice<'_>> = jobs.iter().map(Job::notice).collect();
-        let why = if defer_flush && self.wal.can_defer() {
+        let deferred = if defer_flush && self.wal.can_defer() {
             use sqlx::Connection;
             let mut conn = self.pool.acquire().await?;
-            // Held by this writer until the release hook sets the connection back to FULL.
-            self.wal.relaxed.store(true, Ordering::Release);
-            let mut tx = conn.begin_with("PRAGMA synchronous=NORMAL; BEGIN").await?;
-            match self.ingest_set(&mut tx, &notices).await {
-                Ok(reports) => {
-                    tx.commit().await?;
-                    return Ok((reports.into_iter().map(Ok).collect(), None, true));
+            // Asked again now that the connection is this writer's: it may be a new one.
+            if self.wal.can_defer() {
+                // Held by this writer until the release hook sets the connection back to FULL.
+                self.wal.relaxed.store(true, Ordering::Release);
+                let mut tx = conn.begin_with("PRAGMA synchronous=NORMAL; BEGIN").await?;
+                match self.ingest_set(&mut tx, &notices).await {
+                    Ok(reports) => {
+                        tx.commit().await?;
+                        return Ok((reports.into_iter().map(Ok).collect(), None, true));
+                    }
+                    Err(SetError::Store(e)) if e.is_transient() => return Err(e),
+                    Err(why) => {
+                        tx.rollback().await?;
+                        Some(why)
+                    }
                 }
-                Err(SetError::Store(e)) if e.is_transient() => return Err(e),
-                Err(why) => {
-                    tx.rollback().await?;
-                    why
-                }
+            } else {
+                None
             }
         } else {
-            let mut tx = self.pool.begin().await?;
-            if self.backend == Backend::Postgres {
-                lock_keys(&mut tx, jobs).await?;
-            }
-            match self.ingest_set(&mut tx, &notices).await {
-                Ok(reports) => {
-                    tx.commit().await?;
-                    return Ok((reports.into_iter().map(Ok).collect(), None, false));
+            None
+        };
+        let why = match deferred {
+            Some(why) => why,
+            None => {
+                let mut tx = self.pool.begin().await?;
+                if self.backend == Backend::Postgres {
+                    lock_keys(&mut tx, jobs).await?;
                 }
-                Err(SetError::Store(e)) if e.is_transient() => return Err(e),
-                Err(why) => {
-                    tx.rollback().await?;
-                    why
+                match self.ingest_set(&mut tx, &notices).await {
+                    Ok(reports) => {
+                        tx.commit().await?;
+                        return Ok((reports.into_iter().map(Ok).collect(), None, false));
+                    }
+                    Err(SetError::Store(e)) if e.is_transient() => return Err(e),
+                    Err(why) => {
+                        tx.rollback().await?;
+                        why
+                    }
                 }
             }
         };
@@ -538,27 +549,18 @@ async fn write(store: Store, shared: Arc<Shared>, flusher: Option<Flusher>) {
             && let Some(f) = &flusher
         {
             if let Err(mpsc::error::SendError(u)) = f.send(Unflushed { jobs, committed }) {
-                // The flusher is gone: nothing can say the batch is on disk.
+                // The flusher is gone (it panicked): nothing will say this batch or a later one is
+                // on disk, and readiness must say so.
+                let e = store
+                    .lose_wal("the flushing task stopped")
+                    .err()
+                    .unwrap_or_else(stopped);
                 let n = u.jobs.len();
-                answer(&shared, u.jobs, vec![Err(stopped()); n], None);
+                answer(&shared, u.jobs, vec![Err(e); n], None);
             }
             continue;
         }
         answer(&shared, jobs, committed.answers, committed.one_by_one);
-    }
-}
-
-/// Tells the observer what a batch stored, then answers each caller.
-fn answer(shared: &Shared, jobs: Vec<Job>, answers: Answers, one_by_one: Option<&'static str>) {
-    let stored = answers.iter().filter(|a| a.is_ok()).count();
-    if stored > 0
-        && let Some(f) = shared.observer.get()
-    {
-        f(BatchCommitted { stored, one_by_one });
-    }
-    for (job, answer) in jobs.into_iter().zip(answers) {
-        // A caller that stopped waiting is not there to answer.
-        let _ = job.reply.send(answer);
     }
 }
 
@@ -579,7 +581,7 @@ async fn supervise(store: Store, shared: Arc<Shared>, flusher: Option<Flusher>) 
 
 mod flush;
 
-use flush::{Flusher, Unflushed};
+use flush::{Flusher, Unflushed, answer};
 
 #[cfg(test)]
 mod tests;

@@ -87,8 +87,24 @@ pub(super) fn build(
                     let mode: String = sqlx::query_scalar("PRAGMA journal_mode=WAL")
                         .fetch_one(&mut *conn)
                         .await?;
-                    wal.wal_mode
-                        .store(mode.eq_ignore_ascii_case("wal"), Ordering::Release);
+                    let in_wal = mode.eq_ignore_ascii_case("wal");
+                    wal.wal_mode.store(in_wal, Ordering::Release);
+                    // The file SQLite opened (percent-decoding and symlinks resolved), not the
+                    // URL's spelling of it; empty for an in-memory database.
+                    let file: Option<String> = if in_wal {
+                        sqlx::query_scalar(
+                            "SELECT file FROM pragma_database_list WHERE name = 'main'",
+                        )
+                        .fetch_optional(&mut *conn)
+                        .await?
+                    } else {
+                        None
+                    };
+                    wal.hold(
+                        file.as_deref()
+                            .filter(|f| !f.is_empty())
+                            .map(std::path::Path::new),
+                    );
                     conn.execute("PRAGMA synchronous=FULL").await?;
                     conn.execute("PRAGMA busy_timeout=5000").await?;
                     conn.execute("PRAGMA foreign_keys=ON").await?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::{Committed, Job, Shared, answer};
+use super::{Answers, BatchCommitted, Committed, Job, Shared};
 use crate::store::Store;
 
 /// A batch committed but not yet flushed, with the callers it answers once it is.
@@ -37,5 +37,24 @@ pub(super) async fn run(
             };
             answer(&shared, u.jobs, answers, u.committed.one_by_one);
         }
+    }
+}
+
+/// Tells the observer what a batch stored, then answers each caller.
+pub(super) fn answer(
+    shared: &Shared,
+    jobs: Vec<Job>,
+    answers: Answers,
+    one_by_one: Option<&'static str>,
+) {
+    let stored = answers.iter().filter(|a| a.is_ok()).count();
+    if stored > 0
+        && let Some(f) = shared.observer.get()
+    {
+        f(BatchCommitted { stored, one_by_one });
+    }
+    for (job, answer) in jobs.into_iter().zip(answers) {
+        // A caller that stopped waiting is not there to answer.
+        let _ = job.reply.send(answer);
     }
 }
