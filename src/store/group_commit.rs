@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use sqlx::{Any, Transaction};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -258,7 +257,7 @@ impl Store {
             let flusher =
                 (self.sqlite_path.is_some() && self.backend == Backend::Sqlite).then(|| {
                     let (tx, rx) = mpsc::unbounded_channel();
-                    tokio::spawn(flush::run(self.detached(), g.shared.clone(), rx));
+                    tokio::spawn(flush(self.detached(), g.shared.clone(), rx));
                     tx
                 });
             for _ in 0..g.writers {
@@ -386,7 +385,7 @@ impl Store {
             None => {
                 let mut tx = self.pool.begin().await?;
                 if self.backend == Backend::Postgres {
-                    lock_keys(&mut tx, jobs).await?;
+                    locks::lock_keys(&mut tx, &job_keys(jobs)).await?;
                 }
                 match self.ingest_set(&mut tx, &notices).await {
                     Ok(reports) => {
@@ -419,7 +418,7 @@ impl Store {
     ) -> Result<Vec<Result<IngestReport, StoreError>>, StoreError> {
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
-            lock_keys(&mut tx, jobs).await?;
+            locks::lock_keys(&mut tx, &job_keys(jobs)).await?;
         }
         // A lone notification needs no savepoint: its refusal rolls back the transaction.
         let lone = jobs.len() == 1;
@@ -460,82 +459,6 @@ async fn run(tx: &mut Transaction<'static, Any>, sql: &'static str) -> Result<()
     Ok(())
 }
 
-/// The advisory-lock key of a receipt (body hash) or an episode (fingerprint): stable across
-/// versions and replicas (SHA-256, not a std hasher). Pure.
-fn lock_key(s: &str) -> i64 {
-    let h = Sha256::new()
-        .chain_update(b"deploywatch-ingest\0")
-        .chain_update(s.as_bytes())
-        .finalize();
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&h[..8]);
-    i64::from_be_bytes(b)
-}
-
-/// Every key a batch writes under, sorted and without repeats: its receipts and its episodes.
-/// Pure.
-fn batch_keys<'a>(
-    jobs: impl Iterator<Item = (&'a NotificationRecord, &'a [AlertRecord])>,
-) -> Vec<i64> {
-    let mut keys: Vec<i64> = jobs
-        .flat_map(|(n, alerts)| {
-            std::iter::once(n.body_sha256.as_str())
-                .chain(alerts.iter().map(|a| a.fingerprint.as_str()))
-        })
-        .map(lock_key)
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    keys
-}
-
-/// PostgreSQL: takes the batch's advisory locks (held until COMMIT or ROLLBACK) in key order, in
-/// one statement, before any row is touched. Every row a notification writes hangs off a receipt or
-/// an episode (task keys carry the episode's fingerprint), so two batches that share one wait at
-/// this statement for each other, in one global order, and cannot deadlock on the rows.
-async fn lock_keys(tx: &mut Transaction<'static, Any>, jobs: &[Job]) -> Result<(), StoreError> {
-    let keys = batch_keys(jobs.iter().map(|j| (&j.n, j.alerts.as_slice())));
-    // In the same round trip: only nested-loop joins for the rest of this transaction. Every
-    // ingest statement joins a small JSON set to a table by a key, one index probe per element;
-    // but the planner guesses 100 rows for the set and, on a young table autovacuum has not
-    // analyzed yet, half the table per key, so it hashed or merged whole tables (measured: 22,000
-    // tasks read per batch, 13 ms, where the probes take 0.1 ms). Turning off only sequential
-    // scans was worse: it merge-joined over whole indexes.
-    // Each list under one TLS record (`ingest_batch::PG_CHUNK`), in key order: the locks are still
-    // taken in one global order.
-    for list in key_lists(&keys) {
-        sqlx::query(
-            "SELECT set_config('enable_hashjoin', 'off', true) AS h, set_config('enable_mergejoin', 'off', true) AS m, \
-             COUNT(pg_advisory_xact_lock(k)) AS n FROM \
-             (SELECT CAST(t AS BIGINT) AS k FROM unnest(string_to_array($1, ',')) AS t ORDER BY k OFFSET 0) AS s",
-        )
-        .bind(list)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-/// Sorted keys as comma-separated lists of at most `ingest_batch::PG_CHUNK` bytes, in order. Pure.
-fn key_lists(keys: &[i64]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for k in keys {
-        let k = k.to_string();
-        if !cur.is_empty() && cur.len() + k.len() + 1 > super::ingest_batch::PG_CHUNK {
-            out.push(std::mem::take(&mut cur));
-        }
-        if !cur.is_empty() {
-            cur.push(',');
-        }
-        cur.push_str(&k);
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
 /// A batch writer: takes a batch, commits it, tells the observer, answers each caller (SQLite in
 /// WAL mode: hands the batch to the flusher, which answers after the WAL is on disk).
 async fn write(store: Store, shared: Arc<Shared>, flusher: Option<Flusher>) {
@@ -564,6 +487,48 @@ async fn write(store: Store, shared: Arc<Shared>, flusher: Option<Flusher>) {
     }
 }
 
+/// A batch committed but not yet flushed, with the callers it answers once it is.
+struct Unflushed {
+    jobs: Vec<Job>,
+    committed: Committed,
+}
+
+/// Where a writer hands its unflushed batches.
+type Flusher = mpsc::UnboundedSender<Unflushed>;
+
+/// SQLite: flushes the WAL for every batch committed since the last flush, then answers them
+/// (`wal_sync.rs`). Ends when the writers are gone.
+async fn flush(store: Store, shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Unflushed>) {
+    while let Some(first) = rx.recv().await {
+        let mut due = vec![first];
+        while let Ok(u) = rx.try_recv() {
+            due.push(u);
+        }
+        let r = store.note_write(store.flush_wal().await.and_then(|()| store.check_file()));
+        for u in due {
+            let answers = match &r {
+                Ok(()) => u.committed.answers,
+                Err(e) => vec![Err(e.clone()); u.jobs.len()],
+            };
+            answer(&shared, u.jobs, answers, u.committed.one_by_one);
+        }
+    }
+}
+
+/// Tells the observer what a batch stored, then answers each caller.
+fn answer(shared: &Shared, jobs: Vec<Job>, answers: Answers, one_by_one: Option<&'static str>) {
+    let stored = answers.iter().filter(|a| a.is_ok()).count();
+    if stored > 0
+        && let Some(f) = shared.observer.get()
+    {
+        f(BatchCommitted { stored, one_by_one });
+    }
+    for (job, answer) in jobs.into_iter().zip(answers) {
+        // A caller that stopped waiting is not there to answer.
+        let _ = job.reply.send(answer);
+    }
+}
+
 /// Keeps a writer running: a panic answers its batch's callers with an error (their replies are
 /// dropped) and starts the writer again on the same queue; it ends when the queue is gone.
 async fn supervise(store: Store, shared: Arc<Shared>, flusher: Option<Flusher>) {
@@ -579,9 +544,12 @@ async fn supervise(store: Store, shared: Arc<Shared>, flusher: Option<Flusher>) 
     }
 }
 
-mod flush;
+mod locks;
 
-use flush::{Flusher, Unflushed, answer};
+/// Every advisory-lock key of a batch's notifications, sorted, once each.
+fn job_keys(jobs: &[Job]) -> Vec<i64> {
+    locks::batch_keys(jobs.iter().map(|j| (&j.n, j.alerts.as_slice())))
+}
 
 #[cfg(test)]
 mod tests;

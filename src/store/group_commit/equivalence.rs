@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::{Connection, Row};
 
-use super::tests::{Answer, job_of, sqlite_store};
+use super::tests::{Answer, episode_alert, job_of, sqlite_store};
 use super::*;
 use crate::tasks::{Kind, NewTask};
 
@@ -214,7 +214,9 @@ async fn run(seed: u64, rounds: usize, set: &Store, one: &Store) -> String {
         let (b, _rb) = jobs(&batch);
         let mut tx = set.pool.begin().await.expect("begin");
         if set.backend == Backend::Postgres {
-            lock_keys(&mut tx, &a).await.expect("locks");
+            super::locks::lock_keys(&mut tx, &job_keys(&a))
+                .await
+                .expect("locks");
         }
         let notices: Vec<Notice<'_>> = a.iter().map(Job::notice).collect();
         let got = match set.ingest_set(&mut tx, &notices).await {
@@ -288,7 +290,7 @@ async fn the_set_path_stores_what_one_by_one_stores_on_sqlite() {
 
 /// A fresh PostgreSQL database on the test server (`DEPLOYWATCH_TEST_PG_URL`, as the integration
 /// tests use), dropped after.
-pub(super) async fn pg_store(admin: &str) -> (Store, String) {
+async fn pg_store(admin: &str) -> (Store, String) {
     let name = format!("dw_{}", uuid::Uuid::new_v4().simple());
     let mut c = sqlx::PgConnection::connect(admin)
         .await
@@ -326,4 +328,50 @@ async fn the_set_path_stores_what_one_by_one_stores_on_postgres() {
         }
     }
     assert_reached(&history);
+}
+
+#[tokio::test]
+async fn a_postgres_batch_larger_than_one_tls_record_is_stored_whole_by_the_set_path() {
+    let admin = std::env::var("DEPLOYWATCH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let (store, name) = pg_store(&admin).await;
+    // 150 notifications of 600-byte bodies, two episodes each: every row set is several times
+    // `ingest_batch::PG_CHUNK`, so each statement runs in chunks.
+    let (jobs, _answers): (Vec<Job>, Vec<Answer>) = (0..150)
+        .map(|i| {
+            job_of(
+                &format!("big{i}"),
+                600,
+                vec![
+                    episode_alert(&format!("e{i}a"), true),
+                    episode_alert(&format!("e{i}b"), true),
+                ],
+            )
+        })
+        .unzip();
+    let committed = store.commit_batch(&jobs, false).await;
+    assert_eq!(committed.one_by_one, None, "the set path stored it");
+    assert!(committed.answers.iter().all(Result::is_ok));
+    let count = |sql: &'static str| {
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .expect("count")
+        }
+    };
+    assert_eq!(count("SELECT COUNT(*) FROM notifications").await, 150);
+    assert_eq!(count("SELECT COUNT(*) FROM alerts").await, 300);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM tasks WHERE state = 'queued'").await,
+        300
+    );
+    store.close().await;
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(&admin).await.expect("admin");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+        .execute(&mut c)
+        .await
+        .expect("drop");
 }

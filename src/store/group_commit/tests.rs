@@ -1,3 +1,4 @@
+use super::locks::{batch_keys, key_lists, lock_key};
 use super::*;
 
 fn load(notifications: usize, bytes: usize, alerts: usize) -> Load {
@@ -171,7 +172,7 @@ async fn a_refused_notification_rolls_back_alone_inside_its_batch() {
 }
 
 /// A fix task for episode `fp`, and its alert firing or resolved.
-fn episode_alert(fp: &str, firing: bool) -> AlertRecord {
+pub(super) fn episode_alert(fp: &str, firing: bool) -> AlertRecord {
     let fix = crate::tasks::NewTask {
         kind: crate::tasks::Kind::Fix,
         title: format!("FIX {fp}"),
@@ -259,7 +260,7 @@ async fn a_claim_between_the_batch_read_and_its_write_is_re_decided_one_by_one()
 fn lock_key_lists_stay_under_one_tls_record_and_keep_the_global_order() {
     for n in [0usize, 1, 10, 700, 5000] {
         let keys: Vec<i64> = (0..n as i64).map(|i| i * 7_919_000_000_000 - 1).collect();
-        let lists = super::key_lists(&keys);
+        let lists = key_lists(&keys);
         assert!(
             lists
                 .iter()
@@ -347,50 +348,4 @@ async fn notifications_are_answered_after_the_wal_flush_and_a_lost_wal_fails_the
     assert!(again.to_string().contains("-wal"), "{again}");
     assert!(store.write_problem().await.is_some());
     store.close().await;
-}
-
-#[tokio::test]
-async fn a_postgres_batch_larger_than_one_tls_record_is_stored_whole_by_the_set_path() {
-    let admin = std::env::var("DEPLOYWATCH_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let (store, name) = super::equivalence::pg_store(&admin).await;
-    // 150 notifications of 600-byte bodies, two episodes each: every row set is several times
-    // `ingest_batch::PG_CHUNK`, so each statement runs in chunks.
-    let (jobs, _answers): (Vec<Job>, Vec<Answer>) = (0..150)
-        .map(|i| {
-            job_of(
-                &format!("big{i}"),
-                600,
-                vec![
-                    episode_alert(&format!("e{i}a"), true),
-                    episode_alert(&format!("e{i}b"), true),
-                ],
-            )
-        })
-        .unzip();
-    let committed = store.commit_batch(&jobs, false).await;
-    assert_eq!(committed.one_by_one, None, "the set path stored it");
-    assert!(committed.answers.iter().all(Result::is_ok));
-    let count = |sql: &'static str| {
-        let pool = store.pool().clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(&pool)
-                .await
-                .expect("count")
-        }
-    };
-    assert_eq!(count("SELECT COUNT(*) FROM notifications").await, 150);
-    assert_eq!(count("SELECT COUNT(*) FROM alerts").await, 300);
-    assert_eq!(
-        count("SELECT COUNT(*) FROM tasks WHERE state = 'queued'").await,
-        300
-    );
-    store.close().await;
-    use sqlx::Connection;
-    let mut c = sqlx::PgConnection::connect(&admin).await.expect("admin");
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
-        .execute(&mut c)
-        .await
-        .expect("drop");
 }
