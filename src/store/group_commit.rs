@@ -362,43 +362,30 @@ impl Store {
             if self.wal.can_defer() {
                 // Held by this writer until the release hook sets the connection back to FULL.
                 self.wal.relaxed.store(true, Ordering::Release);
-                let mut tx = conn.begin_with("PRAGMA synchronous=NORMAL; BEGIN").await?;
-                match self.ingest_set(&mut tx, &notices).await {
-                    Ok(reports) => {
-                        tx.commit().await?;
-                        return Ok((reports.into_iter().map(Ok).collect(), None, true));
-                    }
-                    Err(SetError::Store(e)) if e.is_transient() => return Err(e),
-                    Err(why) => {
-                        tx.rollback().await?;
-                        Some(why)
-                    }
-                }
+                let tx = conn.begin_with("PRAGMA synchronous=NORMAL; BEGIN").await?;
+                Some(self.set_then_commit(tx, &notices).await?)
             } else {
                 None
             }
         } else {
             None
         };
-        let why = match deferred {
-            Some(why) => why,
+        let set = match deferred {
+            Some(set) => set.map(|reports| (reports, true)),
             None => {
                 let mut tx = self.pool.begin().await?;
                 if self.backend == Backend::Postgres {
                     locks::lock_keys(&mut tx, &job_keys(jobs)).await?;
                 }
-                match self.ingest_set(&mut tx, &notices).await {
-                    Ok(reports) => {
-                        tx.commit().await?;
-                        return Ok((reports.into_iter().map(Ok).collect(), None, false));
-                    }
-                    Err(SetError::Store(e)) if e.is_transient() => return Err(e),
-                    Err(why) => {
-                        tx.rollback().await?;
-                        why
-                    }
-                }
+                let set = self.set_then_commit(tx, &notices).await?;
+                set.map(|reports| (reports, false))
             }
+        };
+        let why = match set {
+            Ok((reports, unflushed)) => {
+                return Ok((reports.into_iter().map(Ok).collect(), None, unflushed));
+            }
+            Err(why) => why,
         };
         // One by one at FULL: rare (a write missed its row, or some input was refused).
         tracing::debug!(reason = %why, notifications = jobs.len(), "group commit runs one by one");
@@ -408,6 +395,26 @@ impl Store {
         };
         let answers = self.batch_tx_one_by_one(jobs).await?;
         Ok((answers, Some(how), false))
+    }
+
+    /// The set path inside `tx`: committed (`Ok(Ok)`), given back for the one-by-one path and
+    /// rolled back (`Ok(Err)`), or failed for the store's sake (`Err`, the transaction dropped).
+    async fn set_then_commit(
+        &self,
+        mut tx: Transaction<'_, Any>,
+        notices: &[Notice<'_>],
+    ) -> Result<Result<Vec<IngestReport>, SetError>, StoreError> {
+        match self.ingest_set(&mut tx, notices).await {
+            Ok(reports) => {
+                tx.commit().await?;
+                Ok(Ok(reports))
+            }
+            Err(SetError::Store(e)) if e.is_transient() => Err(e),
+            Err(why) => {
+                tx.rollback().await?;
+                Ok(Err(why))
+            }
+        }
     }
 
     /// The batch's transaction, one notification at a time, each in its own savepoint: an error

@@ -157,6 +157,25 @@ async fn write_all<T: Serialize>(
     }
 }
 
+/// The rows `sql` reads for `items`, its list parameter in chunks ([`json_chunks`]), in order.
+async fn fetch_in_chunks(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    sql: &str,
+    items: &[String],
+) -> Result<Vec<sqlx::any::AnyRow>, SetError> {
+    let mut found = Vec::new();
+    for list in json_chunks(backend, items)? {
+        found.extend(
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+                .bind(list)
+                .fetch_all(&mut **tx)
+                .await?,
+        );
+    }
+    Ok(found)
+}
+
 impl Store {
     /// Stores the batch inside `tx` (which the caller commits) and returns each notification's
     /// report, in order. `SetError::Miss` or a refusal: the caller rolls back and runs the batch
@@ -315,15 +334,7 @@ impl Store {
             "SELECT fingerprint, status, starts_at, resolved_at FROM alerts WHERE fingerprint IN ({}){lock}",
             list(self.backend)
         );
-        let mut found = Vec::new();
-        for list in json_chunks(self.backend, fps)? {
-            found.extend(
-                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(list)
-                    .fetch_all(&mut **tx)
-                    .await?,
-            );
-        }
+        let found = fetch_in_chunks(tx, self.backend, &sql, fps).await?;
         for r in &found {
             out.insert(
                 r.try_get("fingerprint")?,
@@ -355,15 +366,7 @@ impl Store {
             list(self.backend)
         );
         // A key's tasks come whole from one chunk: chunks split the key list, not a key.
-        let mut found = Vec::new();
-        for list in json_chunks(self.backend, keys)? {
-            found.extend(
-                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(list)
-                    .fetch_all(&mut **tx)
-                    .await?,
-            );
-        }
+        let found = fetch_in_chunks(tx, self.backend, &sql, keys).await?;
         for r in &found {
             out.entry(r.try_get("dedup_key")?)
                 .or_default()
