@@ -192,9 +192,8 @@ async fn run_phases(
             .1
             .peer_certificates()
             .and_then(|c| c.first())
-            && let Ok((_, parsed)) = x509_parser::parse_x509_certificate(der.as_ref())
         {
-            *cert_out = DateTime::from_timestamp(parsed.validity().not_after.timestamp(), 0);
+            *cert_out = super::certificate::not_after(der.as_ref());
         }
         exchange(TokioIo::new(stream), req, phases).await?
     } else {

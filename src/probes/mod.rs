@@ -5,6 +5,7 @@
 //! delays another, and `/metrics` reads the snapshot only. Failure/success thresholds work like
 //! App Platform's own, so one blip does not flap.
 
+pub mod certificate;
 pub mod http;
 pub mod safety;
 

@@ -18,9 +18,10 @@ use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, IdGenerator, RandomIdGenerator, SdkTracerProvider,
 };
 use sha2::{Digest, Sha256};
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::LogFormat;
 
@@ -187,11 +188,11 @@ fn build_provider(environment: &str) -> Result<SdkTracerProvider, String> {
 
 /// Installs the global subscriber (once per process) and, when configured, the OTLP pipeline.
 pub fn init(format: LogFormat, environment: &str) -> Result<TelemetryGuard, String> {
-    let filter = || {
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn,hyper=warn,reqwest=warn")
-        })
-    };
+    let (targets, warning) = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    if let Some(w) = warning {
+        eprintln!("deploywatch: {w}");
+    }
+    let filter = || targets.clone();
     let fmt_layer = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -219,6 +220,31 @@ pub fn init(format: LogFormat, environment: &str) -> Result<TelemetryGuard, Stri
     Ok(TelemetryGuard { provider })
 }
 
+/// Where logging starts when `RUST_LOG` is unset or unreadable: deploywatch at info, the
+/// libraries' chatter at warn.
+const DEFAULT_LOG: &str = "info,sqlx=warn,h2=warn,tower=warn,hyper=warn,reqwest=warn";
+
+/// The log filter for a `RUST_LOG` value, and what to tell the operator when the value cannot be
+/// used. `RUST_LOG` is read as comma-separated `target=level` directives and bare levels (the
+/// form most values take); span and field filters are not read, a regex engine for them cost the
+/// release build about 28 s. Pure.
+fn log_filter(var: Option<&str>) -> (Targets, Option<String>) {
+    let default = || DEFAULT_LOG.parse::<Targets>().unwrap_or_default();
+    match var.map(str::trim).filter(|v| !v.is_empty()) {
+        None => (default(), None),
+        Some(v) => match v.parse::<Targets>() {
+            Ok(t) => (t, None),
+            Err(e) => (
+                default(),
+                Some(format!(
+                    "RUST_LOG={v:?} cannot be read ({e}); logging with {DEFAULT_LOG:?}. Write \
+                     comma-separated target=level directives, e.g. \"info,deploywatch::webhook=debug\""
+                )),
+            ),
+        },
+    }
+}
+
 /// The tracer for deploywatch's own spans (deployment traces, probe spans).
 pub fn tracer() -> global::BoxedTracer {
     global::tracer("deploywatch")
@@ -227,6 +253,69 @@ pub fn tracer() -> global::BoxedTracer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rust_log_is_read_or_refused_with_a_warning() {
+        use tracing::Level;
+        // (RUST_LOG, target, level, enabled, warns)
+        let table: &[(Option<&str>, &str, Level, bool, bool)] = &[
+            (None, "deploywatch::webhook", Level::INFO, true, false),
+            (None, "deploywatch::webhook", Level::DEBUG, false, false),
+            (None, "sqlx::query", Level::INFO, false, false),
+            (None, "sqlx::query", Level::WARN, true, false),
+            (Some(""), "deploywatch", Level::INFO, true, false),
+            (Some("warn"), "deploywatch", Level::INFO, false, false),
+            (Some("WARN"), "deploywatch", Level::WARN, true, false),
+            (
+                Some("info,deploywatch::webhook=debug"),
+                "deploywatch::webhook",
+                Level::DEBUG,
+                true,
+                false,
+            ),
+            (
+                Some("info,deploywatch::webhook=debug"),
+                "deploywatch::store",
+                Level::DEBUG,
+                false,
+                false,
+            ),
+            (
+                Some("deploywatch=trace"),
+                "hyper",
+                Level::ERROR,
+                false,
+                false,
+            ),
+            (Some("off"), "deploywatch", Level::ERROR, false, false),
+            (
+                Some("deploywatch=loud"),
+                "deploywatch",
+                Level::INFO,
+                true,
+                true,
+            ),
+            (
+                Some("[span{x=1}]=debug"),
+                "deploywatch",
+                Level::INFO,
+                true,
+                true,
+            ),
+        ];
+        for &(var, target, level, enabled, warns) in table {
+            let (t, w) = log_filter(var);
+            assert_eq!(
+                t.would_enable(target, &level),
+                enabled,
+                "{var:?} {target} {level}"
+            );
+            assert_eq!(w.is_some(), warns, "{var:?}: {w:?}");
+            if let Some(w) = w {
+                assert!(w.contains("RUST_LOG=") && w.contains("target=level"), "{w}");
+            }
+        }
+    }
 
     #[test]
     fn deployment_trace_ids_are_stable_and_distinct() {
