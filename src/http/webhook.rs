@@ -125,7 +125,8 @@ fn sanitize(n: &mut Notification) -> Sanitized {
     Sanitized { nul_byte: c }
 }
 
-/// Parses and validates a notification into alert inputs. Pure.
+/// Parses and validates a notification into alert inputs; the notification's alerts move into
+/// the inputs (its `alerts` comes back empty). Pure.
 pub fn parse(body: &[u8]) -> Result<(Notification, Vec<AlertInput>), PayloadError> {
     parse_sanitized(body).map(|(n, i, _)| (n, i))
 }
@@ -152,7 +153,8 @@ pub fn parse_sanitized(
     }
     let sanitized = sanitize(&mut n);
     let mut inputs = Vec::with_capacity(n.alerts.len());
-    for (i, a) in n.alerts.iter().enumerate() {
+    // The alerts move into the inputs (their label maps are most of a notification's allocations).
+    for (i, a) in std::mem::take(&mut n.alerts).into_iter().enumerate() {
         let firing = match a.status.as_str() {
             "firing" => true,
             "resolved" => false,
@@ -162,7 +164,7 @@ pub fn parse_sanitized(
                 )));
             }
         };
-        let Some(alertname) = a.labels.get("alertname").filter(|s| !s.is_empty()) else {
+        let Some(alertname) = a.labels.get("alertname").filter(|s| !s.is_empty()).cloned() else {
             return Err(PayloadError::Shape(format!(
                 "alerts[{i}] has no alertname label"
             )));
@@ -174,14 +176,14 @@ pub fn parse_sanitized(
         // may be missing, huge or differ between versions.
         let fingerprint = label_fingerprint(&a.labels);
         inputs.push(AlertInput {
-            alertname: alertname.clone(),
+            alertname,
             firing,
-            labels: a.labels.clone(),
-            annotations: a.annotations.clone(),
+            labels: a.labels,
+            annotations: a.annotations,
             starts_at: a.starts_at,
             ends_at,
             fingerprint,
-            generator_url: a.generator_url.clone(),
+            generator_url: a.generator_url,
         });
     }
     Ok((n, inputs, sanitized))
@@ -213,6 +215,13 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|m| {
             m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
         })
+}
+
+/// The 200 answer's body, serialized straight from the report (no intermediate JSON tree).
+#[derive(serde::Serialize)]
+struct Stored<'a> {
+    report: &'a crate::store::IngestReport,
+    status: &'static str,
 }
 
 /// `POST /webhook/alertmanager`. Authentication ran before the body was read (middleware).
@@ -323,7 +332,7 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
         receiver: n.receiver.clone(),
         status: n.status.clone(),
         group_key: n.group_key.clone(),
-        alert_count: n.alerts.len() as i64,
+        alert_count: inputs.len() as i64,
         body: String::from_utf8_lossy(body).into_owned(),
     };
     let notifiers = app.config.notifier_names();
@@ -359,7 +368,10 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Res
     );
     Ok((
         StatusCode::OK,
-        axum::Json(serde_json::json!({"status": "stored", "report": report})),
+        axum::Json(Stored {
+            report: &report,
+            status: "stored",
+        }),
     )
         .into_response())
 }
