@@ -23,31 +23,24 @@ const GENERALIZED_TIME: u8 = 0x18;
 
 /// The certificate's `notAfter`, from its DER encoding.
 pub fn not_after(der: &[u8]) -> Option<DateTime<Utc>> {
-    let (tag, cert, _) = element(der)?;
-    if tag != SEQUENCE {
-        return None;
-    }
-    let (tag, mut tbs, _) = element(cert)?;
-    if tag != SEQUENCE {
-        return None;
-    }
+    let (cert, _) = expect(der, SEQUENCE)?;
+    let (mut tbs, _) = expect(cert, SEQUENCE)?;
     if tbs.first() == Some(&VERSION) {
         tbs = element(tbs)?.2;
     }
     for want in [INTEGER, SEQUENCE, SEQUENCE] {
-        let (tag, _, rest) = element(tbs)?;
-        if tag != want {
-            return None;
-        }
-        tbs = rest;
+        tbs = expect(tbs, want)?.1;
     }
-    let (tag, validity, _) = element(tbs)?;
-    if tag != SEQUENCE {
-        return None;
-    }
+    let (validity, _) = expect(tbs, SEQUENCE)?;
     let (_, _, rest) = element(validity)?;
     let (tag, time, _) = element(rest)?;
     parse_time(tag, time)
+}
+
+/// The element at the start of `input` when its tag is `want`: its contents and what follows it.
+fn expect(input: &[u8], want: u8) -> Option<(&[u8], &[u8])> {
+    let (tag, contents, rest) = element(input)?;
+    (tag == want).then_some((contents, rest))
 }
 
 /// One DER element at the start of `input`: its tag, its contents and what follows it.
