@@ -54,22 +54,24 @@ impl WalSync {
     /// in WAL mode and its WAL file is held. Read after acquiring it (a new connection may have
     /// come back in another mode).
     pub(super) fn can_defer(&self) -> bool {
-        self.wal_mode.load(Ordering::Acquire) && self.held_file().is_some()
+        self.wal_mode.load(Ordering::Acquire) && self.slot().is_some()
     }
 
     /// For the pool's `after_connect`: holds the WAL file beside `db` (the file SQLite opened),
     /// or nothing when it cannot be opened (then batches commit at FULL).
     pub(super) fn hold(&self, db: Option<&Path>) {
         let f = db.and_then(|db| File::open(wal_file(db)).ok());
-        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = f;
+        *self.slot() = f;
     }
 
+    /// A descriptor of the held WAL for a flush on another thread.
     fn held_file(&self) -> Option<File> {
-        self.held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .and_then(|f| f.try_clone().ok())
+        self.slot().as_ref().and_then(|f| f.try_clone().ok())
+    }
+
+    /// The held WAL; a panic elsewhere while holding the lock leaves the slot itself whole.
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<File>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
