@@ -7,10 +7,13 @@
 //!
 //! The statement count per batch is what this buys: sqlx runs SQLite on its own thread and every
 //! statement is a round trip to it (a network round trip on PostgreSQL); one by one, a 1-alert
-//! notification took about eleven.
+//! notification took about eleven. On SQLite the writes go further: all of a batch's writes travel
+//! as one multi-statement query (one round trip; its text depends only on which sets are empty, a
+//! handful of variants in sqlx's statement cache).
 
 use std::collections::HashMap;
 
+use futures::StreamExt;
 use serde::Serialize;
 use sqlx::{Any, Row, Transaction};
 
@@ -48,7 +51,11 @@ const INT: &str = "BIGINT";
 /// The batch's clock, the second parameter of every write.
 const NOW: &str = "CAST($2 AS BIGINT)";
 
-/// The rows of the JSON array in `$1` as a table `x` with the given columns.
+/// Where a write's set parameter goes: numbered when the batch's writes are put together
+/// ([`Write::numbered`]).
+const SET: &str = "$set";
+
+/// The rows of the JSON array in the set parameter ([`SET`]) as a table `x` with the given columns.
 fn rows(backend: Backend, cols: &[(&str, &str)]) -> String {
     let list = |f: &dyn Fn(&str, &str) -> String| {
         cols.iter()
@@ -60,11 +67,11 @@ fn rows(backend: Backend, cols: &[(&str, &str)]) -> String {
         // jsonb_each: each element comes out as binary JSON, so each column's json_extract reads
         // it directly instead of parsing the element's text once per column.
         Backend::Sqlite => format!(
-            "(SELECT {} FROM jsonb_each($1)) AS x",
+            "(SELECT {} FROM jsonb_each({SET})) AS x",
             list(&|c, _| format!("json_extract(value, '$.{c}') AS {c}"))
         ),
         Backend::Postgres => format!(
-            "json_to_recordset(CAST($1 AS json)) AS x({})",
+            "json_to_recordset(CAST({SET} AS json)) AS x({})",
             list(&|c, t| format!("{c} {t}"))
         ),
     }
@@ -117,44 +124,130 @@ fn encode<T: Serialize + ?Sized>(v: &T) -> Result<String, SetError> {
         .map_err(|e| SetError::Store(StoreError::Query(format!("encoding a batch: {e}"))))
 }
 
-/// Runs `sql` over `set` (skipped when empty), in chunks on PostgreSQL ([`PG_CHUNK`]); the number
-/// of rows it touched.
-async fn write<T: Serialize>(
-    tx: &mut Transaction<'_, Any>,
-    backend: Backend,
-    sql: &str,
-    set: &[T],
-    now: i64,
-) -> Result<u64, SetError> {
-    if set.is_empty() {
-        return Ok(0);
-    }
-    let mut touched = 0;
-    for json in json_chunks(backend, set)? {
-        let r = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-            .bind(json)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        touched += r.rows_affected();
-    }
-    Ok(touched)
+/// One write of a batch: its statement, its set as JSON (in chunks on PostgreSQL,
+/// [`json_chunks`]), and, for a write that must touch every row of its set, what a miss means.
+struct Write {
+    sql: String,
+    chunks: Vec<String>,
+    rows: u64,
+    all: Option<&'static str>,
 }
 
-/// [`write`], where every row of the set must be written.
-async fn write_all<T: Serialize>(
+impl Write {
+    /// `sql` over `set`; `None` when the set is empty (nothing to run).
+    fn new<T: Serialize>(
+        backend: Backend,
+        sql: String,
+        set: &[T],
+        all: Option<&'static str>,
+    ) -> Result<Option<Write>, SetError> {
+        if set.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Write {
+            sql,
+            chunks: json_chunks(backend, set)?,
+            rows: set.len() as u64,
+            all,
+        }))
+    }
+
+    /// The statement with its set as parameter `$n` (the clock is always `$2`).
+    fn numbered(&self, n: usize) -> String {
+        self.sql.replace(SET, &format!("${n}"))
+    }
+
+    /// Whether the rows it touched are what it needed.
+    fn check(&self, touched: u64) -> Result<(), SetError> {
+        match self.all {
+            Some(what) if touched != self.rows => Err(SetError::Miss(what)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Runs the batch's writes in order: on SQLite as one query ([`run_writes_sqlite`]), on
+/// PostgreSQL one statement per write and chunk.
+async fn run_writes(
     tx: &mut Transaction<'_, Any>,
     backend: Backend,
-    sql: &str,
-    set: &[T],
+    writes: &[Write],
     now: i64,
-    what: &'static str,
 ) -> Result<(), SetError> {
-    if write(tx, backend, sql, set, now).await? == set.len() as u64 {
-        Ok(())
-    } else {
-        Err(SetError::Miss(what))
+    if writes.is_empty() {
+        return Ok(());
     }
+    if backend == Backend::Sqlite {
+        return run_writes_sqlite(tx, writes, now).await;
+    }
+    for w in writes {
+        let mut touched = 0;
+        for json in &w.chunks {
+            let r = sqlx::query(sqlx::AssertSqlSafe(w.numbered(1)))
+                .bind(json.as_str())
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            touched += r.rows_affected();
+        }
+        w.check(touched)?;
+    }
+    Ok(())
+}
+
+/// SQLite: every write of the batch in one multi-statement query, one round trip to sqlx's SQLite
+/// thread instead of one per write (measured: 5% more notifications/s at 64 senders), each
+/// statement's own row count coming back with it. The sets are `$1`, `$3`, `$4`… (one chunk each,
+/// [`json_chunks`]) and the clock `$2`. Only sqlx's SQLite driver runs several statements in one
+/// query.
+async fn run_writes_sqlite(
+    tx: &mut Transaction<'_, Any>,
+    writes: &[Write],
+    now: i64,
+) -> Result<(), SetError> {
+    let param = |k: usize| if k == 0 { 1 } else { k + 2 };
+    let sql = writes
+        .iter()
+        .enumerate()
+        .map(|(k, w)| w.numbered(param(k)))
+        .collect::<Vec<_>>()
+        .join(";\n");
+    let set = |k: usize| writes[k].chunks.first().map_or("[]", String::as_str);
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(set(0)).bind(now);
+    for k in 1..writes.len() {
+        q = q.bind(set(k));
+    }
+    // Each statement's row count, in order, up to the first error.
+    let mut touched = Vec::with_capacity(writes.len());
+    let mut failed = None;
+    let mut steps = sqlx::Executor::fetch_many(&mut **tx, q);
+    while let Some(step) = steps.next().await {
+        match step {
+            Ok(sqlx::Either::Left(done)) => touched.push(done.rows_affected()),
+            Ok(sqlx::Either::Right(_)) => {}
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    drop(steps);
+    // A write that missed its rows comes first: run one by one, the batch stopped there, and what
+    // failed after it (a task event for a task not inserted) followed from the miss.
+    for (w, n) in writes.iter().zip(&touched) {
+        w.check(*n)?;
+    }
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    if touched.len() != writes.len() {
+        return Err(SetError::Store(StoreError::Query(format!(
+            "the batch's {} writes reported {} results",
+            writes.len(),
+            touched.len()
+        ))));
+    }
+    Ok(())
 }
 
 /// The rows `sql` reads for `items`, its list parameter in chunks ([`json_chunks`]), in order.
@@ -194,54 +287,87 @@ impl Store {
         let mut new_id = || super::new_row_id();
         let plan = ingest_plan::plan(notices, known, now, &mut new_id);
         let b = self.backend;
-
-        write(
-            tx,
-            b,
-            &format!(
-                "INSERT INTO notifications (id, body_sha256, received_at, last_seen_at, seen_count, receiver, status, group_key, alert_count, body) \
+        let touch = |on: &str| {
+            format!(
+                "UPDATE tasks SET last_seen_at = {NOW}, seen_count = tasks.seen_count + x.n FROM {} WHERE tasks.{on} = x.id",
+                rows(b, &[("id", TEXT), ("n", INT)])
+            )
+        };
+        let writes = [
+            Write::new(
+                b,
+                format!(
+                    "INSERT INTO notifications (id, body_sha256, received_at, last_seen_at, seen_count, receiver, status, group_key, alert_count, body) \
                  SELECT x.id, x.sha, {NOW}, {NOW}, x.n, x.receiver, x.status, x.group_key, x.alert_count, x.body FROM {} WHERE true \
                  ON CONFLICT (body_sha256) DO UPDATE SET last_seen_at = excluded.last_seen_at, seen_count = notifications.seen_count + excluded.seen_count",
-                rows(b, &[("id", TEXT), ("sha", TEXT), ("n", INT), ("receiver", TEXT), ("status", TEXT), ("group_key", TEXT), ("alert_count", INT), ("body", TEXT)])
-            ),
-            &plan.receipts,
-            now,
-        )
-        .await?;
-        write_all(
-            tx,
-            b,
-            &format!(
-                "INSERT INTO alerts (fingerprint, alertname, app, status, starts_at, resolved_at, first_seen_at, last_seen_at, seen_count, labels, annotations) \
+                    rows(
+                        b,
+                        &[
+                            ("id", TEXT),
+                            ("sha", TEXT),
+                            ("n", INT),
+                            ("receiver", TEXT),
+                            ("status", TEXT),
+                            ("group_key", TEXT),
+                            ("alert_count", INT),
+                            ("body", TEXT)
+                        ]
+                    )
+                ),
+                &plan.receipts,
+                None,
+            )?,
+            Write::new(
+                b,
+                format!(
+                    "INSERT INTO alerts (fingerprint, alertname, app, status, starts_at, resolved_at, first_seen_at, last_seen_at, seen_count, labels, annotations) \
                  SELECT x.fp, x.alertname, x.app, x.status, x.starts_at, x.resolved_at, {NOW}, {NOW}, x.n, x.labels, x.annotations FROM {} WHERE true \
                  ON CONFLICT (fingerprint) DO NOTHING",
-                rows(b, &[("fp", TEXT), ("alertname", TEXT), ("app", TEXT), ("status", TEXT), ("starts_at", INT), ("resolved_at", INT), ("n", INT), ("labels", TEXT), ("annotations", TEXT)])
-            ),
-            &plan.episode_inserts,
-            now,
-            "an episode the batch read as new exists",
-        )
-        .await?;
-        write_all(
-            tx,
-            b,
-            &format!(
-                "UPDATE alerts SET status = x.status, starts_at = x.starts_at, resolved_at = x.resolved_at, last_seen_at = {NOW}, \
+                    rows(
+                        b,
+                        &[
+                            ("fp", TEXT),
+                            ("alertname", TEXT),
+                            ("app", TEXT),
+                            ("status", TEXT),
+                            ("starts_at", INT),
+                            ("resolved_at", INT),
+                            ("n", INT),
+                            ("labels", TEXT),
+                            ("annotations", TEXT)
+                        ]
+                    )
+                ),
+                &plan.episode_inserts,
+                Some("an episode the batch read as new exists"),
+            )?,
+            Write::new(
+                b,
+                format!(
+                    "UPDATE alerts SET status = x.status, starts_at = x.starts_at, resolved_at = x.resolved_at, last_seen_at = {NOW}, \
                  seen_count = alerts.seen_count + x.n, labels = COALESCE(x.labels, alerts.labels), \
                  annotations = COALESCE(x.annotations, alerts.annotations) FROM {} WHERE alerts.fingerprint = x.fp",
-                rows(b, &[("fp", TEXT), ("status", TEXT), ("starts_at", INT), ("resolved_at", INT), ("n", INT), ("labels", TEXT), ("annotations", TEXT)])
-            ),
-            &plan.episode_updates,
-            now,
-            "an episode the batch read is gone",
-        )
-        .await?;
-        // Existing tasks first: a task the batch closed frees its open key for a task it made.
-        write_all(
-            tx,
-            b,
-            &format!(
-                "UPDATE tasks SET state = x.state, open_key = CASE WHEN x.is_open = 1 THEN tasks.dedup_key ELSE NULL END, \
+                    rows(
+                        b,
+                        &[
+                            ("fp", TEXT),
+                            ("status", TEXT),
+                            ("starts_at", INT),
+                            ("resolved_at", INT),
+                            ("n", INT),
+                            ("labels", TEXT),
+                            ("annotations", TEXT)
+                        ]
+                    )
+                ),
+                &plan.episode_updates,
+                Some("an episode the batch read is gone"),
+            )?,
+            // Existing tasks first: a task the batch closed frees its open key for a task it made.
+            Write::new(
+                b,
+                format!(
+                    "UPDATE tasks SET state = x.state, open_key = CASE WHEN x.is_open = 1 THEN tasks.dedup_key ELSE NULL END, \
                  closed_reason = x.closed_reason, closed_at = x.closed_at, \
                  alert_resolved_at = CASE WHEN x.ar_set = 1 THEN x.ar ELSE tasks.alert_resolved_at END, \
                  worker = CASE WHEN x.requeued = 1 THEN NULL ELSE tasks.worker END, \
@@ -249,69 +375,90 @@ impl Store {
                  max_attempts = CASE WHEN x.requeued = 1 AND tasks.attempts >= tasks.max_attempts THEN tasks.attempts + 1 ELSE tasks.max_attempts END, \
                  updated_at = {NOW}, last_seen_at = CASE WHEN x.n > 0 THEN {NOW} ELSE tasks.last_seen_at END, \
                  seen_count = tasks.seen_count + x.n FROM {} WHERE tasks.id = x.id AND tasks.state = x.was",
-                rows(b, &[("id", TEXT), ("was", TEXT), ("state", TEXT), ("is_open", INT), ("closed_reason", TEXT), ("closed_at", INT), ("ar_set", INT), ("ar", INT), ("requeued", INT), ("n", INT)])
-            ),
-            &plan.task_updates,
-            now,
-            "a task changed after the batch read it",
-        )
-        .await?;
-        write_all(
-            tx,
-            b,
-            &format!(
-                "INSERT INTO tasks (id, queue, kind, title, priority, state, dedup_key, open_key, app, context, attempts, \
+                    rows(
+                        b,
+                        &[
+                            ("id", TEXT),
+                            ("was", TEXT),
+                            ("state", TEXT),
+                            ("is_open", INT),
+                            ("closed_reason", TEXT),
+                            ("closed_at", INT),
+                            ("ar_set", INT),
+                            ("ar", INT),
+                            ("requeued", INT),
+                            ("n", INT)
+                        ]
+                    )
+                ),
+                &plan.task_updates,
+                Some("a task changed after the batch read it"),
+            )?,
+            Write::new(
+                b,
+                format!(
+                    "INSERT INTO tasks (id, queue, kind, title, priority, state, dedup_key, open_key, app, context, attempts, \
                  max_attempts, created_at, updated_at, last_seen_at, seen_count, alert_resolved_at, closed_reason, closed_at) \
                  SELECT x.id, x.queue, x.kind, x.title, x.priority, x.state, x.dkey, CASE WHEN x.is_open = 1 THEN x.dkey ELSE NULL END, \
                  x.app, x.context, 0, x.max_attempts, {NOW}, {NOW}, {NOW}, x.n, x.ar, x.closed_reason, x.closed_at FROM {} WHERE true \
                  ON CONFLICT (open_key) DO NOTHING",
-                rows(b, &[("id", TEXT), ("queue", TEXT), ("kind", TEXT), ("title", TEXT), ("priority", INT), ("state", TEXT), ("dkey", TEXT), ("is_open", INT), ("app", TEXT), ("context", TEXT), ("max_attempts", INT), ("n", INT), ("ar", INT), ("closed_reason", TEXT), ("closed_at", INT)])
-            ),
-            &plan.task_inserts,
-            now,
-            "a task with the same open key appeared after the batch read its key",
-        )
-        .await?;
-        let touch = |on: &str| {
-            format!(
-                "UPDATE tasks SET last_seen_at = {NOW}, seen_count = tasks.seen_count + x.n FROM {} WHERE tasks.{on} = x.id",
-                rows(b, &[("id", TEXT), ("n", INT)])
-            )
-        };
-        write(tx, b, &touch("id"), &plan.task_touches, now).await?;
-        write(tx, b, &touch("dedup_key"), &plan.key_touches, now).await?;
-        write(
-            tx,
-            b,
-            &format!(
-                "INSERT INTO task_events (task_id, at, event, worker, detail) \
+                    rows(
+                        b,
+                        &[
+                            ("id", TEXT),
+                            ("queue", TEXT),
+                            ("kind", TEXT),
+                            ("title", TEXT),
+                            ("priority", INT),
+                            ("state", TEXT),
+                            ("dkey", TEXT),
+                            ("is_open", INT),
+                            ("app", TEXT),
+                            ("context", TEXT),
+                            ("max_attempts", INT),
+                            ("n", INT),
+                            ("ar", INT),
+                            ("closed_reason", TEXT),
+                            ("closed_at", INT)
+                        ]
+                    )
+                ),
+                &plan.task_inserts,
+                Some("a task with the same open key appeared after the batch read its key"),
+            )?,
+            Write::new(b, touch("id"), &plan.task_touches, None)?,
+            Write::new(b, touch("dedup_key"), &plan.key_touches, None)?,
+            Write::new(
+                b,
+                format!(
+                    "INSERT INTO task_events (task_id, at, event, worker, detail) \
                  SELECT x.task_id, {NOW}, x.event, NULL, x.detail FROM {} ORDER BY x.i",
-                rows(
-                    b,
-                    &[
-                        ("i", INT),
-                        ("task_id", TEXT),
-                        ("event", TEXT),
-                        ("detail", TEXT)
-                    ]
-                )
-            ),
-            &plan.events,
-            now,
-        )
-        .await?;
-        write(
-            tx,
-            b,
-            &format!(
-                "INSERT INTO outbox (id, notifier, payload, created_at, attempts, next_attempt_at) \
+                    rows(
+                        b,
+                        &[
+                            ("i", INT),
+                            ("task_id", TEXT),
+                            ("event", TEXT),
+                            ("detail", TEXT)
+                        ]
+                    )
+                ),
+                &plan.events,
+                None,
+            )?,
+            Write::new(
+                b,
+                format!(
+                    "INSERT INTO outbox (id, notifier, payload, created_at, attempts, next_attempt_at) \
                  SELECT x.id, x.notifier, x.payload, {NOW}, 0, {NOW} FROM {}",
-                rows(b, &[("id", TEXT), ("notifier", TEXT), ("payload", TEXT)])
-            ),
-            &plan.outbox,
-            now,
-        )
-        .await?;
+                    rows(b, &[("id", TEXT), ("notifier", TEXT), ("payload", TEXT)])
+                ),
+                &plan.outbox,
+                None,
+            )?,
+        ];
+        let writes: Vec<Write> = writes.into_iter().flatten().collect();
+        run_writes(tx, b, &writes, now).await?;
         Ok(plan.reports)
     }
 

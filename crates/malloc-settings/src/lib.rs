@@ -6,9 +6,15 @@
 //! buffer's size, so later renders are carved out of an arena and their freed space stays resident
 //! between fragments. Measured with 200 apps (docs/BENCHMARKS.md, "Memory"): 39.7 MiB resident
 //! with the defaults; 30.4 MiB with two arenas, a fixed 64 KiB mapping threshold, a 128 KiB trim
-//! threshold and [`release_free_memory`] after each render. Two arenas, not one: with one, the
-//! request thread and the low-priority render thread took turns on one lock, and two of the eight
-//! `/metrics` latency rows went above twice nginx's.
+//! threshold and [`release_free_memory`] after each render. Four arenas (the main thread's and
+//! one each for the three busy threads: the request thread, the render thread and sqlx's SQLite
+//! thread), not fewer: glibc gives each thread an arena at its first allocation and keeps it, so
+//! threads beyond the limit share one and wait on its lock. With one arena, the request thread and
+//! the render thread took turns on it, and two of the eight `/metrics` latency rows went above
+//! twice nginx's; with two, the request thread and the SQLite thread often shared one under
+//! webhook ingest: about one futex wait per notification on the request thread, and 5% fewer
+//! notifications/s than with four (docs/BENCHMARKS.md, "Webhook ingest", session 12). The 200-app
+//! resident figure did not move (25.4 MiB with two arenas, 25.7 with four).
 //!
 //! The settings are glibc's own `mallopt` parameters; anything the operator set through glibc's
 //! environment (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`,
@@ -33,7 +39,7 @@ pub fn settings(env: impl Fn(&str) -> Option<String>) -> Vec<Setting> {
         |var: &str, tunable: &str| env(var).is_some() || tunables.contains(tunable);
     let mut out = Vec::new();
     if !set_by_operator("MALLOC_ARENA_MAX", "glibc.malloc.arena_max") {
-        out.push(Setting::ArenaMax(2));
+        out.push(Setting::ArenaMax(4));
     }
     if !set_by_operator("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold") {
         out.push(Setting::MmapThreshold(64 << 10));
@@ -91,7 +97,7 @@ mod tests {
     #[test]
     fn the_operators_own_settings_win() {
         let all = vec![
-            Setting::ArenaMax(2),
+            Setting::ArenaMax(4),
             Setting::MmapThreshold(65536),
             Setting::TrimThreshold(131072),
         ];

@@ -256,6 +256,44 @@ async fn a_claim_between_the_batch_read_and_its_write_is_re_decided_one_by_one()
     store.close().await;
 }
 
+#[tokio::test]
+async fn a_write_that_missed_its_rows_is_named_before_what_failed_after_it() {
+    // SQLite runs the batch's writes as one query, each statement after the other. Another
+    // writer opens z's fix between the batch's read and its writes (the trigger, fired by z's
+    // episode insert): the task insert then touches no row, a miss, and the batch's event for the
+    // task it meant to insert breaks the task_events foreign key. The miss is what happened; the
+    // batch runs again one by one and finds z's fix open.
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = sqlite_store(dir.path(), "dw.db").await;
+    sqlx::query(
+        "CREATE TRIGGER other AFTER INSERT ON alerts WHEN NEW.fingerprint = 'z' \
+         BEGIN INSERT INTO tasks (id, queue, kind, title, priority, state, dedup_key, open_key, app, \
+         context, attempts, max_attempts, created_at, updated_at, last_seen_at, seen_count) \
+         VALUES ('other', 'execution', 'fix', 'FIX z', 2, 'queued', 'fix:z', 'fix:z', 'api', '{}', \
+         0, 3, 1, 1, 1, 1); END",
+    )
+    .execute(store.pool())
+    .await
+    .expect("trigger");
+    let (jobs, _answers): (Vec<Job>, Vec<Answer>) = [("n1", vec![episode_alert("z", true)])]
+        .into_iter()
+        .map(|(sha, alerts)| job_of(sha, 10, alerts))
+        .unzip();
+    let committed = store.commit_batch(&jobs, true).await;
+    assert_eq!(committed.one_by_one, Some("changed_meanwhile"));
+    let report = committed.answers[0].as_ref().expect("stored");
+    assert_eq!(report.tasks_created, 0, "{report:?}");
+    let ids: Vec<String> = sqlx::query("SELECT id FROM tasks WHERE dedup_key = 'fix:z'")
+        .fetch_all(store.pool())
+        .await
+        .expect("tasks")
+        .iter()
+        .map(|r| sqlx::Row::try_get(r, "id").expect("id"))
+        .collect();
+    assert_eq!(ids, ["other"], "one open fix for z: the other writer's");
+    store.close().await;
+}
+
 #[test]
 fn lock_key_lists_stay_under_one_tls_record_and_keep_the_global_order() {
     for n in [0usize, 1, 10, 700, 5000] {
