@@ -1,8 +1,9 @@
 //! Load benchmark of the built binary over HTTP on loopback (no timed assertions: it prints
 //! figures for docs/BENCHMARKS.md). Every loop is bounded in count and time.
 //!
-//! Run: `cargo bench --bench load` (needs PostgreSQL on 127.0.0.1:5432 and, for the probe
-//! comparison, Debian's `prometheus-blackbox-exporter`; `scripts/bench.sh` sets both up).
+//! Run: `cargo bench --bench load` (needs PostgreSQL on 127.0.0.1:5432 and Debian's `wrk` for
+//! ingest and `/metrics`, `nginx` for `/metrics`, `pgbench` for claims and
+//! `prometheus-blackbox-exporter` for probes; `scripts/bench.sh` installs and starts them).
 //! Sections can be picked: `cargo bench --bench load -- startup ingest claims metrics budget probes`.
 //! `DEPLOYWATCH_BIN=/path/to/deploywatch` runs that binary instead of the one cargo built.
 
