@@ -257,43 +257,12 @@ fn ingest_run(
         .expect("wrk (Debian package wrk)");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "wrk failed: {text}");
-    let field = |prefix: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_string()))
-            .unwrap_or_default()
-    };
-    let ms = |v: String| -> f64 {
-        let num = |suffix: &str| v.strip_suffix(suffix).and_then(|n| n.parse::<f64>().ok());
-        num("us")
-            .map(|n| n / 1000.0)
-            .or_else(|| num("ms"))
-            .or_else(|| num("s").map(|n| n * 1000.0))
-            .unwrap_or(f64::NAN)
-    };
-    // "123456 requests in 20.00s, 12.34MB read"
-    let summary = text
-        .lines()
-        .find(|l| l.contains(" requests in "))
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let mut words = summary.split_whitespace();
-    let requests: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-    let elapsed: f64 = words
-        .nth(2)
-        .and_then(|w| w.trim_end_matches(',').strip_suffix('s')?.parse().ok())
-        .unwrap_or(f64::NAN);
-    let non_2xx: u64 = field("Non-2xx or 3xx responses:").parse().unwrap_or(0);
-    // "Socket errors: connect 0, read 0, write 0, timeout 0"
-    let socket: u64 = field("Socket errors:")
-        .split(',')
-        .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
-        .sum();
+    let r = read_wrk(&text);
     IngestRun {
-        nps: (requests - non_2xx) as f64 / elapsed,
-        p50: ms(field("50%")),
-        p99: ms(field("99%")),
-        errors: non_2xx + socket,
+        nps: (r.requests - r.non_2xx) as f64 / r.secs,
+        p50: r.p50,
+        p99: r.p99,
+        errors: r.non_2xx + r.socket_errors,
     }
 }
 
@@ -580,9 +549,30 @@ fn wrk(url: &str, conns: u32, secs: u32, gzip: bool) -> (f64, f64, f64) {
         cmd.args(["-H", "Accept-Encoding: gzip"]);
     }
     let out = cmd.arg(url).output().expect("wrk (Debian package wrk)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let ms = |v: &str| -> f64 {
-        let v = v.trim();
+    let r = read_wrk(&String::from_utf8_lossy(&out.stdout));
+    (r.p50, r.p99, r.rps)
+}
+
+/// What `wrk --latency` printed.
+struct WrkReport {
+    /// Latency percentiles, ms.
+    p50: f64,
+    p99: f64,
+    rps: f64,
+    /// Responses of any status, and the seconds they took.
+    requests: u64,
+    secs: f64,
+    non_2xx: u64,
+    socket_errors: u64,
+}
+
+fn read_wrk(text: &str) -> WrkReport {
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_string()))
+            .unwrap_or_default()
+    };
+    let ms = |v: String| -> f64 {
         let num = |suffix: &str| v.strip_suffix(suffix).and_then(|n| n.parse::<f64>().ok());
         num("us")
             .map(|n| n / 1000.0)
@@ -590,13 +580,30 @@ fn wrk(url: &str, conns: u32, secs: u32, gzip: bool) -> (f64, f64, f64) {
             .or_else(|| num("s").map(|n| n * 1000.0))
             .unwrap_or(f64::NAN)
     };
-    let field = |prefix: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_string()))
-            .unwrap_or_default()
-    };
-    let rps = field("Requests/sec:").parse().unwrap_or(f64::NAN);
-    (ms(&field("50%")), ms(&field("99%")), rps)
+    // "123456 requests in 20.00s, 12.34MB read"
+    let summary = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .unwrap_or_default();
+    let mut words = summary.split_whitespace();
+    let requests = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+    let secs = words
+        .nth(2)
+        .and_then(|w| w.trim_end_matches(',').strip_suffix('s')?.parse().ok())
+        .unwrap_or(f64::NAN);
+    WrkReport {
+        p50: ms(field("50%")),
+        p99: ms(field("99%")),
+        rps: field("Requests/sec:").parse().unwrap_or(f64::NAN),
+        requests,
+        secs,
+        non_2xx: field("Non-2xx or 3xx responses:").parse().unwrap_or(0),
+        // "Socket errors: connect 0, read 0, write 0, timeout 0"
+        socket_errors: field("Socket errors:")
+            .split(',')
+            .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+            .sum(),
+    }
 }
 
 /// Debian's nginx serving `dir/metrics` (and `metrics.gz` to clients that accept gzip), its own
