@@ -181,9 +181,10 @@ async fn run_writes(
         return run_writes_sqlite(tx, writes, now).await;
     }
     for w in writes {
+        let sql = w.numbered(1);
         let mut touched = 0;
         for json in &w.chunks {
-            let r = sqlx::query(sqlx::AssertSqlSafe(w.numbered(1)))
+            let r = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(json.as_str())
                 .bind(now)
                 .execute(&mut **tx)
